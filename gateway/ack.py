@@ -1,0 +1,142 @@
+"""Build HL7 v2 acknowledgements (ACK) for received messages.
+
+AR versus AE, settled once (see docs/acks.md): **AR** when the envelope is unacceptable —
+the bytes are not an HL7 message, or MSH names a type, event, processing id or version
+this listener does not take. **AE** when the message was read but its content is wrong
+(required field missing, bad data type, segment order) or we failed to process it (207).
+Either way an ERR segment carries the HL7 table 0357 code and a readable text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mappers.errors import MessageError
+
+DEFAULT_ENCODING = "^~\\&"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The MSH fields an ACK echoes, read tolerantly even from a broken message."""
+
+    field_sep: str = "|"
+    encoding_chars: str = DEFAULT_ENCODING
+    sending_application: str = ""
+    sending_facility: str = ""
+    receiving_application: str = ""
+    receiving_facility: str = ""
+    trigger_event: str = ""
+    control_id: str = ""
+    processing_id: str = "P"
+    version: str = "2.5.1"
+
+
+def sniff_envelope(text: str) -> Envelope:
+    """Read what an ACK needs from the first segment, never raising.
+
+    Used for the NAK of a message the parser refused: whatever can be echoed is echoed,
+    so the sender can match the NAK to its message.
+    """
+    text = text.lstrip("\ufeff\r\n ")
+    if not text.startswith("MSH") or len(text) < 8:
+        return Envelope()
+    sep = text[3]
+    first = text.split("\r", 1)[0].split("\n", 1)[0]
+    fields = first.split(sep)
+    enc = fields[1] if len(fields) > 1 and len(fields[1]) >= 4 else DEFAULT_ENCODING
+    comp = enc[0]
+
+    def get(n: int) -> str:
+        # MSH-1 is the separator itself, so MSH-n sits at index n - 1.
+        return fields[n - 1] if len(fields) > n - 1 else ""
+
+    msg_type = get(9).split(comp)
+    return Envelope(
+        field_sep=sep,
+        encoding_chars=enc,
+        sending_application=get(3),
+        sending_facility=get(4),
+        receiving_application=get(5),
+        receiving_facility=get(6),
+        trigger_event=msg_type[1] if len(msg_type) > 1 else "",
+        control_id=get(10),
+        processing_id=get(11).split(comp)[0] or "P",
+        version=get(12).split(comp)[0] or "2.5.1",
+    )
+
+
+def escape(text: str, env: Envelope) -> str:
+    """Escape HL7 delimiters in free text placed into an ACK."""
+    comp, rep, esc, sub = env.encoding_chars[:4]
+    out = text.replace(esc, f"{esc}E{esc}")
+    for char, code in ((env.field_sep, "F"), (comp, "S"), (rep, "R"), (sub, "T")):
+        out = out.replace(char, f"{esc}{code}{esc}")
+    return out.replace("\r", " ").replace("\n", " ")
+
+
+def hl7_timestamp(now: datetime | None = None) -> str:
+    """An HL7 DTM with seconds and offset, e.g. 20261126134500+0000."""
+    now = now or datetime.now(UTC)
+    return now.strftime("%Y%m%d%H%M%S%z")
+
+
+def build_ack(
+    env: Envelope,
+    code: str,
+    *,
+    ack_control_id: str,
+    error: MessageError | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Return the ACK message text (segments joined by CR, no MLLP framing).
+
+    The ACK swaps sender and receiver, echoes MSH-10 in MSA-2, and for AE/AR adds an ERR
+    segment: ERR-1 (ELD) for versions before 2.5, ERR-2/3/4/8 from 2.5 on.
+    """
+    s = env.field_sep
+    comp, _rep, _esc, sub = env.encoding_chars[:4]
+    trigger = env.trigger_event
+    msg_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
+    msh = s.join([
+        "MSH", env.encoding_chars, env.receiving_application, env.receiving_facility,
+        env.sending_application, env.sending_facility, hl7_timestamp(now), "",
+        msg_type, ack_control_id, env.processing_id, env.version,
+    ])
+    text = escape(str(error), env) if error else ""
+    msa = s.join(["MSA", code, env.control_id] + ([text] if text else []))
+    segments = [msh, msa]
+    if error is not None:
+        segments.append(_err_segment(env, error, text, comp, sub))
+    return "\r".join(segments) + "\r"
+
+
+def _err_segment(env: Envelope, error: MessageError, text: str, comp: str, sub: str) -> str:
+    """ERR for the version the sender speaks."""
+    s = env.field_sep
+    seg, seq, fld = error.segment or "", str(error.sequence or ""), str(error.field or "")
+    code = error.err_code
+    if _version_tuple(env.version) < (2, 5):
+        eld = comp.join([seg, seq, fld, sub.join([code, text, "HL70357"])])
+        return s.join(["ERR", eld])
+    erl = comp.join([seg, seq, fld]) if seg else ""
+    cwe = comp.join([code, text, "HL70357"])
+    return s.join(["ERR", "", erl, cwe, "E", "", "", "", text])
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for p in version.split("."):
+        if not p.isdigit():
+            break
+        parts.append(int(p))
+    return tuple(parts) or (2, 5)
+
+
+def ack_code_of(ack_text: str) -> str:
+    """MSA-1 of an ACK text ("AA", "AE", ...), or "" when there is no MSA."""
+    for seg in ack_text.replace("\n", "\r").split("\r"):
+        if seg.startswith("MSA") and len(seg) > 4:
+            return seg.split(seg[3])[1]
+    return ""

@@ -1,0 +1,97 @@
+"""MLLP framing: bytes in, frames out; no sockets, no HL7.
+
+A frame is ``<VT> payload <FS><CR>``. The decoder is incremental (feed it whatever the
+socket delivered) so two frames in one TCP write and a frame dribbled a byte at a time
+come out the same. Bytes outside a frame are discarded and counted rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+VT = b"\x0b"
+FS = b"\x1c"
+CR = b"\x0d"
+START = VT[0]
+END = FS + CR
+
+
+class FrameTooLarge(Exception):
+    """A frame grew past the configured maximum; the connection must be reset."""
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """Wrap one HL7 message in MLLP start and end bytes."""
+    return VT + payload + END
+
+
+@dataclass
+class FrameDecoder:
+    """Incremental MLLP decoder.
+
+    ``strict_end`` refuses a frame that ends in FS without the trailing CR (the byte after
+    FS is then treated as noise); when False a lone FS also ends a frame.
+    """
+
+    max_frame_bytes: int = 16 * 1024 * 1024
+    strict_end: bool = True
+    discarded_bytes: int = 0
+    _buffer: bytearray = field(default_factory=bytearray)
+    _in_frame: bool = False
+
+    @property
+    def in_frame(self) -> bool:
+        """True while a frame has started and not yet ended (a partial frame is buffered)."""
+        return self._in_frame
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of the partial frame held so far."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Consume ``data`` and return the frames it completed, in order."""
+        frames: list[bytes] = []
+        while data:
+            if not self._in_frame:
+                start = data.find(VT)
+                if start < 0:
+                    self.discarded_bytes += len(data)
+                    break
+                self.discarded_bytes += start
+                data = data[start + 1 :]
+                self._in_frame = True
+                self._buffer.clear()
+                continue
+            search_from = max(0, len(self._buffer) - 1)  # an FS may end the previous chunk
+            self._buffer += data
+            data = b""
+            end, width = self._find_end(search_from)
+            if end < 0:
+                if len(self._buffer) > self.max_frame_bytes:
+                    self.reset()
+                    raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes")
+                break
+            if end > self.max_frame_bytes:
+                self.reset()
+                raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes")
+            frames.append(bytes(self._buffer[:end]))
+            data = bytes(self._buffer[end + width :])
+            self.reset()
+        return frames
+
+    def _find_end(self, search_from: int) -> tuple[int, int]:
+        """Position and width of the frame terminator in the buffer, or (-1, 0)."""
+        if self.strict_end:
+            return self._buffer.find(END, search_from), 2
+        end = self._buffer.find(FS, search_from)
+        if end < 0:
+            return -1, 0
+        if end + 1 < len(self._buffer) and self._buffer[end + 1] == CR[0]:
+            return end, 2
+        return end, 1
+
+    def reset(self) -> None:
+        """Drop any partial frame (the peer went away or the frame was refused)."""
+        self._buffer.clear()
+        self._in_frame = False

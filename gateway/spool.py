@@ -1,0 +1,327 @@
+"""The durable spool: every accepted message is committed here before it is ACKed.
+
+SQLite in WAL mode with ``synchronous=FULL``: a commit that returned survives a power cut.
+One writer thread owns the connection. Callers on the event loop hand rows to an asyncio
+queue; the writer takes everything queued and commits it in one transaction (group
+commit), so many connections share one fsync instead of serialising on it.
+
+Duplicates are decided inside the writer, in the same transaction as the insert, so two
+copies of one frame arriving together cannot both be stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from gateway.errors import SpoolError
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    listener TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    ack BLOB NOT NULL,
+    event_id TEXT NOT NULL,
+    patient_key TEXT,
+    payload BLOB NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'pending',
+    conflict INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    published_at REAL,
+    kafka_topic TEXT,
+    kafka_partition INTEGER,
+    kafka_offset INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_by_sender_id ON messages (sender, control_id);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    listener TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    ack_code TEXT NOT NULL,
+    err_code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    ack BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A message that passed intake checks, with its ACK and mapped event payload."""
+
+    listener: str
+    peer: str
+    sender: str
+    control_id: str
+    message_type: str
+    sha256: str
+    raw: bytes
+    ack: bytes
+    event_id: str
+    patient_key: str | None
+    payload: bytes
+    summary: str = "{}"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message refused with AE/AR; its raw bytes are kept for inspection."""
+
+    listener: str
+    peer: str
+    sender: str
+    control_id: str
+    ack_code: str
+    err_code: str
+    reason: str
+    raw: bytes
+    ack: bytes
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What the spool did with a row: stored, a duplicate of an earlier one, or a conflict."""
+
+    status: Literal["stored", "duplicate", "conflict", "rejected"]
+    row_id: int
+    ack: bytes
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """An unpublished message, as the publisher needs it."""
+
+    id: int
+    received_at: float
+    sender: str
+    control_id: str
+    message_type: str
+    event_id: str
+    patient_key: str | None
+    payload: bytes
+    summary: str
+
+
+_Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
+
+
+class Spool:
+    """Durable message store with group commit; start() before use, stop() to close."""
+
+    def __init__(self, path: Path, *, max_batch: int = 512) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._conn: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.rows_committed = 0
+
+    async def start(self) -> None:
+        """Open (or create) the database and start the group-commit writer."""
+        await self._run(self._open)
+        self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then close; safe to call twice."""
+        if self._writer is not None:
+            while not self._queue.empty():
+                await asyncio.sleep(0.005)
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+        if self._conn is not None:
+            await self._run(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def store(self, row: Accepted | Rejected) -> StoreOutcome:
+        """Commit ``row`` durably; return only once it is on disk."""
+        if self._writer is None:
+            raise SpoolError("spool is not started")
+        fut: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((row, fut))
+        return await fut
+
+    async def pending(self, limit: int = 500, after_id: int = 0) -> list[PendingRow]:
+        """Unpublished rows in arrival order."""
+        return await self._run(self._pending, limit, after_id)
+
+    async def mark_published(
+        self, marks: Iterable[tuple[int, str, int, int]]
+    ) -> None:
+        """Mark rows published: (row id, topic, partition, offset) each."""
+        await self._run(self._mark_published, list(marks))
+
+    async def record_failure(self, row_id: int, error: str) -> None:
+        """Count a failed publish attempt and keep its reason (no PHI: error text only)."""
+        await self._run(self._record_failure, row_id, error)
+
+    async def depth(self) -> int:
+        """Number of rows waiting to be published."""
+        return await self._run(self._depth)
+
+    async def counts(self) -> dict[str, int]:
+        """Row counts by status plus rejected, for health and metrics."""
+        return await self._run(self._counts)
+
+    async def ack_for(self, row_id: int) -> bytes:
+        """The ACK stored with a row."""
+        return await self._run(self._ack_for, row_id)
+
+    # -- event-loop side ------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                outcomes = await self._run(self._write_batch, [row for row, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                err = SpoolError(f"spool commit failed: {exc}")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                continue
+            for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                if not fut.done():
+                    fut.set_result(outcome)
+
+    # -- writer-thread side ---------------------------------------------------------------
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise SpoolError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SpoolError("spool is not open")
+        return self._conn
+
+    def _write_batch(self, rows: list[Accepted | Rejected]) -> list[StoreOutcome]:
+        conn = self._db()
+        outcomes: list[StoreOutcome] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for row in rows:
+                outcomes.append(self._write_one(conn, row))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.rows_committed += len(rows)
+        return outcomes
+
+    def _write_one(self, conn: sqlite3.Connection, row: Accepted | Rejected) -> StoreOutcome:
+        now = time.time()
+        if isinstance(row, Rejected):
+            cur = conn.execute(
+                "INSERT INTO rejected (received_at, listener, peer, sender, control_id,"
+                " ack_code, err_code, reason, raw, ack) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (now, row.listener, row.peer, row.sender, row.control_id, row.ack_code,
+                 row.err_code, row.reason, row.raw, row.ack),
+            )
+            return StoreOutcome("rejected", int(cur.lastrowid or 0), row.ack)
+        earlier = conn.execute(
+            "SELECT id, sha256, ack FROM messages WHERE sender = ? AND control_id = ?"
+            " ORDER BY id",
+            (row.sender, row.control_id),
+        ).fetchall()
+        for row_id, sha, ack in earlier:
+            if sha == row.sha256:
+                return StoreOutcome("duplicate", int(row_id), bytes(ack))
+        cur = conn.execute(
+            "INSERT INTO messages (received_at, listener, peer, sender, control_id,"
+            " message_type, sha256, raw, ack, event_id, patient_key, payload, summary,"
+            " conflict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (now, row.listener, row.peer, row.sender, row.control_id, row.message_type,
+             row.sha256, row.raw, row.ack, row.event_id, row.patient_key, row.payload,
+             row.summary, 1 if earlier else 0),
+        )
+        return StoreOutcome("conflict" if earlier else "stored", int(cur.lastrowid or 0), row.ack)
+
+    def _pending(self, limit: int, after_id: int) -> list[PendingRow]:
+        rows = self._db().execute(
+            "SELECT id, received_at, sender, control_id, message_type, event_id,"
+            " patient_key, payload, summary FROM messages"
+            " WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [PendingRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8])
+                for r in rows]
+
+    def _mark_published(self, marks: list[tuple[int, str, int, int]]) -> None:
+        conn = self._db()
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "UPDATE messages SET status = 'published', published_at = ?, kafka_topic = ?,"
+            " kafka_partition = ?, kafka_offset = ?, attempts = attempts + 1 WHERE id = ?",
+            [(now, topic, part, off, row_id) for row_id, topic, part, off in marks],
+        )
+        conn.execute("COMMIT")
+
+    def _record_failure(self, row_id: int, error: str) -> None:
+        self._db().execute(
+            "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error[:500], row_id),
+        )
+
+    def _depth(self) -> int:
+        return int(self._db().execute(
+            "SELECT count(*) FROM messages WHERE status = 'pending'").fetchone()[0])
+
+    def _counts(self) -> dict[str, int]:
+        conn = self._db()
+        counts = {status: int(n) for status, n in conn.execute(
+            "SELECT status, count(*) FROM messages GROUP BY status")}
+        counts["conflict"] = int(conn.execute(
+            "SELECT count(*) FROM messages WHERE conflict = 1").fetchone()[0])
+        counts["rejected"] = int(conn.execute("SELECT count(*) FROM rejected").fetchone()[0])
+        return counts
+
+    def _ack_for(self, row_id: int) -> bytes:
+        row = self._db().execute("SELECT ack FROM messages WHERE id = ?", (row_id,)).fetchone()
+        if row is None:
+            raise SpoolError(f"no spool row {row_id}")
+        return bytes(row[0])
