@@ -1,0 +1,450 @@
+"""A real single-node Apache Kafka broker (KRaft) for development and tests.
+
+The broker runs from Maven Central jars: no Docker, no Apache download site. The jars are
+fetched once into ``cache_dir/kafka-<version>/libs`` with a throw-away POM; later starts
+only format the data directory (if new) and launch ``kafka.Kafka``. See shared KAFKA.md
+for where each setting comes from. Used by ``hl7gw dev kafka`` and the tests' fixture.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import ctypes
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib.resources import files
+from pathlib import Path
+from string import Template
+from types import TracebackType
+
+from gateway.errors import BrokerUnavailable, GatewayError, MissingTool
+
+HOST = "127.0.0.1"
+LOG4J_VERSION = "2.24.3"  # what Kafka 4.0-4.1 shipped; the binding Kafka's POM leaves out
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+JAVA_HINT = "Java 17+ (apt-get install openjdk-17-jre-headless)"
+MAVEN_HINT = "Maven (apt-get install maven)"
+JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+FETCH_TIMEOUT = 900.0  # seconds for the one-off Maven fetch; a cold ~/.m2 is ~100 MB
+_MARKER = "fetched.ok"
+_PR_SET_PDEATHSIG = 1
+
+SERVER_PROPERTIES = """\
+# Written by gateway.dev.kafka on every start; edits are lost.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{host}:{controller_port}
+listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
+advertised.listeners=PLAINTEXT://{host}:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={log_dir}
+num.partitions=3
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+log.cleaner.dedupe.buffer.size=2097152
+num.network.threads=2
+num.io.threads=2
+background.threads=2
+auto.create.topics.enable=true
+"""
+
+
+def _quiet(message: str) -> None:
+    """Default progress sink: say nothing."""
+
+
+def default_cache_dir() -> Path:
+    """``$HL7GW_CACHE_DIR``, else ``.cache/hl7gw`` in the enclosing git checkout (or cwd)."""
+    configured = os.environ.get("HL7GW_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    cwd = Path.cwd()
+    root = next((d for d in (cwd, *cwd.parents) if (d / ".git").exists()), cwd)
+    return root / ".cache" / "hl7gw"
+
+
+def render_server_properties(*, port: int, controller_port: int, log_dir: Path) -> str:
+    """The ``server.properties`` of one combined broker+controller node on loopback."""
+    return SERVER_PROPERTIES.format(
+        host=HOST, port=port, controller_port=controller_port, log_dir=log_dir
+    )
+
+
+def render_pom(kafka_version: str, log4j_version: str = LOG4J_VERSION) -> str:
+    """The throw-away POM whose dependencies are the broker's jars."""
+    template = files("gateway.dev").joinpath("kafka_files", "pom.xml.template").read_text()
+    return Template(template).substitute(kafka_version=kafka_version, log4j_version=log4j_version)
+
+
+def free_port(exclude: frozenset[int] = frozenset()) -> int:
+    """A loopback TCP port that is free now (bound to port 0, read, closed)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port: int = sock.getsockname()[1]
+        if port not in exclude:
+            return port
+
+
+def ensure_port_free(port: int) -> None:
+    """Raise :class:`BrokerUnavailable` when something already listens on ``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Java sets SO_REUSEADDR too, so TIME_WAIT leftovers do not count as "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as exc:
+            raise BrokerUnavailable(f"port {port} on {HOST} is not free: {exc.strerror}") from exc
+
+
+def choose_ports(port: int | None = None) -> tuple[int, int]:
+    """``(broker_port, controller_port)``: ``port`` if given and free, else free ones."""
+    if port is not None:
+        ensure_port_free(port)
+    broker = port if port is not None else free_port()
+    return broker, free_port(exclude=frozenset({broker}))
+
+
+def metadata_ready(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a Kafka Metadata (v1) request is answered with at least one broker."""
+    correlation_id = 0x686C37  # any number; the answer must echo it
+    client_id = b"hl7gw-probe"
+    # Request header v1 (api_key 3 = Metadata, version 1) and an empty topic list.
+    request = struct.pack(">hhih", 3, 1, correlation_id, len(client_id)) + client_id
+    request += struct.pack(">i", 0)
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            (size,) = struct.unpack(">i", _receive_exactly(sock, 4))
+            answer = _receive_exactly(sock, size)
+    except OSError:
+        return False
+    if len(answer) < 8:
+        return False
+    echoed, broker_count = struct.unpack_from(">ii", answer)
+    return bool(echoed == correlation_id and broker_count >= 1)
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+    """Read ``size`` bytes or raise ``ConnectionError`` (an ``OSError``) on early EOF."""
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = sock.recv(size - len(chunks))
+        if not chunk:
+            raise ConnectionError("connection closed mid-answer")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def require_tool(name: str, hint: str) -> str:
+    """The full path of program ``name``, or :class:`MissingTool` saying what to install."""
+    path = shutil.which(name)
+    if path is None:
+        raise MissingTool(
+            f"{name!r} not found on PATH: install {hint}, "
+            "or set KAFKA_BOOTSTRAP_SERVERS to use an existing Kafka broker"
+        )
+    return path
+
+
+def ensure_jars(
+    cache_dir: Path, kafka_version: str, *, mvn: str = "mvn", log: Callable[[str], None] = _quiet
+) -> Path:
+    """The ``libs`` directory of Kafka ``kafka_version``, fetched with Maven on first use.
+
+    The marker file is written only after a complete fetch, so a killed fetch is redone;
+    with the marker present Maven is not run at all (fast, offline).
+    """
+    home = cache_dir / f"kafka-{kafka_version}"
+    libs, marker = home / "libs", home / _MARKER
+    if marker.is_file() and libs.is_dir():
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(home / ".lock"):
+        if marker.is_file() and libs.is_dir():  # another process fetched while we waited
+            return libs
+        maven = require_tool(mvn, MAVEN_HINT)
+        log(f"fetching Kafka {kafka_version} jars with Maven into {libs} (first run only)")
+        work = Path(tempfile.mkdtemp(prefix="fetch-", dir=home))
+        try:
+            fetched = _maven_copy_dependencies(maven, kafka_version, work)
+            shutil.rmtree(libs, ignore_errors=True)
+            fetched.rename(libs)
+            marker.write_text("\n".join(sorted(p.name for p in libs.glob("*.jar"))) + "\n")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return libs
+
+
+def _maven_copy_dependencies(maven: str, kafka_version: str, work: Path) -> Path:
+    """Run the dependency plugin in ``work``; return the directory holding the jars."""
+    (work / "pom.xml").write_text(render_pom(kafka_version))
+    out = work / "libs"
+    command = [maven, "-q", "-B", "-f", str(work / "pom.xml"),
+               f"{DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime",
+               f"-DoutputDirectory={out}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True,
+                              timeout=FETCH_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerUnavailable(f"Maven did not fetch Kafka within {FETCH_TIMEOUT:.0f}s") from exc
+    if done.returncode != 0 or not (out / f"kafka_2.13-{kafka_version}.jar").is_file():
+        output = _last_lines(done.stdout + done.stderr)
+        raise BrokerUnavailable(
+            f"Maven could not fetch Kafka {kafka_version} (exit {done.returncode}): "
+            f"{' '.join(command)}\n{output}"
+        )
+    return out
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (one fetch at a time per cache)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _last_lines(text: str, count: int = 30) -> str:
+    """The last ``count`` lines of ``text``."""
+    return "\n".join(text.splitlines()[-count:])
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that SIGTERMs the broker when this process dies, on Linux.
+
+    Linux ties the signal to the *thread* that forked, so it is only armed from the main
+    thread: a broker started from a short-lived worker thread would otherwise die with it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return arm
+
+
+class LocalKafka:
+    """A single-node KRaft Kafka broker on loopback, run from Maven Central jars."""
+
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        data_dir: Path,
+        cache_dir: Path,
+        kafka_version: str = "4.1.1",
+        log: Callable[[str], None] | None = None,
+        java: str = "java",
+        mvn: str = "mvn",
+    ) -> None:
+        self.port = port
+        self.data_dir = data_dir
+        self.cache_dir = cache_dir
+        self.kafka_version = kafka_version
+        self.java = java
+        self.mvn = mvn
+        self._log = log or _quiet
+        self._process: subprocess.Popen[bytes] | None = None
+        self._bound_port: int | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``"127.0.0.1:PORT"`` of the started broker."""
+        if self._bound_port is None:
+            raise BrokerUnavailable("LocalKafka has not been started")
+        return f"{HOST}:{self._bound_port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the broker's stdout and stderr go."""
+        return self.data_dir / "broker.log"
+
+    def is_running(self) -> bool:
+        """True while the broker process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 120) -> str:
+        """Fetch (first time), format (new data dir), launch, and wait until it answers.
+
+        ``timeout`` bounds the broker's start-up, not the one-off Maven fetch. Returns the
+        bootstrap servers string; raises :class:`MissingTool` or :class:`BrokerUnavailable`.
+        """
+        if self.is_running():
+            return self.bootstrap_servers
+        port, controller_port = choose_ports(self.port)
+        java = require_tool(self.java, JAVA_HINT)
+        libs = ensure_jars(self.cache_dir, self.kafka_version, mvn=self.mvn, log=self._log)
+        config = self._write_config(port, controller_port)
+        self._format(java, libs, config)
+        self._launch(java, libs, config)
+        self._bound_port = port
+        try:
+            self._wait_until_ready(port, timeout)
+        except BaseException:
+            self.stop()
+            self._bound_port = None
+            raise
+        return self.bootstrap_servers
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM the broker, wait up to ``timeout`` seconds, then SIGKILL. Idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._log(f"Kafka did not stop within {timeout:.0f}s; killing it")
+            process.kill()
+            process.wait()
+
+    def wait(self) -> int | None:
+        """Block until the broker process exits; its exit code (None if never started)."""
+        return None if self._process is None else self._process.wait()
+
+    def __enter__(self) -> LocalKafka:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _write_config(self, port: int, controller_port: int) -> Path:
+        """Write server.properties and log4j2.properties into the data dir."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log4j = files("gateway.dev").joinpath("kafka_files", "log4j2.properties").read_text()
+        (self.data_dir / "log4j2.properties").write_text(log4j)
+        config = self.data_dir / "server.properties"
+        config.write_text(render_server_properties(
+            port=port, controller_port=controller_port, log_dir=self.data_dir / "data"
+        ))
+        return config
+
+    def _java_command(self, java: str, libs: Path, *args: str) -> list[str]:
+        """``java`` with our JVM options, logging config and class path, then ``args``."""
+        log4j = self.data_dir / "log4j2.properties"
+        return [java, *JVM_OPTIONS, f"-Dlog4j2.configurationFile={log4j}",
+                "-cp", f"{libs}/*", *args]
+
+    def _format(self, java: str, libs: Path, config: Path) -> None:
+        """Format the log dir with a new cluster id, unless it already was (kept data)."""
+        if (self.data_dir / "data" / "meta.properties").is_file():
+            self._log(f"reusing Kafka data in {self.data_dir / 'data'}")
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        command = self._java_command(java, libs, "kafka.tools.StorageTool", "format",
+                                     "-t", cluster_id, "-c", str(config))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise BrokerUnavailable(
+                f"kafka.tools.StorageTool format failed (exit {done.returncode}):\n"
+                + _last_lines(done.stdout + done.stderr)
+            )
+
+    def _launch(self, java: str, libs: Path, config: Path) -> None:
+        """Start ``kafka.Kafka`` with its output in broker.log."""
+        command = self._java_command(java, libs, "kafka.Kafka", str(config))
+        self._log(f"starting Kafka {self.kafka_version} (log: {self.log_path})")
+        with self.log_path.open("wb") as out:
+            # Own session: a terminal's Ctrl-C reaches us, and we stop the broker in order.
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_parent_death_hook(),
+            )
+
+    def _wait_until_ready(self, port: int, timeout: float) -> None:
+        """Poll with Metadata requests until answered, the process exits, or time is up."""
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        while not metadata_ready(HOST, port):
+            code = self._process.poll()
+            if code is not None:
+                raise BrokerUnavailable(
+                    f"Kafka exited with code {code} before it was ready; "
+                    f"end of {self.log_path}:\n{self._log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(
+                    f"Kafka did not answer on {HOST}:{port} within {timeout:.0f}s; "
+                    f"end of {self.log_path}:\n{self._log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def _log_tail(self) -> str:
+        """The last lines of broker.log, for error messages."""
+        try:
+            return _last_lines(self.log_path.read_text(errors="replace"))
+        except OSError:
+            return "(no broker.log)"
+
+
+def run_broker(port: int | None = None, data_dir: Path | None = None) -> int:
+    """``hl7gw dev kafka``: run a local broker until SIGINT/SIGTERM; the exit code.
+
+    Without ``data_dir`` the broker's data lives in a temporary directory removed on exit;
+    with it, topics and offsets survive restarts.
+    """
+    scratch = None if data_dir is not None else Path(tempfile.mkdtemp(prefix="hl7gw-kafka-"))
+    broker = LocalKafka(port=port, data_dir=data_dir or scratch or Path(),
+                        cache_dir=default_cache_dir(), log=_to_stderr)
+    # SIGTERM behaves like Ctrl-C: KeyboardInterrupt wherever we are, even mid-start.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        began = time.monotonic()
+        bootstrap = broker.start()
+        print(f"Kafka ready at {bootstrap} (started in {time.monotonic() - began:.1f}s)",
+              flush=True)
+        code = broker.wait()
+        _to_stderr(f"Kafka exited unexpectedly (code {code}); see {broker.log_path}")
+        return 1
+    except KeyboardInterrupt:
+        _to_stderr("stopping Kafka")
+        return 0
+    except GatewayError as exc:
+        _to_stderr(f"error: {exc}")
+        return 1
+    finally:
+        broker.stop()
+        signal.signal(signal.SIGTERM, previous)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _to_stderr(message: str) -> None:
+    """Progress and errors for the CLI go to stderr; stdout carries only the ready line."""
+    print(f"hl7gw dev kafka: {message}", file=sys.stderr, flush=True)
