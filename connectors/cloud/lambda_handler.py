@@ -1,0 +1,119 @@
+"""The AWS Lambda entry point: HTTP events through Mangum, Kafka batches directly.
+
+HTTP invocations (API Gateway REST and HTTP APIs, function URLs, ALB) go through Mangum
+to the same FastAPI app. Kafka event-source invocations (Amazon MSK ``aws:kafka``,
+self-managed ``SelfManagedKafka``) arrive as ``records`` keyed ``"<topic>-<partition>"``,
+each record with base64 ``key``/``value`` and ``headers`` as ``[{name: [byte, ...]}]``;
+each record is decoded to an :class:`Event` and goes through the app's intake.
+
+The answer to a Kafka batch is a partial batch response: ``{"batchItemFailures":
+[{"itemIdentifier": {"topic-partition": "t-0", "offset": 15}}]}`` (the composite id AWS
+uses for Kafka; turn on ``ReportBatchItemFailures`` on the event source mapping). Once a
+record of a partition fails, the later records of that partition are not processed and are
+reported too, so a retry keeps their order. Give the mapping a bounded
+``MaximumRetryAttempts`` and an on-failure destination so a poison record cannot stall
+its partition forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import binascii
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from mangum import Mangum
+
+from connectors.cloud.intake import Intake, Status
+from connectors.errors import InvalidEvent
+from connectors.events import Event
+
+log = logging.getLogger(__name__)
+
+KAFKA_SOURCES = frozenset({"aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka"})
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+class _Loop:
+    """One event loop per Lambda process, reused across invocations (warm starts)."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        if cls.loop is None or cls.loop.is_closed():
+            cls.loop = asyncio.new_event_loop()
+            atexit.register(cls.loop.close)
+        # Mangum looks the loop up with get_event_loop(); make sure it finds this one.
+        asyncio.set_event_loop(cls.loop)
+        return cls.loop
+
+
+def is_kafka_event(event: dict[str, Any]) -> bool:
+    """Whether a Lambda event comes from an MSK or self-managed Kafka event source."""
+    return event.get("eventSource") in KAFKA_SOURCES and isinstance(event.get("records"), dict)
+
+
+def make_handler(app: FastAPI) -> LambdaHandler:
+    """A Lambda handler for ``app``: Mangum for HTTP events, the intake for Kafka batches."""
+    _Loop.get()
+    http = Mangum(app, lifespan="off")
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        loop = _Loop.get()
+        if is_kafka_event(event):
+            intake: Intake = app.state.intake
+            return loop.run_until_complete(handle_kafka_batch(event, intake))
+        return http(event, context)
+
+    return handler
+
+
+def decode_record(record: dict[str, Any]) -> Event:
+    """One Kafka event-source record as an :class:`Event`; raises :class:`InvalidEvent`."""
+    key = _b64(record.get("key"), "key")
+    value = _b64(record.get("value"), "value")
+    headers: list[tuple[str, bytes]] = []
+    for header in record.get("headers") or []:
+        for name, values in header.items():
+            # Java bytes arrive signed (-128..127); mask them back to 0..255.
+            headers.append((name, bytes(int(b) & 0xFF for b in values)))
+    return Event.from_kafka(key, value, headers)
+
+
+async def handle_kafka_batch(event: dict[str, Any], intake: Intake) -> dict[str, Any]:
+    """Process a Kafka event-source batch; returns the partial batch response."""
+    failures: list[dict[str, Any]] = []
+    for group, records in event["records"].items():
+        failed = False
+        for record in records:
+            tp = f"{record['topic']}-{record['partition']}" if "topic" in record else group
+            ident = {"topic-partition": tp, "offset": record.get("offset")}
+            if not failed and not await _process(record, intake, ident):
+                failed = True
+            if failed:
+                failures.append({"itemIdentifier": ident})
+    return {"batchItemFailures": failures}
+
+
+async def _process(record: dict[str, Any], intake: Intake, ident: dict[str, Any]) -> bool:
+    try:
+        status = await intake.accept(decode_record(record))
+    except Exception as exc:  # noqa: BLE001 - any failure is reported back for a retry
+        log.error("kafka record failed", extra={**ident, "error": type(exc).__name__})
+        return False
+    return status is not Status.IN_PROGRESS
+
+
+def _b64(value: Any, name: str) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        return base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEvent(f"record {name} is not base64") from exc

@@ -1,0 +1,79 @@
+"""What the function does with an event: the :class:`Processor` protocol and a sample.
+
+``MemoryStore`` is the sample processor used by the demo and the tests: it keeps what it
+receives in memory so ``GET /events`` can show it. It holds whole Bundles (PHI), so it is
+for demos and tests, not for a shared deployment; a real processor writes to a FHIR server
+or a store of its own and is passed to ``create_app``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Protocol, runtime_checkable
+
+from connectors.events import Event
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """Handles one accepted event; raising ``EventRejected`` refuses it for good."""
+
+    async def process(self, event: Event, bundle: dict[str, Any]) -> None:
+        """Do the work for ``event``, whose data parsed to ``bundle``."""
+
+
+@runtime_checkable
+class EventReader(Protocol):
+    """A processor that can show what it received (backs ``GET /events``)."""
+
+    def list_events(self) -> list[dict[str, Any]]:
+        """Every kept event, oldest first."""
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """One kept event by CloudEvent id, or None."""
+
+
+def resource_types(resource: dict[str, Any]) -> list[str]:
+    """The resource types in a Bundle's entries (or the one resource's own type)."""
+    if resource.get("resourceType") != "Bundle":
+        kind = resource.get("resourceType")
+        return [kind] if isinstance(kind, str) else []
+    types = []
+    for entry in resource.get("entry") or []:
+        inner = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(inner, dict) and isinstance(inner.get("resourceType"), str):
+            types.append(inner["resourceType"])
+    return types
+
+
+def summary(event: Event, bundle: dict[str, Any]) -> dict[str, Any]:
+    """The record ``GET /events`` shows for one event."""
+    return {"id": event.id, "type": event.type, "source": event.source,
+            "subject": event.subject, "time": event.time,
+            "resource_types": resource_types(bundle), "bundle": bundle}
+
+
+class MemoryStore:
+    """Sample processor: keeps the last ``capacity`` events in memory, oldest first."""
+
+    def __init__(self, capacity: int = 1000) -> None:
+        self._capacity = capacity
+        self._events: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    async def process(self, event: Event, bundle: dict[str, Any]) -> None:
+        """Remember the event (a repeated id replaces the earlier one in place)."""
+        self._events[event.id] = summary(event, bundle)
+        while len(self._events) > self._capacity:
+            self._events.popitem(last=False)
+
+    def list_events(self) -> list[dict[str, Any]]:
+        """Every kept event, in the order received."""
+        return list(self._events.values())
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """One kept event by CloudEvent id, or None."""
+        return self._events.get(event_id)
+
+    def clear(self) -> None:
+        """Forget everything (tests and demos)."""
+        self._events.clear()

@@ -1,0 +1,156 @@
+"""Settings for the connectors, validated at start-up (unknown keys are errors).
+
+``KafkaSettings``: ``bootstrap_servers``, ``topic`` ("hl7.fhir"), ``client_id`` ("hl7gw"),
+``linger_ms`` (5), ``request_timeout_ms`` (30000), ``max_request_size`` (1 MiB),
+``security_protocol`` ("PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL"),
+``sasl_mechanism`` ("PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"), ``sasl_username``,
+``sasl_password``, ``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``.
+
+``BridgeSettings``: ``topic`` ("hl7.fhir"), ``group_id`` ("hl7gw-bridge"), ``target_url``,
+``timeout_s`` (10), ``max_attempts`` (5), ``backoff_initial_s`` (0.5), ``backoff_max_s``
+(30), ``retry_after_max_s`` (120), ``dlq_topic`` (``"<topic>.dlq"``; ``null`` turns
+dead-lettering off, and then an undeliverable event stops the bridge), ``headers`` (extra
+request headers such as API keys; kept as secrets so they never show in logs or reprs),
+``max_batch`` (20 records per poll), ``drain_timeout_s`` (30: how long a stop or a
+rebalance waits for the records in flight).
+
+``FunctionSettings``: ``host`` ("127.0.0.1"), ``port`` (8080), ``dedupe_capacity``
+(10000 ids), ``max_events`` (1000 kept by the sample ``MemoryStore``), ``max_body_bytes``
+(10 MiB).
+
+These are plain pydantic models: the gateway's configuration loader reads a file and passes
+them in; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+# Headers the bridge sets itself; a configured header may not replace them.
+_RESERVED_HEADERS = ("content-type", "content-length", "idempotency-key", "host")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Strict):
+    """How to reach Kafka; shared by the producer, the bridge's consumer and its DLQ."""
+
+    bootstrap_servers: str = Field(min_length=1)
+    topic: str = Field(default="hl7.fhir", min_length=1)
+    client_id: str = Field(default="hl7gw", min_length=1)
+    linger_ms: int = Field(default=5, ge=0)
+    request_timeout_ms: int = Field(default=30000, gt=0)
+    max_request_size: int = Field(default=1048576, gt=0)
+    security_protocol: SecurityProtocol = "PLAINTEXT"
+    sasl_mechanism: SaslMechanism | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    @model_validator(mode="after")
+    def _security_is_consistent(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        sasl_fields = (self.sasl_mechanism, self.sasl_username, self.sasl_password)
+        if sasl and None in sasl_fields:
+            raise ValueError(f"{self.security_protocol} needs sasl_mechanism, sasl_username "
+                             "and sasl_password")
+        if not sasl and any(f is not None for f in sasl_fields):
+            raise ValueError(f"sasl_* settings need a SASL_* security_protocol, "
+                             f"not {self.security_protocol}")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError("ssl_* settings need security_protocol SSL or SASL_SSL")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments shared by aiokafka's producer and consumer constructors."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "request_timeout_ms": self.request_timeout_ms,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = self.ssl_context()
+        if self.sasl_mechanism is not None and self.sasl_password is not None:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        return options
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A verifying TLS context from the configured CA and client certificate files."""
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context
+
+
+class BridgeSettings(_Strict):
+    """What the bridge consumes and where it delivers, with its retry and DLQ policy."""
+
+    topic: str = Field(default="hl7.fhir", min_length=1)
+    group_id: str = Field(default="hl7gw-bridge", min_length=1)
+    target_url: str
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_initial_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=30.0, ge=0)
+    retry_after_max_s: float = Field(default=120.0, ge=0)
+    dlq_topic: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    max_batch: int = Field(default=20, ge=1)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_dlq_topic(cls, data: Any) -> Any:
+        # "<topic>.dlq" unless the key is present; an explicit null turns the DLQ off.
+        if isinstance(data, dict) and "dlq_topic" not in data:
+            data = {**data, "dlq_topic": f"{data.get('topic', 'hl7.fhir')}.dlq"}
+        return data
+
+    @field_validator("target_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise ValueError("target_url must be an absolute http:// or https:// URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for name in value:
+            lname = name.lower()
+            if lname in _RESERVED_HEADERS or lname.startswith("ce-"):
+                raise ValueError(f"header {name!r} is set by the bridge and cannot be configured")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> BridgeSettings:
+        if self.backoff_initial_s > self.backoff_max_s:
+            raise ValueError("backoff_initial_s must not exceed backoff_max_s")
+        if self.dlq_topic is not None and self.dlq_topic == self.topic:
+            raise ValueError("dlq_topic must differ from topic")
+        return self
+
+
+class FunctionSettings(_Strict):
+    """The serverless function app: where it listens and how much it remembers."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    dedupe_capacity: int = Field(default=10000, ge=1)
+    max_events: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
