@@ -252,6 +252,18 @@ def _parent_death_hook() -> Callable[[], None] | None:
     return arm
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id, never starting with "-".
+
+    StorageTool's argument parser reads an id like ``-xY...`` as an option and fails
+    (1 start in 64); Kafka's own ``Uuid.randomUuid()`` skips such ids for the same reason.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 class LocalKafka:
     """A single-node KRaft Kafka broker on loopback, run from Maven Central jars."""
 
@@ -366,7 +378,7 @@ class LocalKafka:
         if (self.data_dir / "data" / "meta.properties").is_file():
             self._log(f"reusing Kafka data in {self.data_dir / 'data'}")
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         command = self._java_command(java, libs, "kafka.tools.StorageTool", "format",
                                      "-t", cluster_id, "-c", str(config))
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

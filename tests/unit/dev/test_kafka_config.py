@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import stat
 import threading
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +244,12 @@ def test_default_cache_dir_is_in_the_enclosing_checkout(
     (tmp_path / "src" / "deep").mkdir(parents=True)
     monkeypatch.chdir(tmp_path / "src" / "deep")
     assert default_cache_dir() == tmp_path / ".cache" / "hl7gw"
+
+
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uuid bytes whose url-safe base64 starts with "-" (0xf8 → "-"), then a normal one.
+    dashed = uuid.UUID(bytes=b"\xf8" + b"\x00" * 15)
+    normal = uuid.UUID(bytes=b"\x00" * 16)
+    ids = iter([dashed, normal])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(ids))
+    assert kafka.new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
