@@ -142,6 +142,11 @@ class EventProducer:
         )
         try:
             await producer.start()
+        except asyncio.CancelledError:
+            # Cancelled mid-start (the gateway stopping while Kafka is slow): close the
+            # half-started client, or it leaks its connections and warns when collected.
+            await producer.stop()
+            raise
         except Exception as exc:
             await producer.stop()
             if not is_kafka_error(exc):
