@@ -69,7 +69,7 @@ def sniff_envelope(text: str) -> Envelope:
 
 def escape(text: str, env: Envelope) -> str:
     """Escape HL7 delimiters in free text placed into an ACK."""
-    comp, rep, esc, sub = env.encoding_chars[:4]
+    comp, rep, esc, sub = (env.encoding_chars[i] for i in range(4))
     out = text.replace(esc, f"{esc}E{esc}")
     for char, code in ((env.field_sep, "F"), (comp, "S"), (rep, "R"), (sub, "T")):
         out = out.replace(char, f"{esc}{code}{esc}")
@@ -96,7 +96,7 @@ def build_ack(
     segment: ERR-1 (ELD) for versions before 2.5, ERR-2/3/4/8 from 2.5 on.
     """
     s = env.field_sep
-    comp, _rep, _esc, sub = env.encoding_chars[:4]
+    comp, sub = env.encoding_chars[0], env.encoding_chars[3]
     trigger = env.trigger_event
     msg_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
     msh = s.join([

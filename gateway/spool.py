@@ -148,8 +148,7 @@ class Spool:
     async def stop(self) -> None:
         """Commit what is queued, then close; safe to call twice."""
         if self._writer is not None:
-            while not self._queue.empty():
-                await asyncio.sleep(0.005)
+            await self._queue.join()
             self._writer.cancel()
             try:
                 await self._writer
@@ -214,10 +213,13 @@ class Spool:
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(err)
+                    self._queue.task_done()
                 continue
             for (_, fut), outcome in zip(batch, outcomes, strict=True):
                 if not fut.done():
                     fut.set_result(outcome)
+            for _ in batch:
+                self._queue.task_done()
 
     # -- writer-thread side ---------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""Gateway settings: one YAML file, validated at start-up, errors naming file/line/field.
+
+Settings are built here once and passed down; no module below reads the environment or
+the file itself. ``KAFKA_BOOTSTRAP_SERVERS`` overrides ``kafka.bootstrap_servers`` so the
+same file works against a local broker and a managed one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectors.settings import BridgeSettings, FunctionSettings, KafkaSettings
+from gateway.errors import ConfigError
+
+HL7_VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ListenerSettings(_Strict):
+    """One MLLP port and what it accepts."""
+
+    name: str = "default"
+    host: str = "127.0.0.1"
+    port: int = Field(default=2575, ge=0, le=65535)
+    charset: str = "utf-8"
+    message_types: list[str] | None = None  # None: every type the mappers support
+    versions: list[str] = Field(default_factory=lambda: list(HL7_VERSIONS))
+    processing_ids: list[str] = Field(default_factory=lambda: ["P", "T", "D"])
+    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    strict_frame_end: bool = True
+
+    @field_validator("charset")
+    @classmethod
+    def _known_charset(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(f"unknown charset {value!r}") from exc
+        return value
+
+
+class HttpSettings(_Strict):
+    """The admin/health HTTP endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class SpoolSettings(_Strict):
+    """Where the durable spool lives."""
+
+    path: Path = Path("var/spool.db")
+    max_batch: int = Field(default=512, ge=1)
+
+
+class GatewaySettings(_Strict):
+    """Everything ``hl7gw serve``, ``bridge`` and ``dev up`` need."""
+
+    source: str = "urn:hl7gw:gateway"
+    default_timezone: str = "UTC"
+    listeners: list[ListenerSettings] = Field(default_factory=lambda: [ListenerSettings()])
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    kafka: KafkaSettings
+    bridge: BridgeSettings | None = None
+    function: FunctionSettings = Field(default_factory=lambda: FunctionSettings(port=8090))
+
+
+def load_settings(path: Path, env: Mapping[str, str] | None = None) -> GatewaySettings:
+    """Read and validate a config file; raise ConfigError naming file, line and field."""
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    data, lines = _load_yaml_with_lines(path, text)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config file must be a mapping of settings")
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        kafka = dict(data.get("kafka") or {})
+        kafka["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+        data["kafka"] = kafka
+    try:
+        return GatewaySettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(path, exc, lines)) from None
+
+
+def _load_yaml_with_lines(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """Parse YAML and remember the line of every key and item, by path."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    lines: dict[tuple[str | int, ...], int] = {}
+    if node is None:
+        return {}, lines
+
+    def walk(n: yaml.Node, at: tuple[str | int, ...]) -> None:
+        lines[at] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for key, value in n.value:
+                k = (*at, str(key.value))
+                lines[k] = key.start_mark.line + 1
+                walk(value, k)
+                lines[k] = key.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, (*at, i))
+
+    walk(node, ())
+    return yaml.safe_load(text), lines
+
+
+def _describe(path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]) -> str:
+    """One line per problem: ``file:line: field: message``."""
+    out = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown setting (check the spelling)"
+        out.append(f"{path}:{line}: {field}: {msg}")
+    return "\n".join(out)

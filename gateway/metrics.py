@@ -1,0 +1,42 @@
+"""Prometheus metrics for the gateway, on a registry passed in (one per service)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+ACK_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class GatewayMetrics:
+    """Counters, gauges and histograms for intake, spool and publishing; no PHI in labels."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.frames = Counter("hl7gw_frames", "MLLP frames received", ["listener"], registry=r)
+        self.bytes = Counter("hl7gw_received_bytes", "Bytes of frames received",
+                             ["listener"], registry=r)
+        self.discarded_bytes = Counter("hl7gw_discarded_bytes",
+                                       "Bytes outside MLLP frames, discarded", ["listener"],
+                                       registry=r)
+        self.acks = Counter("hl7gw_acks", "ACKs sent, by code", ["listener", "code"], registry=r)
+        self.ack_latency = Histogram("hl7gw_ack_latency_seconds",
+                                     "Frame received to ACK written", ["listener"],
+                                     buckets=ACK_LATENCY_BUCKETS, registry=r)
+        self.duplicates = Counter("hl7gw_duplicates", "Frames seen before (same id and bytes)",
+                                  ["listener"], registry=r)
+        self.conflicts = Counter("hl7gw_conflicts",
+                                 "Frames reusing an id with different content", ["listener"],
+                                 registry=r)
+        self.rejected = Counter("hl7gw_rejected", "Messages refused, by HL7 0357 code",
+                                ["listener", "err_code"], registry=r)
+        self.connections = Gauge("hl7gw_connections", "Open MLLP connections", ["listener"],
+                                 registry=r)
+        self.connections_total = Counter("hl7gw_connections_accepted",
+                                         "MLLP connections accepted", ["listener"], registry=r)
+        self.spool_depth = Gauge("hl7gw_spool_depth", "Spool rows waiting to be published",
+                                 registry=r)
+        self.published = Counter("hl7gw_published", "Events acknowledged by Kafka",
+                                 ["topic"], registry=r)
+        self.publish_errors = Counter("hl7gw_publish_errors", "Failed publish attempts",
+                                      ["topic"], registry=r)

@@ -1,0 +1,103 @@
+"""A small MLLP client: send messages, read each whole ACK frame, with timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from types import TracebackType
+
+from gateway.errors import GatewayError
+from gateway.mllp.framing import FrameDecoder, encode_frame
+
+_MSH_START = re.compile(rb"(?:^|[\r\n]+)(?=MSH)")
+
+
+class MllpClientError(GatewayError):
+    """The peer did not answer with an ACK frame in time, or closed the connection."""
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """Split a file of one or more HL7 messages into messages with CR segment ends.
+
+    Messages start at each line beginning with ``MSH``; LF and CRLF become CR, blank lines
+    between messages are dropped.
+    """
+    data = data.lstrip(b"\xef\xbb\xbf")
+    parts = [p for p in _MSH_START.split(data) if p.strip()]
+    out = []
+    for part in parts:
+        lines = [ln for ln in re.split(rb"\r\n|\r|\n", part) if ln.strip()]
+        out.append(b"\r".join(lines) + b"\r")
+    return out
+
+
+def read_message_files(paths: list[Path]) -> list[tuple[Path, bytes]]:
+    """Every message in ``paths``, with the file it came from."""
+    return [(p, m) for p in paths for m in split_messages(p.read_bytes())]
+
+
+class MllpClient:
+    """One MLLP connection; ``async with MllpClient(host, port) as c: await c.send(msg)``."""
+
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._decoder = FrameDecoder()
+        self._ready: list[bytes] = []
+
+    async def __aenter__(self) -> MllpClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Open the TCP connection (bounded by the timeout)."""
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise MllpClientError(
+                f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from exc
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        if self._writer is not None:
+            self._writer.close()
+            try:
+                await self._writer.wait_closed()
+            except OSError:
+                pass
+            self._writer = None
+
+    async def send(self, message: bytes) -> bytes:
+        """Send one message and return the payload of the ACK frame that answers it."""
+        if self._writer is None or self._reader is None:
+            raise MllpClientError("not connected")
+        self._writer.write(encode_frame(message))
+        await self._writer.drain()
+        return await self.read_ack()
+
+    async def read_ack(self) -> bytes:
+        """Read the next whole frame from the peer."""
+        assert self._reader is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while not self._ready:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise MllpClientError(f"no ACK within {self.timeout:g} s")
+            try:
+                data = await asyncio.wait_for(self._reader.read(65536), remaining)
+            except TimeoutError:
+                raise MllpClientError(f"no ACK within {self.timeout:g} s") from None
+            if not data:
+                raise MllpClientError("connection closed by the peer before the ACK")
+            self._ready.extend(self._decoder.feed(data))
+        return self._ready.pop(0)

@@ -1,0 +1,138 @@
+"""The running gateway: spool, MLLP listeners, publisher and HTTP app in one event loop.
+
+Readiness means "a message sent now would be ACKed durably": the spool is open and the
+listeners are bound. Kafka being down does not make the gateway unready — intake keeps
+accepting into the spool (store-and-forward) — it is reported as a detail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import uvicorn
+
+from connectors.kafka import EventProducer
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+from gateway.intake import Intake
+from gateway.metrics import GatewayMetrics
+from gateway.mllp.server import MllpListener
+from gateway.publisher import Publisher
+from gateway.spool import Spool
+
+log = logging.getLogger("hl7gw.service")
+
+
+class GatewayService:
+    """Start with ``start()``, stop with ``stop()``; ``async with`` does both."""
+
+    def __init__(self, settings: GatewaySettings, *, http: bool = True) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.registry = self.metrics.registry
+        self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch)
+        self.producer = EventProducer(settings.kafka)
+        self.publisher = Publisher(self.spool, self.producer, self.metrics,
+                                   topic=settings.kafka.topic, source=settings.source)
+        self.listeners: list[MllpListener] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http_enabled = http
+        self._http: uvicorn.Server | None = None
+        self.http_port: int | None = None
+
+    async def __aenter__(self) -> GatewayService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Open the spool, bind listeners and HTTP, and start publishing."""
+        await self.spool.start()
+        for ls in self.settings.listeners:
+            intake = Intake(ls, self.spool, self.metrics,
+                            default_timezone=self.settings.default_timezone)
+            intake.on_stored(self.publisher.wake)
+            listener = MllpListener(ls, self._handler(intake), self.metrics)
+            await listener.start()
+            self.listeners.append(listener)
+        self._tasks.append(asyncio.create_task(self._publish(), name="publisher"))
+        if self._http_enabled:
+            await self._start_http()
+
+    def _handler(self, intake: Intake) -> Any:
+        async def handle(frame: bytes, peer: str) -> bytes:
+            result = await intake.handle(frame, peer)
+            self.metrics.acks.labels(intake.listener.name, result.code).inc()
+            return result.ack
+        return handle
+
+    async def _publish(self) -> None:
+        # The producer may not reach Kafka yet; intake goes on regardless.
+        backoff = 0.5
+        while True:
+            try:
+                await self.producer.start()
+                break
+            except Exception as exc:  # noqa: BLE001 - retried until Kafka answers
+                log.warning("kafka not reachable yet; spooling",
+                            extra={"error_class": type(exc).__name__, "retry_in_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+        await self.publisher.run()
+
+    async def _start_http(self) -> None:
+        cfg = uvicorn.Config(create_app(self), host=self.settings.http.host,
+                             port=self.settings.http.port, log_config=None,
+                             access_log=False, lifespan="off")
+        self._http = uvicorn.Server(cfg)
+        self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
+        while not self._http.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()  # raises the bind error
+            await asyncio.sleep(0.02)
+        sockets = [s for srv in self._http.servers for s in srv.sockets]
+        self.http_port = int(sockets[0].getsockname()[1]) if sockets else None
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """See the module docstring."""
+        try:
+            depth = await self.spool.depth()
+            spool_ok = True
+        except Exception:  # noqa: BLE001 - reported, not raised
+            depth, spool_ok = -1, False
+        listening = bool(self.listeners) and all(ls.port for ls in self.listeners)
+        return spool_ok and listening, {
+            "spool": "ok" if spool_ok else "unavailable",
+            "spool_depth": depth,
+            "listeners": {ls.settings.name: ls.port for ls in self.listeners},
+            "kafka": "connected" if self.publisher.connected else "not connected",
+        }
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop intake first (finishing in-flight frames), then publishing and HTTP."""
+        for listener in self.listeners:
+            await listener.stop(grace)
+        for task in self._tasks:
+            if task.get_name() == "publisher":
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._final_drain(), timeout=grace)
+        if self._http is not None:
+            self._http.should_exit = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await self.producer.stop()
+        await self.spool.stop()
+
+    async def _final_drain(self) -> None:
+        """Publish what is pending if Kafka is reachable; what is not stays in the spool."""
+        if not self.publisher.connected:
+            return
+        while await self.publisher.drain_once():
+            pass

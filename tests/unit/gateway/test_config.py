@@ -1,0 +1,76 @@
+"""Config loading: defaults, env override, and errors naming file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_settings
+from gateway.errors import ConfigError
+
+GOOD = """\
+source: urn:test
+listeners:
+  - name: adt
+    port: 2600
+kafka:
+  bootstrap_servers: 127.0.0.1:9092
+  topic: t
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gw.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, GOOD), env={})
+    assert s.listeners[0].port == 2600
+    assert s.kafka.topic == "t"
+    assert s.spool.path == Path("var/spool.db")
+
+
+def test_env_overrides_bootstrap(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, GOOD), env={"KAFKA_BOOTSTRAP_SERVERS": "h:1"})
+    assert s.kafka.bootstrap_servers == "h:1"
+
+
+def test_unknown_key_names_file_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("    port: 2600", "    port: 2600\n    prot: 1"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert f"{path}:5: listeners.0.prot: unknown setting" in str(info.value)
+
+
+def test_bad_value_names_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("port: 2600", "port: seventy"))
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    assert f"{path}:4: listeners.0.port:" in str(info.value)
+
+
+def test_unknown_charset_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("port: 2600", "port: 2600\n    charset: klingon"))
+    with pytest.raises(ConfigError, match=r":5: listeners.0.charset: .*klingon"):
+        load_settings(path, env={})
+
+
+def test_missing_kafka_section(tmp_path: Path) -> None:
+    path = write(tmp_path, "source: x\n")
+    with pytest.raises(ConfigError, match=r"gw.yaml:1: kafka: Field required"):
+        load_settings(path, env={})
+
+
+def test_broken_yaml_names_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "source: x\nlisteners: [\n  - a\n")
+    with pytest.raises(ConfigError, match=r"gw.yaml:\d+: not valid YAML"):
+        load_settings(path, env={})
+
+
+def test_sample_config_is_valid() -> None:
+    s = load_settings(Path("samples/gateway.yaml"), env={})
+    assert s.bridge is not None
+    assert s.listeners[0].message_types == ["ADT^A01", "ADT^A04", "ADT^A08"]
