@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import uvicorn
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.bridge import Bridge
 from connectors.cloud import create_app as create_function_app
@@ -29,6 +31,7 @@ from gateway.ack import ack_code_of
 from gateway.config import GatewaySettings
 from gateway.dev.kafka import LocalKafka, default_cache_dir
 from gateway.errors import GatewayError
+from gateway.logs import configure_logging
 from gateway.mllp.client import MllpClient, read_message_files
 from gateway.service import GatewayService
 
@@ -45,6 +48,10 @@ def run_dev_up(settings: GatewaySettings, samples: Path, *, once: bool = False) 
     files = sorted(samples.glob("*.hl7"))
     if not files:
         raise GatewayError(f"no *.hl7 files in {samples}")
+    configure_logging("warning", json=False)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # A new broker has no group coordinator for a second; the bridge retries. Not news.
+    logging.getLogger("aiokafka.consumer.group_coordinator").setLevel(logging.CRITICAL)
     shutil.rmtree(WORKSPACE, ignore_errors=True)
     WORKSPACE.mkdir(parents=True)
     broker = None
@@ -78,7 +85,25 @@ def _local(settings: GatewaySettings, bootstrap: str) -> GatewaySettings:
     return settings.model_copy(update={"kafka": kafka, "spool": spool, "bridge": bridge})
 
 
+async def _create_topics(settings: GatewaySettings) -> None:
+    """Create the event and dead-letter topics up front (3 partitions), quietly."""
+    topics = [settings.kafka.topic]
+    if settings.bridge is not None and settings.bridge.dlq_topic:
+        topics.append(settings.bridge.dlq_topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(t, num_partitions=3, replication_factor=1)
+               for t in topics if t not in existing]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
 async def _pipeline(settings: GatewaySettings, files: list[Path], *, once: bool) -> int:
+    await _create_topics(settings)
     fn = settings.function
     function_server = uvicorn.Server(uvicorn.Config(
         create_function_app(), host=fn.host, port=fn.port, log_config=None,
@@ -144,16 +169,17 @@ async def _show_kafka(settings: GatewaySettings, expected: int) -> None:
                                 group_id=None)
     await consumer.start()
     try:
-        seen = 0
-        batches = await consumer.getmany(timeout_ms=5000, max_records=expected)
-        for records in batches.values():
-            for rec in records:
-                headers = {k: v.decode() for k, v in rec.headers}
-                say(f"  p{rec.partition}@{rec.offset}  key={(rec.key or b'').decode()[:16]}…"
-                    f"  {headers.get('ce_type')}  ce_id={headers.get('ce_id')}"
-                    f"  {len(rec.value or b'')} bytes")
-                seen += 1
-        if not seen:
+        records: list[Any] = []
+        deadline = time.monotonic() + 10
+        while len(records) < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            records.extend(r for rs in batches.values() for r in rs)
+        for rec in sorted(records, key=lambda r: (r.partition, r.offset)):
+            headers = {k: v.decode() for k, v in rec.headers}
+            say(f"  p{rec.partition}@{rec.offset}  key={(rec.key or b'').decode()[:16]}…"
+                f"  {headers.get('ce_type')}  ce_id={headers.get('ce_id')}"
+                f"  {len(rec.value or b'')} bytes")
+        if not records:
             say("  (none)")
     finally:
         await consumer.stop()

@@ -106,8 +106,10 @@ async def test_adt_a01_travels_from_mllp_to_the_function(
             assert headers["ce_id"]
             assert headers["ce_time"].endswith("Z")
             assert headers["content-type"] == "application/fhir+json"
-            for value in headers.values():  # no PHI in headers
-                assert msh(A01, 10) not in value or value == headers.get("ce_hl7controlid")
+            # No PHI in the key or headers: not the MRN, the SSN, or any name.
+            exposed = (record.key or b"").decode() + "".join(headers.values())
+            for phi in ("4820017", "900112233", "Everyman", "Adam", "Smith"):
+                assert phi not in exposed
 
             # Function: the Bundle arrived, once, with the same event id.
             events = await function_events(function_server.url, expect=1)
