@@ -100,3 +100,10 @@ class UnsupportedVersion(MessageError):
 
 class SpecError(Hl7gwError):
     """A mapping spec or profile file is invalid; the message names file, line and field."""
+
+
+class InvalidOutput(Hl7gwError):
+    """A Bundle the mapping produced failed FHIR validation: a mapping bug, not the sender's.
+
+    The message lists element paths and reasons only, never the offending values (PHI).
+    """

@@ -1,0 +1,132 @@
+"""``convert``: one HL7 v2 message -> a FHIR R4 transaction Bundle, driven by the YAML specs."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from mappers.engine.build import build_resource, find_unmapped
+from mappers.engine.context import Context
+from mappers.engine.loader import CompiledMessage, SpecSet, load_specs
+from mappers.errors import (
+    RequiredFieldMissing,
+    SegmentSequenceError,
+    UnsupportedEvent,
+    UnsupportedMessageType,
+    UnsupportedVersion,
+)
+from mappers.hl7v2 import Header, Message, parse
+from mappers.ids import assign_id, resource_id
+from mappers.result import ConversionResult
+from mappers.timestamps import TimestampError, to_fhir, zone
+
+
+@cache
+def default_specs() -> SpecSet:
+    """The built-in specs, loaded and checked once per process."""
+    return load_specs()
+
+
+def supported_message_types() -> frozenset[str]:
+    """Every ``CODE^EVENT`` the specs can convert, e.g. ``ADT^A01``."""
+    return frozenset(f"{code}^{event}" for code, event in default_specs().messages)
+
+
+def convert(text: str, *, validate: bool = False, default_tz: str = "UTC") -> ConversionResult:
+    """Convert one HL7 v2 message to a FHIR R4 transaction Bundle (same input, same bytes).
+
+    ``default_tz`` gives the offset of timestamps that have a time but no offset.
+    ``validate=True`` also checks the Bundle with the fhir.resources models (slow, ~ms).
+    """
+    zone(default_tz)  # an unknown zone is the caller's error: raise before reading anything
+    message = parse(text)
+    specs = default_specs()
+    compiled = _message_spec(specs, message.header)
+    _check_message(compiled, message)
+    ctx = Context(message, specs.tables, specs.resolved_tables, default_tz)
+    entries = _entries(compiled, message, ctx)
+    unmapped = find_unmapped(message, compiled, ctx)
+    bundle = _bundle(ctx, entries)
+    if validate:
+        from mappers.validation import validate_bundle  # fhir.resources imports take 0.4 s
+
+        validate_bundle(bundle)
+    header = message.header
+    return ConversionResult(bundle, header.message_type, header.control_id,
+                            ctx.ids.get("Patient"), ctx.issues, unmapped, header)
+
+
+def _entries(compiled: CompiledMessage, message: Message, ctx: Context) -> list[dict[str, Any]]:
+    """Build each resource the message spec lists, in order, as transaction entries."""
+    for seg in compiled.spec.expected_segments:
+        if message.get(seg) is None:
+            ctx.issue("missing-segment", f"{seg} is missing: what it maps to is left out",
+                      location=seg)
+    entries: list[dict[str, Any]] = []
+    for resource_spec in compiled.resources:
+        spec = resource_spec.spec
+        segment = message.get(spec.segment)
+        if segment is None:
+            continue
+        ctx.segment, ctx.location = segment, spec.segment
+        rid = assign_id(spec, ctx)
+        if rid is None:
+            ctx.issue("no-id", f"{spec.resource} not produced: nothing to key its id on",
+                      severity="error", location=spec.segment)
+            continue
+        resource = build_resource(resource_spec, rid, ctx)
+        if resource is None:
+            continue
+        ctx.ids[spec.resource] = rid
+        entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": resource,
+                        "request": {"method": "PUT", "url": f"{spec.resource}/{rid}"}})
+    return entries
+
+
+def _message_spec(specs: SpecSet, header: Header) -> CompiledMessage:
+    found = specs.messages.get((header.message_code, header.trigger_event))
+    if found is not None:
+        return found
+    if any(code == header.message_code for code, _ in specs.messages):
+        raise UnsupportedEvent(f"trigger event {header.trigger_event} of "
+                               f"{header.message_code} is not supported",
+                               segment="MSH", sequence=1, field=9)
+    raise UnsupportedMessageType(f"message type {header.message_code} is not supported",
+                                 segment="MSH", sequence=1, field=9)
+
+
+def _check_message(compiled: CompiledMessage, message: Message) -> None:
+    version = message.header.version
+    if not version:
+        raise RequiredFieldMissing("MSH-12 (version id) is empty", segment="MSH", sequence=1,
+                                   field=12)
+    if version not in compiled.spec.versions:
+        raise UnsupportedVersion(f"HL7 version {version} is not supported",
+                                 segment="MSH", sequence=1, field=12)
+    for seg in compiled.spec.required_segments:
+        if message.get(seg) is None:
+            raise SegmentSequenceError(f"required segment {seg} is missing", segment=seg)
+
+
+def _bundle(ctx: Context, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    header = ctx.header
+    key = f"{header.sending_application}|{header.sending_facility}|{header.control_id}"
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "id": resource_id("Bundle", key),
+                              "identifier": {"value": header.control_id.strip()},
+                              "type": "transaction"}
+    stamp = _instant(ctx, message_time=header.timestamp)
+    if stamp:
+        bundle["timestamp"] = stamp
+    bundle["entry"] = entries
+    return bundle
+
+
+def _instant(ctx: Context, message_time: str) -> str | None:
+    if not message_time:
+        return None
+    try:
+        return to_fhir(message_time.split(ctx.message.encoding.component)[0], "instant",
+                       ctx.default_tz)
+    except TimestampError as exc:
+        ctx.issue("invalid-value", f"{exc}; Bundle.timestamp left out", location="MSH-7")
+        return None

@@ -1,0 +1,55 @@
+"""Coded values: CWE/CE/CNE as CodeableConcept, with code systems named per HL7 table 0396."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from mappers.engine.context import Context
+from mappers.engine.models import Rule
+from mappers.hl7v2 import Repetition
+from mappers.registry import datatype
+
+_HL7_TABLE = re.compile(r"HL7(\d{4})")
+CODING_SYSTEMS_TABLE = "0396"
+
+
+def coding_system(ctx: Context, name: str) -> str | None:
+    """The FHIR system URI for a v2 coding system name (``HL70001``, ``LN``, ``SCT``)."""
+    m = _HL7_TABLE.fullmatch(name)
+    if m:
+        return f"http://terminology.hl7.org/CodeSystem/v2-{m.group(1)}"
+    found, uri = ctx.lookup(CODING_SYSTEMS_TABLE, name)
+    return uri if found and isinstance(uri, str) else None
+
+
+@datatype("CWE", "CE", "CNE", "CF", pure=True)
+def codeable_concept(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """CWE as a CodeableConcept: original and alternate codings, plus the table's mapping."""
+    c = rep.decoded(12)
+    codings: list[dict[str, Any]] = []
+    for at in (0, 3, 9):  # CWE.1-3, alternate CWE.4-6, second alternate CWE.10-12
+        code, display, name = c[at], c[at + 1], c[at + 2]
+        if not code:
+            continue
+        system = coding_system(ctx, name) if name else None
+        if system is None and at == 0 and rule.table is not None:
+            system = ctx.tables[rule.table].source_system
+        coding = {"system": system, "code": code, "display": display} if system else \
+            {"code": code, "display": display}
+        if not display:
+            del coding["display"]
+        codings.append(coding)
+    first = c[0]
+    if first and rule.table is not None:
+        found, mapped = ctx.lookup(rule.table, first)
+        if found and isinstance(mapped, dict) and not _same(mapped, codings[0]):
+            codings.append(mapped)
+    text = c[8] or (c[1] if not first else "")  # CWE.9 original text; else a display alone
+    if not codings:
+        return {"text": text} if text else None
+    return {"coding": codings, "text": text} if text else {"coding": codings}
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.get("system") == b.get("system") and a.get("code") == b.get("code")

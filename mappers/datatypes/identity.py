@@ -1,0 +1,163 @@
+"""Identifiers and who-is-who: CX, XCN, HD (assigning authorities, applications, facilities).
+
+An assigning authority (HD) becomes an identifier system: ``urn:oid:`` for an ISO OID,
+``urn:uuid:`` for a UUID, the URI itself for a URI, else ``urn:id:<namespace>`` (the
+LinuxForHealth convention), so the same authority always yields the same system.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from mappers.datatypes.simple import timestamp
+from mappers.engine.context import Context
+from mappers.engine.models import Rule
+from mappers.engine.paths import compact
+from mappers.hl7v2 import Repetition
+from mappers.registry import datatype
+
+_OID = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+NAME_URN = "urn:id:"
+ENDPOINT_URN = "urn:hl7v2:"
+_SYSTEMS: dict[tuple[str, str, str], str | None] = {}  # a feed uses few authorities: remember them
+_SYSTEMS_MAX = 4096
+
+
+@lru_cache(maxsize=1024)
+def _urn_part(name: str) -> str:
+    """``name`` percent-encoded for use inside a URN (names repeat: remembered)."""
+    return quote(name, safe="-._~")
+
+
+def authority_system(hd: Repetition) -> str | None:
+    """The identifier system an assigning authority (HD: namespace & universal id & type) names."""
+    key = hd.cache_key
+    if key in _SYSTEMS:
+        return _SYSTEMS[key]
+    return _remember(key, _system_of(hd))
+
+
+def component_authority(rep: Repetition, at: int) -> str | None:
+    """``authority_system`` of component ``at`` (an HD inside a CX or XCN), memoised."""
+    raw = rep.raw_component(at)
+    if not raw:
+        return None
+    enc = rep.encoding
+    key = (raw, enc.subcomponent, enc.escape)
+    if key in _SYSTEMS:
+        return _SYSTEMS[key]
+    return _remember(key, _system_of(Repetition(raw, enc, sep=enc.subcomponent)))
+
+
+def _system_of(hd: Repetition) -> str | None:
+    namespace, uid, kind = hd.decoded(3)
+    kind = kind.upper()
+    if uid and _OID.fullmatch(uid) and kind in {"ISO", ""}:
+        return f"urn:oid:{uid}"
+    if uid and _UUID.fullmatch(uid) and kind in {"UUID", "GUID", ""}:
+        return f"urn:uuid:{uid.lower()}"
+    if uid and kind in {"URI", "URL"} and ":" in uid and not any(c.isspace() for c in uid):
+        return uid
+    if namespace:
+        return NAME_URN + _urn_part(namespace)
+    return None
+
+
+def _remember(key: tuple[str, str, str], system: str | None) -> str | None:
+    if len(_SYSTEMS) >= _SYSTEMS_MAX:
+        _SYSTEMS.clear()
+    _SYSTEMS[key] = system
+    return system
+
+
+def choose_identifier(reps: list[Repetition]) -> Repetition | None:
+    """The identifier a resource id is keyed on: the first with an assigning authority."""
+    valued = [rep for rep in reps if rep.component(1).strip()]
+    for rep in valued:
+        if component_authority(rep, 4):
+            return rep
+    return valued[0] if valued else None
+
+
+@datatype("CX", args={"default_type": str})
+def identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """CX as an Identifier: value, system from the authority, type via table 0203, period."""
+    c = rep.decoded(8)
+    value = c[0]
+    if not value:
+        return None
+    out: dict[str, Any] = {"value": value}
+    system = component_authority(rep, 4)
+    if system:
+        out["system"] = system
+    type_code = c[4] or rule.args.get("default_type")
+    if isinstance(type_code, str) and type_code:
+        found, coding = ctx.lookup("0203", type_code)
+        out["type"] = {"coding": [coding]} if found else {"text": type_code}
+    if c[3]:
+        out["assigner"] = {"display": c[3]}
+    period = compact({"start": _date(rep, 7, ctx, rule), "end": _date(rep, 8, ctx, rule)}) \
+        if c[6] or c[7] else None
+    if period:
+        out["period"] = period
+    return out
+
+
+def _date(rep: Repetition, at: int, ctx: Context, rule: Rule) -> str | None:
+    part = rep.part(at)
+    return timestamp(part, ctx, rule) if part else None
+
+
+@datatype("XCN", pure=True)
+def practitioner(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """XCN as a display Reference with the person's id as a logical identifier."""
+    c = rep.decoded(9)
+    # prefix, given, middle, family, suffix, degree
+    display = " ".join(p for p in (c[5], c[2], c[3], c[1], c[4], c[6]) if p)
+    out: dict[str, Any] = {"display": display} if display else {}
+    if c[0]:
+        system = component_authority(rep, 9)
+        out["identifier"] = {"value": c[0], "system": system} if system else {"value": c[0]}
+    return out or None
+
+
+@datatype("HD", pure=True)
+def hd_name(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+    """HD as a name: its namespace id, else its universal id."""
+    namespace, uid = rep.decoded(2)
+    return namespace or uid or None
+
+
+@datatype("endpoint", args={"role": ("application", "facility")})
+def endpoint(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+    """An application and its facility (HD, HD from ``extra``) as an endpoint URI.
+
+    An OID, UUID or URI in the HD is used as it is; else ``urn:hl7v2:<app>:<facility>``.
+    With ``role: facility`` the value is the facility and the application is empty.
+    """
+    system = authority_system(rep)
+    if system is not None and not system.startswith(NAME_URN):
+        return system
+    own = rep.component(1).strip()
+    if rule.args.get("role") == "facility":
+        names = ["", own]
+    else:
+        facility = ctx.value(rule.extra[0]).component(1).strip() if rule.extra else ""
+        names = [own, facility]
+    if not any(names):
+        return None
+    return ENDPOINT_URN + ":".join(_urn_part(n) for n in names)
+
+
+@datatype("organization", pure=True)
+def organization(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """A facility (HD) as a display Reference, with its OID/URI as a logical identifier."""
+    system = authority_system(rep)
+    ident = None
+    if system is not None and not system.startswith(NAME_URN):
+        ident = {"system": "urn:ietf:rfc:3986", "value": system}
+    return compact({"display": rep.component(1).strip(), "identifier": ident})

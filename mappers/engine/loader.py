@@ -1,0 +1,202 @@
+"""Load the YAML specs once, check them, and index them for conversion.
+
+Every problem becomes a ``SpecError`` naming the file, the line and the field, e.g.
+``resources/patient.yaml:41: rules[6].type: unknown datatype 'XPNN'``. Line numbers come
+from the YAML node marks; each mapping in a spec carries its own start line (``__line__``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+import mappers.datatypes
+import mappers.ids
+import mappers.predicates  # noqa: F401  (registers the predicates)
+from mappers.engine.models import CodeTable, MessageSpec, ResourceSpec
+from mappers.engine.steps import CompiledResource, compile_resource
+from mappers.errors import SpecError
+
+SPEC_ROOT = Path(__file__).resolve().parent.parent / "specs"
+_LINE = "__line__"
+_MAX_ERRORS = 5
+_CARRY_LINES = {"rules", "id"}  # keys whose mappings are spec objects (not free-form data)
+M = TypeVar("M", bound=BaseModel)
+_SCALARS = yaml.constructor.SafeConstructor()  # resolves scalar tags (int, bool, null...)
+
+# Fields the engine itself reads for every message: separators, time, type, id, version.
+ENVELOPE_FIELDS = frozenset({("MSH", 1), ("MSH", 2), ("MSH", 7), ("MSH", 9), ("MSH", 10),
+                             ("MSH", 12)})
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMessage:
+    """A message spec with its resource specs and the fields they read, ready to run."""
+
+    spec: MessageSpec
+    resources: tuple[CompiledResource, ...]
+    reads: frozenset[tuple[str, int]]  # (segment id, field number) some spec reads
+    segments: frozenset[str]  # segment ids whose first occurrence is mapped
+    reads_by_segment: dict[str, frozenset[int]]  # the same reads, by segment id
+
+
+@dataclass(frozen=True, slots=True)
+class SpecSet:
+    """All specs, loaded and cross-checked."""
+
+    messages: dict[tuple[str, str], CompiledMessage]  # (message code, trigger) -> spec
+    resources: dict[str, ResourceSpec]
+    tables: dict[str, CodeTable]
+    resolved_tables: dict[str, dict[str, Any]]
+
+
+def load_specs(*roots: Path) -> SpecSet:
+    """Load specs from ``roots`` (default: the built-in ones); later roots override by name."""
+    files: dict[tuple[str, str], Path] = {}
+    for root in roots or (SPEC_ROOT,):
+        for kind in ("messages", "resources", "codes"):
+            for path in sorted((root / kind).glob("*.yaml")):
+                files[(kind, path.stem)] = path
+    tables: dict[str, CodeTable] = {}
+    resources: dict[str, ResourceSpec] = {}
+    messages: list[tuple[Path, MessageSpec]] = []
+    origin: dict[int, Path] = {}
+    for (kind, _stem), path in files.items():
+        if kind == "codes":
+            table = _load(path, CodeTable)
+            tables[table.table] = table
+        elif kind == "resources":
+            res = _load(path, ResourceSpec)
+            resources[res.resource] = res
+            origin[id(res)] = path
+        else:
+            messages.append((path, _load(path, MessageSpec)))
+    for res in resources.values():
+        _check_resource(origin[id(res)], res, tables)
+    compiled: dict[tuple[str, str], CompiledMessage] = {}
+    for path, msg in messages:
+        built = _compile_message(path, msg, resources)
+        for event in msg.events:
+            if (msg.message, event) in compiled:
+                raise SpecError(f"{path}:{msg.line}: events: {msg.message}^{event} "
+                                "is already mapped by another message spec")
+            compiled[(msg.message, event)] = built
+    resolved = {name: table.resolved() for name, table in tables.items()}
+    return SpecSet(compiled, resources, tables, resolved)
+
+
+def _load(path: Path, model: type[M]) -> M:
+    """Parse one YAML file into ``model``; any problem becomes a located ``SpecError``."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 0
+        raise SpecError(f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(root, yaml.MappingNode):
+        raise SpecError(f"{path}:1: a spec file must be a YAML mapping")
+    try:
+        return model.model_validate(_to_python(root, carries_line=True))
+    except ValidationError as exc:
+        # A misspelt key shows as "unknown key" plus "required key missing": name the
+        # misspelling first, it sits on the line to fix.
+        errors = sorted(exc.errors(include_input=False, include_url=False),
+                        key=lambda e: e["type"] != "extra_forbidden")
+        lines = [f"{path}:{_node_at(root, e['loc']).start_mark.line + 1}: "
+                 f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors[:_MAX_ERRORS]]
+        raise SpecError("\n".join(lines)) from None
+
+
+def _to_python(node: yaml.Node, carries_line: bool = False) -> Any:
+    """Build Python data from YAML nodes; spec-object mappings get their ``__line__``."""
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {_LINE: node.start_mark.line + 1} if carries_line else {}
+        for key_node, value_node in node.value:
+            key = _to_python(key_node)
+            out[key] = _to_python(value_node, carries_line=carries_line and key in _CARRY_LINES)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(item, carries_line) for item in node.value]
+    return _SCALARS.construct_object(node)
+
+
+def _node_at(root: yaml.Node, loc: Iterable[int | str]) -> yaml.Node:
+    """The deepest YAML node along a pydantic error location (for its line number)."""
+    node = root
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if str(key_node.value) == str(part):
+                    node = value_node
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                node = node.value[part]
+    return node
+
+
+def _loc_text(loc: Iterable[int | str]) -> str:
+    """``('rules', 3, 'type')`` as ``rules[3].type``; drops pydantic's union-branch tags."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in {"str", "int", "bool", "none"}:
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def _check_resource(path: Path, res: ResourceSpec, tables: dict[str, CodeTable]) -> None:
+    """Cross-checks a model cannot do alone: table names and clashing target paths."""
+    leaves: set[str] = set()
+    for i, rule in enumerate(res.rules):
+        if rule.table is not None and rule.table not in tables:
+            raise SpecError(f"{path}:{rule.line}: rules[{i}].table: unknown code table "
+                            f"{rule.table!r}; known: {', '.join(sorted(tables))}")
+        if rule.path.steps[0][0] in {"id", "resourceType"}:
+            raise SpecError(f"{path}:{rule.line}: rules[{i}].path: {rule.path.text!r} is "
+                            "set by the engine")
+        leaves.add(rule.path.shape)
+        parent = rule.path.shape.rpartition(".")[0]
+        leaves.update(f"{parent}.{key}" if parent else key for key in rule.with_)
+    for leaf in leaves:
+        for other in leaves:
+            if other.startswith(leaf + "."):
+                raise SpecError(f"{path}:{res.line}: rules: path {leaf!r} is written as a "
+                                f"value and also as the container of {other!r}")
+
+
+def _compile_message(path: Path, msg: MessageSpec,
+                     resources: dict[str, ResourceSpec]) -> CompiledMessage:
+    """Resolve a message spec's resources and check its references point backwards."""
+    chosen: list[ResourceSpec] = []
+    for i, name in enumerate(msg.resources):
+        res = resources.get(name)
+        if res is None:
+            raise SpecError(f"{path}:{msg.line}: resources[{i}]: no resource spec "
+                            f"{name!r}; known: {', '.join(sorted(resources))}")
+        built = {r.resource for r in chosen}
+        for j, rule in enumerate(res.rules):
+            if rule.reference is not None and rule.reference not in built:
+                raise SpecError(f"{path}:{msg.line}: resources[{i}]: {name} rules[{j}] "
+                                f"refers to {rule.reference}, which must be listed before it")
+        chosen.append(res)
+    reads = set(ENVELOPE_FIELDS)
+    reads.update((ref.segment, ref.field) for ref in msg.ignored_fields)
+    for res in chosen:
+        if res.id.field is not None:
+            reads.add((res.id.field.segment, res.id.field.field))
+        for rule in res.rules:
+            reads.update((ref.segment, ref.field) for ref in rule.reads())
+    segments = frozenset({seg for seg, _ in reads} | {r.segment for r in chosen})
+    by_segment = {seg: frozenset(n for s, n in reads if s == seg) for seg in segments}
+    return CompiledMessage(msg, tuple(compile_resource(r) for r in chosen), frozenset(reads),
+                           segments, by_segment)
+

@@ -1,0 +1,198 @@
+"""The spec file formats, as pydantic models checked when the specs load.
+
+Four kinds of YAML file (see docs in ``mappers/specs/README.md``):
+``messages/*.yaml`` (MessageSpec), ``resources/*.yaml`` (ResourceSpec holding Rules),
+``codes/*.yaml`` (CodeTable). Names of datatypes, predicates and id keys must be registered
+in ``mappers.registry``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from mappers.engine.paths import TargetPath
+from mappers.registry import DATATYPES, ID_KEYS, PREDICATES
+
+_REF = re.compile(r"([A-Z][A-Z0-9]{2})-([1-9]\d{0,2})(?:\.([1-9]\d?)(?:\.([1-9]\d?))?)?")
+_SEGMENT = re.compile(r"[A-Z][A-Z0-9]{2}")
+_RESOURCE = re.compile(r"[A-Z][A-Za-z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRef:
+    """A place in a message: ``PID-3``, ``MSH-9.2`` or ``PV1-3.4.1``."""
+
+    segment: str
+    field: int
+    component: int | None
+    subcomponent: int | None
+    text: str
+
+    @classmethod
+    def parse(cls, text: Any) -> FieldRef:
+        """Read ``SEG-n[.c[.s]]``; ``ValueError`` otherwise."""
+        if isinstance(text, FieldRef):
+            return text
+        m = _REF.fullmatch(text) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError(f"{text!r} is not a field reference like PID-3 or MSH-9.2")
+        seg, fld, comp, sub = m.groups()
+        return cls(seg, int(fld), int(comp) if comp else None, int(sub) if sub else None, text)
+
+
+def _segment_id(value: Any) -> Any:
+    if not isinstance(value, str) or not _SEGMENT.fullmatch(value):
+        raise ValueError(f"{value!r} is not a segment id like PID")
+    return value
+
+
+Ref = Annotated[FieldRef, BeforeValidator(FieldRef.parse)]
+Path = Annotated[TargetPath, BeforeValidator(TargetPath.compile)]
+SegmentId = Annotated[str, BeforeValidator(_segment_id)]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
+                              arbitrary_types_allowed=True, populate_by_name=True)
+
+    line: int = Field(0, alias="__line__")  # set by the loader: where the mapping starts
+
+
+class Rule(_Spec):
+    """One mapping step: a field through a datatype, a constant, or a reference, to a path."""
+
+    path: Path
+    field: Ref | None = None
+    type: str | None = None
+    table: str | None = None
+    args: dict[str, str | int | bool] = Field(default_factory=dict)
+    extra: list[Ref] = Field(default_factory=list)
+    when: dict[str, Ref] = Field(default_factory=dict)
+    value: Any = None
+    reference: str | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, name: str | None) -> str | None:
+        if name is not None and name not in DATATYPES:
+            raise ValueError(f"unknown datatype {name!r}; known: {', '.join(sorted(DATATYPES))}")
+        return name
+
+    @field_validator("when")
+    @classmethod
+    def _known_predicates(cls, when: dict[str, FieldRef]) -> dict[str, FieldRef]:
+        for name in when:
+            if name not in PREDICATES:
+                raise ValueError(f"unknown predicate {name!r}; known: "
+                                 f"{', '.join(sorted(PREDICATES))}")
+        return when
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Rule:
+        sources = [k for k, v in (("field", self.field), ("value", self.value),
+                                  ("reference", self.reference)) if v is not None]
+        if len(sources) != 1:
+            raise ValueError("a rule needs exactly one of field, value or reference"
+                             f" (found {', '.join(sources) or 'none'})")
+        if (self.field is None) != (self.type is None):
+            raise ValueError("'field' and 'type' go together")
+        if self.field is None and (self.table or self.args or self.extra):
+            raise ValueError("'table', 'args' and 'extra' need a 'field'")
+        if self.type is not None:
+            self._check_args(self.type)
+        return self
+
+    def _check_args(self, type_name: str) -> None:
+        allowed = DATATYPES[type_name].args
+        for key, val in self.args.items():
+            if key not in allowed:
+                raise ValueError(f"datatype {type_name} takes no arg {key!r}; "
+                                 f"it takes: {', '.join(sorted(allowed)) or 'none'}")
+            spec = allowed[key]
+            if isinstance(spec, tuple) and val not in spec:
+                raise ValueError(f"arg {key!r} of {type_name} must be one of {', '.join(spec)}")
+            if isinstance(spec, type) and not isinstance(val, spec):
+                raise ValueError(f"arg {key!r} of {type_name} must be a {spec.__name__}")
+
+    def reads(self) -> list[FieldRef]:
+        """Every field this rule looks at (so the field is not reported as unmapped)."""
+        return [r for r in (self.field, *self.extra, *self.when.values()) if r is not None]
+
+
+class IdSpec(_Spec):
+    """How a resource gets its deterministic id: a named key function and its field."""
+
+    key: str
+    field: Ref | None = None
+    required: bool = False  # no key -> RequiredFieldMissing(segment, field)
+    fallback: str | None = None  # key function to use when ``key`` gives nothing
+
+    @field_validator("key", "fallback")
+    @classmethod
+    def _known_key(cls, name: str | None) -> str | None:
+        if name is not None and name not in ID_KEYS:
+            raise ValueError(f"unknown id key {name!r}; known: {', '.join(sorted(ID_KEYS))}")
+        return name
+
+
+class ResourceSpec(_Spec):
+    """How one segment becomes one FHIR resource."""
+
+    resource: str
+    segment: SegmentId
+    id: IdSpec
+    required_elements: list[str] = Field(default_factory=list)
+    rules: list[Rule]
+
+    @field_validator("resource")
+    @classmethod
+    def _resource_name(cls, name: str) -> str:
+        if not _RESOURCE.fullmatch(name):
+            raise ValueError(f"{name!r} is not a FHIR resource type name")
+        return name
+
+
+class MessageSpec(_Spec):
+    """Which resources a message structure produces, for which trigger events and versions."""
+
+    message: str
+    structure: str
+    events: list[str]
+    versions: list[str]
+    resources: list[str]
+    required_segments: list[SegmentId] = Field(default_factory=list)
+    expected_segments: list[SegmentId] = Field(default_factory=list)
+    ignored_fields: list[Ref] = Field(default_factory=list)
+
+
+TableValue = str | bool | int | dict[str, str] | None
+
+
+class CodeTable(_Spec):
+    """A code table: v2 code -> FHIR code, Coding (when ``system`` is set) or object."""
+
+    table: str
+    description: str
+    source_system: str | None = None  # the v2 code system URI, for the original coding
+    system: str | None = None  # target system: string entries become Codings in it
+    user_defined: bool = False  # site codes: an unknown code is not an issue
+    map: dict[str, TableValue] = Field(default_factory=dict)
+
+    def resolved(self) -> dict[str, Any]:
+        """The map with string entries turned into Codings when the table has a ``system``."""
+        if self.system is None:
+            return dict(self.map)
+        out: dict[str, Any] = {}
+        for code, entry in self.map.items():
+            if isinstance(entry, str):
+                out[code] = {"system": self.system, "code": entry}
+            elif isinstance(entry, dict):
+                out[code] = {"system": self.system, **entry}
+            else:
+                out[code] = entry
+        return out

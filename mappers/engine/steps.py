@@ -1,0 +1,79 @@
+"""Rules compiled for the hot path: functions looked up once, conditions pre-bound.
+
+A ``Rule`` is what the YAML says; a ``Step`` is the same rule with its datatype function,
+predicates and flags resolved at load time, so converting a message does no lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappers.engine.models import FieldRef, ResourceSpec, Rule
+from mappers.engine.paths import TargetPath, freeze
+from mappers.registry import DATATYPES, PREDICATES, DatatypeFn, PredicateFn
+
+FIELD, VALUE, REFERENCE = 0, 1, 2
+NO_FIELD = FieldRef("ZZZ", 1, None, None, "")  # stands in for ``ref`` of non-field steps
+
+
+def _no_datatype(*_: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule ready to run."""
+
+    kind: int  # FIELD, VALUE or REFERENCE
+    rule: Rule  # handed to the datatype function (args, table, extra)
+    ref: FieldRef  # NO_FIELD unless kind is FIELD
+    fn: DatatypeFn  # a no-op unless kind is FIELD
+    path: TargetPath
+    appends: bool
+    conditions: tuple[tuple[PredicateFn, FieldRef], ...]
+    value: Any  # frozen (see paths.freeze)
+    reference: str | None
+    siblings: dict[str, Any] | None  # values frozen
+    fallback: bool  # an earlier rule of the same resource writes the same single value
+    own: bool  # the field is in the resource's own segment
+    memo: dict[tuple[str, str, str], Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledResource:
+    """A resource spec with its rules compiled."""
+
+    spec: ResourceSpec
+    steps: tuple[Step, ...]
+
+
+def compile_rule(rule: Rule, segment: str, fallback: bool = False) -> Step:
+    """The runtime form of ``rule`` in a spec for ``segment``."""
+    kind = FIELD if rule.field is not None else REFERENCE if rule.reference else VALUE
+    return Step(
+        kind=kind,
+        rule=rule,
+        ref=rule.field or NO_FIELD,
+        fn=DATATYPES[rule.type].fn if rule.type is not None else _no_datatype,
+        path=rule.path,
+        appends=rule.path.appends,
+        conditions=tuple((PREDICATES[name], ref) for name, ref in rule.when.items()),
+        value=freeze(rule.value),
+        reference=rule.reference,
+        siblings={key: freeze(v) for key, v in rule.with_.items()} or None,
+        fallback=fallback,
+        own=rule.field is not None and rule.field.segment == segment,
+        memo={} if rule.type is not None and DATATYPES[rule.type].pure else None,
+    )
+
+
+def compile_resource(spec: ResourceSpec) -> CompiledResource:
+    """The runtime form of a resource spec."""
+    seen: set[str] = set()
+    steps = []
+    for rule in spec.rules:
+        steps.append(compile_rule(rule, spec.segment, fallback=not rule.path.appends
+                                  and rule.path.text in seen))
+        seen.add(rule.path.text)
+    return CompiledResource(spec, tuple(steps))
