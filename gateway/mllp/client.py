@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 from pathlib import Path
 from types import TracebackType
 
@@ -11,25 +12,38 @@ from gateway.errors import GatewayError
 from gateway.mllp.framing import FrameDecoder, encode_frame
 
 _MSH_START = re.compile(rb"(?:^|[\r\n]+)(?=MSH)")
+_BATCH_START = (b"FHS", b"BHS")
 
 
 class MllpClientError(GatewayError):
     """The peer did not answer with an ACK frame in time, or closed the connection."""
 
 
+class MllpConnectionLost(MllpClientError):
+    """The connection broke (or timed out) with a message unanswered; reconnect to go on."""
+
+
 def split_messages(data: bytes) -> list[bytes]:
     """Split a file of one or more HL7 messages into messages with CR segment ends.
 
     Messages start at each line beginning with ``MSH``; LF and CRLF become CR, blank lines
-    between messages are dropped.
+    between messages are dropped. A batch file (starting with FHS or BHS) is one item: it
+    is sent whole, as one frame, and the gateway splits it.
     """
     data = data.lstrip(b"\xef\xbb\xbf")
+    if data.lstrip().startswith(_BATCH_START):
+        return [_segments(data.lstrip())]
     parts = [p for p in _MSH_START.split(data) if p.strip()]
     out = []
     for part in parts:
-        lines = [ln for ln in re.split(rb"\r\n|\r|\n", part) if ln.strip()]
-        out.append(b"\r".join(lines) + b"\r")
+        out.append(_segments(part))
     return out
+
+
+def _segments(data: bytes) -> bytes:
+    """Lines joined with CR segment ends, blank lines dropped."""
+    lines = [ln for ln in re.split(rb"\r\n|\r|\n", data) if ln.strip()]
+    return b"\r".join(lines) + b"\r"
 
 
 def read_message_files(paths: list[Path]) -> list[tuple[Path, bytes]]:
@@ -38,12 +52,17 @@ def read_message_files(paths: list[Path]) -> list[tuple[Path, bytes]]:
 
 
 class MllpClient:
-    """One MLLP connection; ``async with MllpClient(host, port) as c: await c.send(msg)``."""
+    """One MLLP connection; ``async with MllpClient(host, port) as c: await c.send(msg)``.
 
-    def __init__(self, host: str, port: int, *, timeout: float = 30.0) -> None:
+    ``tls`` (a context from ``gateway.mllp.settings.client_context``) makes it TLS.
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float = 30.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = FrameDecoder()
@@ -58,13 +77,22 @@ class MllpClient:
         await self.close()
 
     async def connect(self) -> None:
-        """Open the TCP connection (bounded by the timeout)."""
+        """Open the TCP (and TLS) connection, bounded by the timeout."""
+        self._decoder = FrameDecoder()
+        self._ready = []
         try:
             self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.timeout)
+                asyncio.open_connection(self.host, self.port, ssl=self.tls), self.timeout)
         except (OSError, TimeoutError) as exc:
             raise MllpClientError(
                 f"cannot connect to {self.host}:{self.port}: {exc or 'timed out'}") from exc
+
+    async def reconnect(self) -> None:
+        """Drop the current connection (whatever state it is in) and open a new one."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+        await self.close()
+        await self.connect()
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -80,9 +108,12 @@ class MllpClient:
         """Send one message and return the payload of the ACK frame that answers it."""
         if self._writer is None or self._reader is None:
             raise MllpClientError("not connected")
-        self._writer.write(encode_frame(message))
-        await self._writer.drain()
-        return await self.read_ack()
+        try:
+            self._writer.write(encode_frame(message))
+            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            return await self.read_ack()
+        except (OSError, TimeoutError) as exc:
+            raise MllpConnectionLost(f"connection lost: {exc or 'timed out'}") from exc
 
     async def read_ack(self) -> bytes:
         """Read the next whole frame from the peer."""
@@ -92,12 +123,14 @@ class MllpClient:
         while not self._ready:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise MllpClientError(f"no ACK within {self.timeout:g} s")
+                raise MllpConnectionLost(f"no ACK within {self.timeout:g} s")
             try:
                 data = await asyncio.wait_for(self._reader.read(65536), remaining)
             except TimeoutError:
-                raise MllpClientError(f"no ACK within {self.timeout:g} s") from None
+                raise MllpConnectionLost(f"no ACK within {self.timeout:g} s") from None
+            except OSError as exc:
+                raise MllpConnectionLost(f"connection lost: {exc}") from exc
             if not data:
-                raise MllpClientError("connection closed by the peer before the ACK")
+                raise MllpConnectionLost("connection closed by the peer before the ACK")
             self._ready.extend(self._decoder.feed(data))
         return self._ready.pop(0)

@@ -16,6 +16,35 @@ START = VT[0]
 END = FS + CR
 
 
+MAX_PREAMBLE_BYTES = 1024  # bytes before the first VT past which a peer is not MLLP
+_HTTP_METHODS = (b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ",
+                 b"CONNECT ", b"TRACE ", b"PRI * HTTP/2")
+SNIFF_BYTES = max(len(m) for m in _HTTP_METHODS)
+
+
+def sniff_protocol(head: bytes) -> str | None:
+    """What the first bytes of a connection look like: ``"tls"``, ``"http"``, ``"mllp"``
+    (a VT first, or anything that cannot become TLS or HTTP), or None (need more bytes).
+
+    A TLS ClientHello is a handshake record (0x16) of version 3.x; an HTTP request starts
+    with a method and a space. Garbage that is neither is left to the decoder, which
+    discards and counts it (and the caller gives up after ``MAX_PREAMBLE_BYTES``).
+    """
+    if not head:
+        return None
+    if head[0] == 0x16:
+        if len(head) < 2:
+            return None
+        if head[1] == 0x03:
+            return "tls"
+    for method in _HTTP_METHODS:
+        if head.startswith(method):
+            return "http"
+        if method.startswith(head):
+            return None
+    return "mllp"
+
+
 class FrameTooLarge(Exception):
     """A frame grew past the configured maximum; the connection must be reset."""
 
@@ -36,6 +65,7 @@ class FrameDecoder:
     max_frame_bytes: int = 16 * 1024 * 1024
     strict_end: bool = True
     discarded_bytes: int = 0
+    seen_start: bool = False  # a VT has arrived on this stream at least once
     _buffer: bytearray = field(default_factory=bytearray)
     _in_frame: bool = False
 
@@ -61,6 +91,7 @@ class FrameDecoder:
                 self.discarded_bytes += start
                 data = data[start + 1 :]
                 self._in_frame = True
+                self.seen_start = True
                 self._buffer.clear()
                 continue
             search_from = max(0, len(self._buffer) - 1)  # an FS may end the previous chunk

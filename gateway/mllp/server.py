@@ -1,27 +1,70 @@
 """MLLP listener: accepts connections, reads frames, answers each with its ACK in order.
 
 Frames on one connection are handled one after another, so ACKs leave in the order the
-messages arrived (senders rely on that). A frame larger than the limit resets the
-connection without an ACK and without buffering the rest. Nothing a peer sends can stop
-the listener: every connection's failure stays in that connection.
+messages arrived (senders rely on that). Nothing a peer sends can stop the listener:
+every connection's failure stays in that connection. What the listener does to a peer:
+
+- refuses at once (closed before any byte is read or any TLS handshake): a peer outside
+  the allowlist, past the listener's connection cap or past the per-IP cap;
+- closes after a few bytes: a TLS ClientHello on a plain port, an HTTP request, or more
+  than ``MAX_PREAMBLE_BYTES`` before the first VT;
+- resets without an ACK: a frame over ``max_frame_bytes`` (the rest is not buffered), a
+  frame whose FS does not come within ``frame_timeout_s`` of its VT, a peer that does not
+  read its ACKs within ``frame_timeout_s``;
+- closes quietly: no bytes for ``idle_timeout_s`` between frames.
+
+A partial frame is dropped whenever a connection ends (FIN, RST, deadline, shutdown): the
+sender never got an ACK for it, so it sends it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Awaitable, Callable
 
 from gateway.config import ListenerSettings
 from gateway.metrics import GatewayMetrics
-from gateway.mllp.framing import FrameDecoder, FrameTooLarge, encode_frame
+from gateway.mllp.framing import (
+    MAX_PREAMBLE_BYTES,
+    SNIFF_BYTES,
+    VT,
+    FrameDecoder,
+    FrameTooLarge,
+    encode_frame,
+    sniff_protocol,
+)
+from gateway.mllp.settings import allowed, server_context
 
 log = logging.getLogger("hl7gw.mllp")
 
-FrameHandler = Callable[[bytes, str], Awaitable[bytes]]
+FrameHandler = Callable[[bytes, str], Awaitable[bytes | None]]  # None: send no ACK
 READ_SIZE = 64 * 1024
+CLOSE_TIMEOUT_S = 5.0  # for a TLS peer to answer close_notify
+# TCP keepalive: first probe after 60 s of silence, then every 15 s, give up after 4.
+KEEPALIVE_OPTIONS = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4))
+
+
+class _EndConnection(Exception):
+    """The listener ends this connection; ``reset`` aborts (RST) instead of closing (FIN)."""
+
+    def __init__(self, reason: str, *, reset: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.reset = reset
+
+
+class _NotMllp(Exception):
+    """The peer speaks something else (``kind``: tls, http, no_vt)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 class MllpListener:
@@ -35,6 +78,9 @@ class MllpListener:
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
+        self._per_ip: collections.Counter[str] = collections.Counter()
+        self._networks = [ipaddress.ip_network(c) for c in settings.allow]
+        self._tls = server_context(settings.tls) if settings.tls is not None else None
         self.port: int = settings.port
 
     async def start(self) -> int:
@@ -44,7 +90,8 @@ class MllpListener:
             reuse_address=True)
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("mllp listener started",
-                 extra={"listener": self.settings.name, "port": self.port})
+                 extra={"listener": self.settings.name, "port": self.port,
+                        "tls": self._tls is not None})
         return self.port
 
     async def stop(self, grace: float = 5.0) -> None:
@@ -62,63 +109,203 @@ class MllpListener:
         await self._server.wait_closed()
         self._server = None
 
+    def _admission(self, ip: str) -> str | None:
+        """Why a new connection from ``ip`` is refused, or None to accept it."""
+        if not allowed(ip, self._networks):
+            return "allowlist"
+        if len(self._connections) >= self.settings.max_connections:
+            return "cap"
+        cap = self.settings.max_connections_per_ip
+        if cap is not None and self._per_ip[ip] >= cap:
+            return "per_ip_cap"
+        return None
+
+    def _refuse(self, writer: asyncio.StreamWriter, peer: str, reason: str) -> None:
+        self.metrics.connections_refused.labels(self.settings.name, reason).inc()
+        log.warning("mllp connection refused",
+                    extra={"listener": self.settings.name, "peer": peer, "reason": reason})
+        writer.transport.abort()
+
     async def _on_connection(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
-        name = self.settings.name
         peername = writer.get_extra_info("peername")
+        ip = str(peername[0]) if peername else ""
         peer = f"{peername[0]}:{peername[1]}" if peername else "unknown"
+        refusal = self._admission(ip)
+        if refusal is not None:
+            self._refuse(writer, peer, refusal)
+            return
+        self._connections.add(task)
+        self._per_ip[ip] += 1
+        try:
+            await self._run_connection(reader, writer, peer)
+        finally:
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+            self._connections.discard(task)
+            self._busy.discard(task)
+
+    async def _run_connection(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter, peer: str) -> None:
+        name = self.settings.name
+        if self.settings.keepalive:
+            _set_keepalive(writer)
+        if self._tls is not None and not await self._handshake(writer, peer):
+            return
         self.metrics.connections.labels(name).inc()
         self.metrics.connections_total.labels(name).inc()
         decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes,
                                strict_end=self.settings.strict_frame_end)
+        abort = True
         try:
             await self._serve(reader, writer, decoder, peer)
+            abort = False
         except FrameTooLarge:
-            log.warning("frame too large, connection reset",
-                        extra={"listener": name, "peer": peer,
-                               "limit": self.settings.max_frame_bytes})
-            writer.transport.abort()
+            self._ended(peer, "frame_too_large", limit=self.settings.max_frame_bytes)
+        except _EndConnection as end:
+            self._ended(peer, end.reason)
+            abort = end.reset
+        except _NotMllp as exc:
+            self.metrics.non_mllp.labels(name, exc.kind).inc()
+            self._refuse(writer, peer, "non_mllp")
         except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+            pass  # the peer went away (RST); any partial frame is dropped below
+        except OSError as exc:  # ssl.SSLError on a TLS connection: a broken record
+            log.info("mllp connection failed",
+                     extra={"listener": name, "peer": peer, "error_class": type(exc).__name__})
         except asyncio.CancelledError:
-            writer.transport.abort()
+            pass  # stop(): nothing in flight, or the grace period is over
         except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the port
             log.error("connection failed", extra={"listener": name, "peer": peer,
                                                    "error_class": type(exc).__name__})
-            writer.transport.abort()
         finally:
+            if decoder.in_frame:
+                self.metrics.partial_frames.labels(name).inc()
+                log.info("partial frame dropped", extra={"listener": name, "peer": peer,
+                                                         "bytes": decoder.buffered})
             if decoder.discarded_bytes:
                 self.metrics.discarded_bytes.labels(name).inc(decoder.discarded_bytes)
             self.metrics.connections.labels(name).dec()
-            self._connections.discard(task)
-            self._busy.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            await _close(writer, abort=abort)
+
+    async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bool:
+        """TLS server handshake, bounded by the frame timeout; False (and closed) if it fails."""
+        assert self._tls is not None
+        try:
+            await writer.start_tls(self._tls,
+                                   ssl_handshake_timeout=self.settings.frame_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            self.metrics.connections_refused.labels(self.settings.name, "tls_handshake").inc()
+            log.warning("tls handshake failed",
+                        extra={"listener": self.settings.name, "peer": peer,
+                               "error_class": type(exc).__name__})
+            writer.transport.abort()
+            return False
+        except asyncio.CancelledError:
+            writer.transport.abort()  # stop() during the handshake
+            raise
+        return True
+
+    def _ended(self, peer: str, reason: str, **extra: object) -> None:
+        self.metrics.connections_reset.labels(self.settings.name, reason).inc()
+        log.warning("mllp connection ended by the listener",
+                    extra={"listener": self.settings.name, "peer": peer, "reason": reason,
+                           **extra})
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                      decoder: FrameDecoder, peer: str) -> None:
         task = asyncio.current_task()
         assert task is not None
+        loop = asyncio.get_running_loop()
+        head: bytes | None = b""  # the first bytes, until they show the protocol
+        deadline: float | None = None  # when the frame (or the sniffed head) must be done
         while True:
-            data = await reader.read(READ_SIZE)
+            data = await self._read(reader, deadline)
             if not data:
                 return  # FIN: a partial frame, if any, is dropped
+            if head is not None:
+                head += data
+                kind = sniff_protocol(head[:SNIFF_BYTES])
+                if kind is None:
+                    deadline = deadline or loop.time() + self.settings.frame_timeout_s
+                    continue
+                if kind != "mllp":
+                    raise _NotMllp(kind)
+                data, head, deadline = head, None, None
+            if not decoder.seen_start:
+                before = data.find(VT)
+                if decoder.discarded_bytes + (len(data) if before < 0 else before) \
+                        > MAX_PREAMBLE_BYTES:
+                    raise _NotMllp("no_vt")
             self._busy.add(task)  # a frame may be in flight: stop() lets it finish
             try:
-                for frame in decoder.feed(data):
-                    started = time.perf_counter()
-                    ack = await self.handler(frame, peer)
-                    writer.write(encode_frame(ack))
-                    await writer.drain()
-                    self.metrics.ack_latency.labels(self.settings.name).observe(
-                        time.perf_counter() - started)
+                frames = decoder.feed(data)
+                if not decoder.in_frame:
+                    deadline = None
+                elif deadline is None or frames:  # a new frame started in this chunk
+                    deadline = loop.time() + self.settings.frame_timeout_s
+                for frame in frames:
+                    await self._answer(frame, writer, peer)
             finally:
                 if not decoder.in_frame:
                     self._busy.discard(task)
             if self._server is not None and not self._server.is_serving() \
                     and not decoder.in_frame:
                 return  # shutting down and nothing half-received
+
+    async def _read(self, reader: asyncio.StreamReader, deadline: float | None) -> bytes:
+        """The next bytes, within the frame deadline (in a frame) or the idle timeout."""
+        if deadline is None:
+            timeout, reason = self.settings.idle_timeout_s, "idle_timeout"
+        else:
+            timeout = deadline - asyncio.get_running_loop().time()
+            reason = "frame_timeout"
+        try:
+            async with asyncio.timeout(max(timeout, 0)):
+                return await reader.read(READ_SIZE)
+        except TimeoutError:
+            raise _EndConnection(reason, reset=reason != "idle_timeout") from None
+
+    async def _answer(self, frame: bytes, writer: asyncio.StreamWriter, peer: str) -> None:
+        started = time.perf_counter()
+        ack = await self.handler(frame, peer)
+        if ack is None:
+            return  # enhanced mode asked for no accept acknowledgement
+        writer.write(encode_frame(ack))
+        try:
+            async with asyncio.timeout(self.settings.frame_timeout_s):
+                await writer.drain()  # a peer that never reads its ACKs cannot pin us
+        except TimeoutError:
+            raise _EndConnection("write_timeout") from None
+        self.metrics.ack_latency.labels(self.settings.name).observe(
+            time.perf_counter() - started)
+
+
+async def _close(writer: asyncio.StreamWriter, *, abort: bool) -> None:
+    """Close (FIN; TLS close_notify) or abort (RST); never leave a transport half-closed."""
+    if abort:
+        writer.transport.abort()
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await writer.wait_closed()
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
+    except Exception:  # noqa: BLE001 - a peer that never finishes the close is cut off
+        writer.transport.abort()
+
+
+def _set_keepalive(writer: asyncio.StreamWriter) -> None:
+    """Turn on TCP keepalive so a peer that vanished (no FIN, no RST) is noticed."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in KEEPALIVE_OPTIONS:
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
