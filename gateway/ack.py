@@ -31,6 +31,13 @@ class Envelope:
     control_id: str = ""
     processing_id: str = "P"
     version: str = "2.5.1"
+    accept_ack_type: str = ""  # MSH-15
+    application_ack_type: str = ""  # MSH-16
+
+    @property
+    def enhanced(self) -> bool:
+        """Enhanced acknowledgement mode: the sender valued MSH-15 or MSH-16."""
+        return bool(self.accept_ack_type or self.application_ack_type)
 
 
 def sniff_envelope(text: str) -> Envelope:
@@ -64,7 +71,33 @@ def sniff_envelope(text: str) -> Envelope:
         control_id=get(10),
         processing_id=get(11).split(comp)[0] or "P",
         version=get(12).split(comp)[0] or "2.5.1",
+        accept_ack_type=get(15).strip().upper(),
+        application_ack_type=get(16).strip().upper(),
     )
+
+
+ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
+
+
+def answer_code(code: str, env: Envelope) -> str | None:
+    """The MSA-1 to send for an original-mode outcome, or None to send nothing.
+
+    Original mode (MSH-15 and MSH-16 empty): AA/AE/AR as given. Enhanced mode: the commit
+    ACK CA/CE/CR, sent as MSH-15 asks — AL always, NE never, ER only on CE/CR, SU only on
+    CA (an empty MSH-15 beside a valued MSH-16 counts as AL). The application ACK of
+    MSH-16 is not sent: the gateway's commit is the last word it has on a message.
+    """
+    if not env.enhanced:
+        return code
+    commit = ENHANCED[code]
+    condition = env.accept_ack_type or "AL"
+    if condition == "NE":
+        return None
+    if condition == "ER" and commit == "CA":
+        return None
+    if condition == "SU" and commit != "CA":
+        return None
+    return commit
 
 
 def escape(text: str, env: Envelope) -> str:

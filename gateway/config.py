@@ -10,19 +10,63 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connectors.settings import BridgeSettings, FunctionSettings, KafkaSettings
 from gateway.errors import ConfigError
+from gateway.mllp.settings import CidrList, TlsSettings
 
 HL7_VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_charset(value: str) -> str:
+    import codecs
+
+    try:
+        codecs.lookup(value)
+    except LookupError as exc:
+        raise ValueError(f"unknown charset {value!r}") from exc
+    return value
+
+
+def _check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+    return value
+
+
+class SenderSettings(_Strict):
+    """One sending system's quirks, matched on MSH-3 and MSH-4 (first components; * = any)."""
+
+    application: str = "*"
+    facility: str = "*"
+    charset: str | None = None  # wins over MSH-18 and the listener's charset
+    default_timezone: str | None = None  # for timestamps without an offset
+
+    @field_validator("charset")
+    @classmethod
+    def _known_charset(cls, value: str | None) -> str | None:
+        return None if value is None else _check_charset(value)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return None if value is None else _check_zone(value)
+
+    def matches(self, application: str, facility: str) -> bool:
+        """True when this entry is for that sender."""
+        return self.application in ("*", application) and self.facility in ("*", facility)
 
 
 class ListenerSettings(_Strict):
@@ -37,17 +81,21 @@ class ListenerSettings(_Strict):
     processing_ids: list[str] = Field(default_factory=lambda: ["P", "T", "D"])
     max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     strict_frame_end: bool = True
+    senders: list[SenderSettings] = Field(default_factory=list)  # first match wins
+    batch_ack: Literal["batch", "messages"] = "batch"
+    # Connections (gateway/mllp/server.py): TLS, who may connect, how many, how long.
+    tls: TlsSettings | None = None
+    allow: CidrList = Field(default_factory=list)  # CIDRs; empty: everyone
+    max_connections: int = Field(default=1000, ge=1)
+    max_connections_per_ip: int | None = Field(default=None, ge=1)  # None: no per-IP cap
+    idle_timeout_s: float = Field(default=300.0, gt=0)  # no bytes between frames
+    frame_timeout_s: float = Field(default=30.0, gt=0)  # VT seen, FS must follow within
+    keepalive: bool = True  # TCP keepalive on accepted sockets
 
     @field_validator("charset")
     @classmethod
     def _known_charset(cls, value: str) -> str:
-        import codecs
-
-        try:
-            codecs.lookup(value)
-        except LookupError as exc:
-            raise ValueError(f"unknown charset {value!r}") from exc
-        return value
+        return _check_charset(value)
 
 
 class HttpSettings(_Strict):
@@ -62,6 +110,10 @@ class SpoolSettings(_Strict):
 
     path: Path = Path("var/spool.db")
     max_batch: int = Field(default=512, ge=1)
+    max_pending: int = Field(default=1_000_000, ge=1)  # past it, intake answers AE/CE
+    retain_published_hours: float = Field(default=168, ge=0)  # then pruned
+    retain_rejected_hours: float = Field(default=720, ge=0)
+    prune_interval_s: float = Field(default=600, gt=0)
 
 
 class GatewaySettings(_Strict):
@@ -69,12 +121,18 @@ class GatewaySettings(_Strict):
 
     source: str = "urn:hl7gw:gateway"
     default_timezone: str = "UTC"
+    mapping_workers: int = Field(default=1, ge=0)  # processes mapping off the event loop
     listeners: list[ListenerSettings] = Field(default_factory=lambda: [ListenerSettings()])
     http: HttpSettings = Field(default_factory=HttpSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     kafka: KafkaSettings
     bridge: BridgeSettings | None = None
     function: FunctionSettings = Field(default_factory=lambda: FunctionSettings(port=8090))
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _check_zone(value)
 
 
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> GatewaySettings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mappers.errors import Hl7gwError
+from mappers.errors import Hl7gwError, MessageError
 
 
 class GatewayError(Hl7gwError):
@@ -27,3 +27,13 @@ class ConfigError(GatewayError):
 
 class SpoolFull(GatewayError):
     """The spool reached its configured bound; intake stops ACKing until it drains."""
+
+
+class SpoolAtCapacity(SpoolFull, MessageError):
+    """The spool holds ``spool.max_pending`` unpublished rows: refuse (AE/CE) until it drains.
+
+    A refusal the sender can act on (resend later) beats an ACK for a message we cannot keep.
+    """
+
+    ack_code = "AE"
+    err_code = "207"

@@ -1,15 +1,18 @@
 """Intake: one framed message in, one ACK out, with the message durable before the ACK.
 
-Order of work for a frame: decode the bytes (per-listener charset, else MSH-18), read the
-header, check it against what the listener accepts, map it to FHIR (so a message whose
-content we cannot use is refused now, while the sender is still listening, instead of
-being ACKed and lost later), commit to the spool, and only then return the ACK.
-Every refusal is stored with its raw bytes in the spool's ``rejected`` table.
+Order of work for a frame: decode the bytes (sender setting, else MSH-18, else the
+listener's charset), check the header against what the listener accepts and the message's
+structure against its spec (required segments and identifiers — cheap, no FHIR built),
+commit the raw bytes to the spool, and only then answer. Mapping to FHIR happens after
+the ACK, in the publisher, so the ACK path costs a parse and a commit, not a mapping.
+
+Every refusal is stored with its raw bytes in the spool's ``rejected`` table, except a
+refusal because the spool is at capacity (there is no room to keep it; the sender keeps
+the message and resends).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import time
@@ -17,12 +20,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
 import mappers
-from gateway.ack import Envelope, build_ack, sniff_envelope
-from gateway.config import ListenerSettings
-from gateway.errors import SpoolError
+from gateway.ack import Envelope, answer_code, build_ack, sniff_envelope
+from gateway.batch import build_batch_ack, split_batch
+from gateway.config import ListenerSettings, SenderSettings
+from gateway.errors import SpoolAtCapacity, SpoolError
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Accepted, Rejected, Spool, StoreOutcome
 from mappers.errors import (
@@ -63,22 +65,31 @@ class UndecodableMessage(DataTypeError):
 
 @dataclass(frozen=True)
 class IntakeResult:
-    """The ACK to send and what the spool did with the message."""
+    """The answer to send (None: the sender asked for none) and what the spool did."""
 
-    ack: bytes
+    ack: bytes | None
     code: str
     outcome: StoreOutcome | None
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A message that passed intake checks, ready to be stored."""
+
+    row: Accepted
+    env: Envelope
 
 
 class Intake:
     """Turns frames into durable spool rows and ACKs for one listener."""
 
     def __init__(self, listener: ListenerSettings, spool: Spool, metrics: GatewayMetrics,
-                 *, default_timezone: str = "UTC") -> None:
+                 *, default_timezone: str = "UTC", max_pending: int = 1_000_000) -> None:
         self.listener = listener
         self.spool = spool
         self.metrics = metrics
         self.default_timezone = default_timezone
+        self.max_pending = max_pending
         supported = mappers.supported_message_types()
         wanted = listener.message_types
         self.accepted_types = frozenset(wanted) & supported if wanted else supported
@@ -95,71 +106,84 @@ class Intake:
         self.metrics.frames.labels(name).inc()
         self.metrics.bytes.labels(name).inc(len(frame))
         latin = frame.decode("latin-1")
+        if latin.lstrip("\ufeff\xef\xbb\xbf\r\n ").startswith(("FHS", "BHS")):
+            return await self._handle_batch(frame, latin, peer)
         env = sniff_envelope(latin)
         try:
-            text, charset = self._decode(frame, latin)
-            accepted = self._accept(text, charset, frame, env, peer)
+            checked = self._check(frame, latin, env, peer)
         except MessageError as exc:
             return await self._reject(frame, env, peer, exc)
-        except Exception as exc:  # noqa: BLE001 - a mapping bug must not kill the listener
-            log.error("mapping failed unexpectedly",
-                      extra={"listener": name, "error_class": type(exc).__name__,
-                             "control_id": env.control_id}, exc_info=False)
-            err = MessageError(f"internal error while mapping ({type(exc).__name__})")
-            return await self._reject(frame, env, peer, err)
-        outcome = await self.spool.store(accepted)
-        if outcome.status == "duplicate":
-            self.metrics.duplicates.labels(name).inc()
-        elif outcome.status == "conflict":
-            self.metrics.conflicts.labels(name).inc()
-            log.warning("control id reused with different content",
-                        extra={"listener": name, "sender": accepted.sender,
-                               "control_id": accepted.control_id, "row": outcome.row_id})
-        if outcome.status != "duplicate":
-            for callback in self._on_stored:
-                callback()
-        return IntakeResult(outcome.ack, "AA", outcome)
+        outcome = await self._store(checked.row)
+        code = answer_code("AA", env) or "AA"
+        ack = outcome.ack or None  # b"" is stored when the sender asked for no ACK
+        return IntakeResult(ack, code, outcome)
 
-    def _decode(self, frame: bytes, latin: str) -> tuple[str, str]:
+    # -- checks ---------------------------------------------------------------------------
+
+    def _check(self, frame: bytes, latin: str, env: Envelope, peer: str) -> _Checked:
+        """Everything that decides AA/AE/AR before the commit; raises MessageError."""
+        sender = self._sender(env)
+        text, charset = self._decode(frame, latin, sender)
+        tz = (sender.default_timezone if sender else None) or self.default_timezone
+        header = self._check_content(text, tz)
+        if self.spool.pending_rows >= self.max_pending:
+            raise SpoolAtCapacity(
+                f"spool holds {self.max_pending} unpublished messages; resend later")
+        sender_id = f"{header.sending_application}|{header.sending_facility}"
+        sha = hashlib.sha256(frame).hexdigest()
+        code = answer_code("AA", env)
+        ack = build_ack(env, code, ack_control_id=_ack_id()).encode(charset, "replace") \
+            if code else b""
+        row = Accepted(
+            listener=self.listener.name, peer=peer, sender=sender_id,
+            control_id=header.control_id, message_type=header.message_type, sha256=sha,
+            raw=frame, ack=ack, event_id=event_id(sender_id, header.control_id, sha),
+            charset=charset, timezone=tz)
+        return _Checked(row, env)
+
+    def _sender(self, env: Envelope) -> SenderSettings | None:
+        if not self.listener.senders:
+            return None
+        comp = env.encoding_chars[0]
+        app = env.sending_application.split(comp)[0]
+        facility = env.sending_facility.split(comp)[0]
+        return next((s for s in self.listener.senders if s.matches(app, facility)), None)
+
+    def _decode(self, frame: bytes, latin: str,
+                sender: SenderSettings | None) -> tuple[str, str]:
         if not frame.strip(b" \r\n\x00"):
             raise UnreadableMessage("empty message: the frame holds no HL7 segments")
-        charset = self._charset(latin)
+        charset = (sender.charset if sender else None) or self._declared_charset(latin)
         try:
             return frame.decode(charset), charset
         except UnicodeDecodeError as exc:
             raise UndecodableMessage(
                 f"bytes not valid {charset} at offset {exc.start};"
-                " set MSH-18 or the listener's charset", segment="MSH", field=18
+                " set MSH-18 or the sender's charset", segment="MSH", sequence=1, field=18
             ) from None
 
-    def _charset(self, latin: str) -> str:
-        env_fields = latin.split("\r", 1)[0].split("\n", 1)[0]
-        if env_fields.startswith("MSH") and len(env_fields) > 3:
-            fields = env_fields.split(env_fields[3])
+    def _declared_charset(self, latin: str) -> str:
+        first = latin.split("\r", 1)[0].split("\n", 1)[0]
+        if first.startswith("MSH") and len(first) > 3:
+            fields = first.split(first[3])
             if len(fields) > 17 and fields[17].strip():
                 declared = fields[17].split("~")[0].strip().upper()
                 return HL7_CHARSETS.get(declared, self.listener.charset)
         return self.listener.charset
 
-    def _accept(self, text: str, charset: str, raw: bytes, env: Envelope,
-                peer: str) -> Accepted:
+    def _check_content(self, text: str, tz: str) -> mappers.Header:
         header = mappers.parse(text).header
         self._check_envelope(header)
-        result = mappers.convert(text, default_tz=self.default_timezone)
-        sender = f"{header.sending_application}|{header.sending_facility}"
-        sha = hashlib.sha256(raw).hexdigest()
-        ack = build_ack(env, "AA", ack_control_id=_ack_id())
-        summary = orjson.dumps({
-            "issues": [dataclasses.asdict(i) for i in result.issues],
-            "unmapped": result.unmapped,
-        }).decode()
-        return Accepted(
-            listener=self.listener.name, peer=peer, sender=sender,
-            control_id=header.control_id, message_type=header.message_type, sha256=sha,
-            raw=raw, ack=ack.encode(charset, "replace"), event_id=event_id(sender,
-            header.control_id, sha), patient_key=result.patient_key,
-            payload=orjson.dumps(result.bundle), summary=summary,
-        )
+        try:
+            return mappers.check(text, default_tz=tz)
+        except MessageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a checker bug must not kill the listener
+            log.error("message check failed unexpectedly",
+                      extra={"listener": self.listener.name,
+                             "error_class": type(exc).__name__})
+            raise MessageError(
+                f"internal error while checking ({type(exc).__name__})") from None
 
     def _check_envelope(self, header: mappers.Header) -> None:
         if header.version not in self.listener.versions:
@@ -179,27 +203,83 @@ class Intake:
             f"message type {header.message_type} is not accepted here",
             segment="MSH", sequence=1, field=9)
 
+    # -- storing and refusing -------------------------------------------------------------
+
+    async def _store(self, row: Accepted) -> StoreOutcome:
+        name = self.listener.name
+        outcome = await self.spool.store(row)
+        if outcome.status == "duplicate":
+            self.metrics.duplicates.labels(name).inc()
+        elif outcome.status == "conflict":
+            self.metrics.conflicts.labels(name).inc()
+            log.warning("control id reused with different content",
+                        extra={"listener": name, "sender": row.sender,
+                               "control_id": row.control_id, "row": outcome.row_id})
+        if outcome.status != "duplicate":
+            for callback in self._on_stored:
+                callback()
+        return outcome
+
+    def _nak(self, env: Envelope, exc: MessageError) -> bytes:
+        code = answer_code(exc.ack_code, env)
+        if code is None:
+            return b""
+        return build_ack(env, code, ack_control_id=_ack_id(), error=exc).encode(
+            "utf-8", "replace")
+
     async def _reject(self, frame: bytes, env: Envelope, peer: str,
                       exc: MessageError) -> IntakeResult:
         name = self.listener.name
-        ack = build_ack(env, exc.ack_code, ack_control_id=_ack_id(), error=exc).encode(
-            "utf-8", "replace")
-        row = Rejected(listener=name, peer=peer,
-                       sender=f"{env.sending_application}|{env.sending_facility}",
-                       control_id=env.control_id, ack_code=exc.ack_code,
-                       err_code=exc.err_code, reason=str(exc), raw=frame, ack=ack)
+        ack = self._nak(env, exc)
         self.metrics.rejected.labels(name, exc.err_code).inc()
         log.info("message refused", extra={
             "listener": name, "peer": peer, "ack_code": exc.ack_code,
             "err_code": exc.err_code, "location": exc.location,
             "control_id": env.control_id, "bytes": len(frame)})
+        outcome = None
+        if not isinstance(exc, SpoolAtCapacity):
+            outcome = await self._keep_refused(frame, env, peer, exc, ack)
+        return IntakeResult(ack or None, answer_code(exc.ack_code, env) or exc.ack_code,
+                            outcome)
+
+    async def _keep_refused(self, frame: bytes, env: Envelope, peer: str,
+                            exc: MessageError, ack: bytes) -> StoreOutcome | None:
+        row = Rejected(listener=self.listener.name, peer=peer,
+                       sender=f"{env.sending_application}|{env.sending_facility}",
+                       control_id=env.control_id, ack_code=exc.ack_code,
+                       err_code=exc.err_code, reason=str(exc), raw=frame, ack=ack)
         try:
-            outcome = await self.spool.store(row)
+            return await self.spool.store(row)
         except SpoolError:
             # The refusal stands even if we could not keep the bytes; the sender resends.
-            log.error("could not keep refused message", extra={"listener": name})
-            outcome = None
-        return IntakeResult(ack, exc.ack_code, outcome)
+            log.error("could not keep refused message", extra={"listener": self.listener.name})
+            return None
+
+    # -- batches --------------------------------------------------------------------------
+
+    async def _handle_batch(self, frame: bytes, latin: str, peer: str) -> IntakeResult:
+        """FHS/BHS…BTS/FTS in one frame: each message checked and spooled, one answer."""
+        try:
+            batch = split_batch(latin)
+        except MessageError as exc:
+            return await self._reject(frame, sniff_envelope(""), peer, exc)
+        if batch.error is not None:
+            return await self._reject(frame, batch.envelope, peer, batch.error)
+        results: list[tuple[str, bytes, MessageError | None]] = []
+        for part in batch.messages:
+            raw = part.encode("latin-1")
+            env = sniff_envelope(part)
+            try:
+                checked = self._check(raw, part, env, peer)
+            except MessageError as exc:
+                refused = await self._reject(raw, env, peer, exc)
+                results.append((env.control_id, refused.ack or b"", exc))
+                continue
+            outcome = await self._store(checked.row)
+            results.append((env.control_id, outcome.ack, None))
+        ack, code = build_batch_ack(batch, results, mode=self.listener.batch_ack,
+                                    ack_control_id=_ack_id())
+        return IntakeResult(ack.encode("utf-8", "replace"), code, None)
 
 
 def event_id(sender: str, control_id: str, sha256: str) -> str:

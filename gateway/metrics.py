@@ -34,9 +34,26 @@ class GatewayMetrics:
                                  registry=r)
         self.connections_total = Counter("hl7gw_connections_accepted",
                                          "MLLP connections accepted", ["listener"], registry=r)
+        self.connections_refused = Counter(
+            "hl7gw_connections_refused", "MLLP connections closed at once, by reason "
+            "(allowlist, cap, per_ip_cap, non_mllp, tls_handshake)", ["listener", "reason"],
+            registry=r)
+        self.non_mllp = Counter("hl7gw_non_mllp_connections",
+                                "Connections that spoke TLS, HTTP or no MLLP on an MLLP port",
+                                ["listener", "kind"], registry=r)
+        self.connections_reset = Counter(
+            "hl7gw_connections_closed_by_gateway", "Connections the listener ended, by reason "
+            "(frame_timeout, idle_timeout, frame_too_large, write_timeout)",
+            ["listener", "reason"], registry=r)
+        self.partial_frames = Counter("hl7gw_partial_frames_dropped",
+                                      "Partial frames dropped when a connection ended",
+                                      ["listener"], registry=r)
         self.spool_depth = Gauge("hl7gw_spool_depth", "Spool rows waiting to be published",
                                  registry=r)
         self.published = Counter("hl7gw_published", "Events acknowledged by Kafka",
                                  ["topic"], registry=r)
+        self.mapping_failures = Counter("hl7gw_mapping_failures",
+                                        "Accepted messages the mapper could not convert",
+                                        registry=r)
         self.publish_errors = Counter("hl7gw_publish_errors", "Failed publish attempts",
                                       ["topic"], registry=r)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import uvicorn
@@ -17,7 +18,9 @@ import uvicorn
 from connectors.kafka import EventProducer
 from gateway.app import create_app
 from gateway.config import GatewaySettings
+from gateway.errors import SpoolError
 from gateway.intake import Intake
+from gateway.mapping import MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.server import MllpListener
 from gateway.publisher import Publisher
@@ -35,8 +38,10 @@ class GatewayService:
         self.registry = self.metrics.registry
         self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch)
         self.producer = EventProducer(settings.kafka)
+        self.mapping = MappingPool(settings.mapping_workers)
         self.publisher = Publisher(self.spool, self.producer, self.metrics,
-                                   topic=settings.kafka.topic, source=settings.source)
+                                   topic=settings.kafka.topic, source=settings.source,
+                                   mapping=self.mapping)
         self.listeners: list[MllpListener] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._http_enabled = http
@@ -53,21 +58,25 @@ class GatewayService:
     async def start(self) -> None:
         """Open the spool, bind listeners and HTTP, and start publishing."""
         await self.spool.start()
+        self.mapping.start()
         for ls in self.settings.listeners:
             intake = Intake(ls, self.spool, self.metrics,
-                            default_timezone=self.settings.default_timezone)
+                            default_timezone=self.settings.default_timezone,
+                            max_pending=self.settings.spool.max_pending)
             intake.on_stored(self.publisher.wake)
             listener = MllpListener(ls, self._handler(intake), self.metrics)
             await listener.start()
             self.listeners.append(listener)
         self._tasks.append(asyncio.create_task(self._publish(), name="publisher"))
+        self._tasks.append(asyncio.create_task(self._prune(), name="pruner"))
         if self._http_enabled:
             await self._start_http()
 
     def _handler(self, intake: Intake) -> Any:
-        async def handle(frame: bytes, peer: str) -> bytes:
+        async def handle(frame: bytes, peer: str) -> bytes | None:
             result = await intake.handle(frame, peer)
-            self.metrics.acks.labels(intake.listener.name, result.code).inc()
+            if result.ack is not None:
+                self.metrics.acks.labels(intake.listener.name, result.code).inc()
             return result.ack
         return handle
 
@@ -84,6 +93,21 @@ class GatewayService:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
         await self.publisher.run()
+
+    async def _prune(self) -> None:
+        """Delete published rows and refusals past their retention, periodically."""
+        cfg = self.settings.spool
+        while True:
+            now = time.time()
+            try:
+                deleted = await self.spool.prune(
+                    published_before=now - cfg.retain_published_hours * 3600,
+                    rejected_before=now - cfg.retain_rejected_hours * 3600)
+                if deleted:
+                    log.info("spool pruned", extra={"rows": deleted})
+            except SpoolError as exc:
+                log.warning("spool pruning failed", extra={"error_class": type(exc).__name__})
+            await asyncio.sleep(cfg.prune_interval_s)
 
     async def _start_http(self) -> None:
         cfg = uvicorn.Config(create_app(self), host=self.settings.http.host,
@@ -118,7 +142,7 @@ class GatewayService:
         for listener in self.listeners:
             await listener.stop(grace)
         for task in self._tasks:
-            if task.get_name() == "publisher":
+            if task.get_name() in ("publisher", "pruner"):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         with contextlib.suppress(Exception):
@@ -128,6 +152,7 @@ class GatewayService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.producer.stop()
+        self.mapping.stop()
         await self.spool.stop()
 
     async def _final_drain(self) -> None:

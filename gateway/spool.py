@@ -36,9 +36,10 @@ CREATE TABLE IF NOT EXISTS messages (
     sha256 TEXT NOT NULL,
     raw BLOB NOT NULL,
     ack BLOB NOT NULL,
+    charset TEXT NOT NULL DEFAULT 'utf-8',
+    timezone TEXT NOT NULL DEFAULT 'UTC',
     event_id TEXT NOT NULL,
     patient_key TEXT,
-    payload BLOB NOT NULL,
     summary TEXT NOT NULL DEFAULT '{}',
     status TEXT NOT NULL DEFAULT 'pending',
     conflict INTEGER NOT NULL DEFAULT 0,
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 
 @dataclass(frozen=True)
 class Accepted:
-    """A message that passed intake checks, with its ACK and mapped event payload."""
+    """A message that passed intake checks, with its ACK; mapped later by the publisher."""
 
     listener: str
     peer: str
@@ -80,9 +81,8 @@ class Accepted:
     raw: bytes
     ack: bytes
     event_id: str
-    patient_key: str | None
-    payload: bytes
-    summary: str = "{}"
+    charset: str = "utf-8"
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class StoreOutcome:
 
 @dataclass(frozen=True)
 class PendingRow:
-    """An unpublished message, as the publisher needs it."""
+    """An unpublished message, as the publisher needs it: raw bytes and how to read them."""
 
     id: int
     received_at: float
@@ -119,9 +119,21 @@ class PendingRow:
     control_id: str
     message_type: str
     event_id: str
-    patient_key: str | None
-    payload: bytes
-    summary: str
+    raw: bytes
+    charset: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class PublishedMark:
+    """Where a row went in Kafka, and the mapping summary to keep with it."""
+
+    row_id: int
+    topic: str
+    partition: int
+    offset: int
+    patient_key: str | None = None
+    summary: str = "{}"
 
 
 _Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
@@ -139,6 +151,7 @@ class Spool:
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0
         self.rows_committed = 0
+        self._pending_rows = 0  # kept by the writer thread; read for the spool bound
 
     async def start(self) -> None:
         """Open (or create) the database and start the group-commit writer."""
@@ -172,19 +185,30 @@ class Spool:
         """Unpublished rows in arrival order."""
         return await self._run(self._pending, limit, after_id)
 
-    async def mark_published(
-        self, marks: Iterable[tuple[int, str, int, int]]
-    ) -> None:
-        """Mark rows published: (row id, topic, partition, offset) each."""
+    async def mark_published(self, marks: Iterable[PublishedMark]) -> None:
+        """Mark rows published, with where they went and what mapping said."""
         await self._run(self._mark_published, list(marks))
+
+    async def mark_failed(self, row_id: int, reason: str, summary: str = "{}") -> None:
+        """Mark a row that cannot be mapped: kept with its reason, never published."""
+        await self._run(self._mark_failed, row_id, reason, summary)
 
     async def record_failure(self, row_id: int, error: str) -> None:
         """Count a failed publish attempt and keep its reason (no PHI: error text only)."""
         await self._run(self._record_failure, row_id, error)
 
+    async def prune(self, *, published_before: float, rejected_before: float) -> int:
+        """Delete published rows and refusals older than the given times; rows deleted."""
+        return await self._run(self._prune, published_before, rejected_before)
+
     async def depth(self) -> int:
         """Number of rows waiting to be published."""
         return await self._run(self._depth)
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting to be published, as counted by the writer (no query)."""
+        return self._pending_rows
 
     async def counts(self) -> dict[str, int]:
         """Row counts by status plus rejected, for health and metrics."""
@@ -233,6 +257,7 @@ class Spool:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
         self._conn = conn
+        self._pending_rows = self._depth()
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -252,6 +277,7 @@ class Spool:
             raise
         self.commits += 1
         self.rows_committed += len(rows)
+        self._pending_rows += sum(o.status in ("stored", "conflict") for o in outcomes)
         return outcomes
 
     def _write_one(self, conn: sqlite3.Connection, row: Accepted | Rejected) -> StoreOutcome:
@@ -274,40 +300,60 @@ class Spool:
                 return StoreOutcome("duplicate", int(row_id), bytes(ack))
         cur = conn.execute(
             "INSERT INTO messages (received_at, listener, peer, sender, control_id,"
-            " message_type, sha256, raw, ack, event_id, patient_key, payload, summary,"
-            " conflict) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " message_type, sha256, raw, ack, charset, timezone, event_id, conflict)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (now, row.listener, row.peer, row.sender, row.control_id, row.message_type,
-             row.sha256, row.raw, row.ack, row.event_id, row.patient_key, row.payload,
-             row.summary, 1 if earlier else 0),
+             row.sha256, row.raw, row.ack, row.charset, row.timezone, row.event_id,
+             1 if earlier else 0),
         )
         return StoreOutcome("conflict" if earlier else "stored", int(cur.lastrowid or 0), row.ack)
 
     def _pending(self, limit: int, after_id: int) -> list[PendingRow]:
         rows = self._db().execute(
             "SELECT id, received_at, sender, control_id, message_type, event_id,"
-            " patient_key, payload, summary FROM messages"
+            " raw, charset, timezone FROM messages"
             " WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [PendingRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], bytes(r[7]), r[8])
+        return [PendingRow(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8])
                 for r in rows]
 
-    def _mark_published(self, marks: list[tuple[int, str, int, int]]) -> None:
+    def _mark_published(self, marks: list[PublishedMark]) -> None:
         conn = self._db()
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
+        cur = conn.executemany(
             "UPDATE messages SET status = 'published', published_at = ?, kafka_topic = ?,"
-            " kafka_partition = ?, kafka_offset = ?, attempts = attempts + 1 WHERE id = ?",
-            [(now, topic, part, off, row_id) for row_id, topic, part, off in marks],
+            " kafka_partition = ?, kafka_offset = ?, patient_key = ?, summary = ?,"
+            " attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+            [(now, m.topic, m.partition, m.offset, m.patient_key, m.summary, m.row_id)
+             for m in marks],
         )
         conn.execute("COMMIT")
+        self._pending_rows -= cur.rowcount
+
+    def _mark_failed(self, row_id: int, reason: str, summary: str) -> None:
+        cur = self._db().execute(
+            "UPDATE messages SET status = 'failed', last_error = ?, summary = ?,"
+            " attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+            (reason[:500], summary, row_id))
+        self._pending_rows -= cur.rowcount
 
     def _record_failure(self, row_id: int, error: str) -> None:
         self._db().execute(
             "UPDATE messages SET attempts = attempts + 1, last_error = ? WHERE id = ?",
             (error[:500], row_id),
         )
+
+    def _prune(self, published_before: float, rejected_before: float) -> int:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        a = conn.execute("DELETE FROM messages WHERE status = 'published' AND published_at < ?",
+                         (published_before,)).rowcount
+        b = conn.execute("DELETE FROM rejected WHERE received_at < ?",
+                         (rejected_before,)).rowcount
+        conn.execute("COMMIT")
+        return int(a + b)
 
     def _depth(self) -> int:
         return int(self._db().execute(

@@ -102,10 +102,10 @@ def test_serve_send_metrics_and_sigterm(tmp_path: Path, kafka_bootstrap: str,
         sent = run("send", "--port", str(mllp), str(SAMPLES / "adt_a01.hl7"),
                    str(SAMPLES / "adt_a04.hl7"))
         assert sent.returncode == 0, sent.stderr
-        assert [ln.split()[0] for ln in sent.stdout.splitlines()] == ["AA", "AA"]
+        assert [ln.split()[0] for ln in sent.stdout.splitlines()] == ["CA", "CA"]
         assert "2 sent, 2 accepted, 0 refused" in sent.stderr
         metrics = httpx.get(f"http://127.0.0.1:{http}/metrics").text
-        assert 'hl7gw_acks_total{code="AA",listener="adt"} 2.0' in metrics
+        assert 'hl7gw_acks_total{code="CA",listener="adt"} 2.0' in metrics
         assert httpx.get(f"http://127.0.0.1:{http}/healthz").json() == {"status": "ok"}
         began = time.monotonic()
         server.send_signal(signal.SIGTERM)
@@ -156,7 +156,7 @@ def test_dev_up_once_runs_the_whole_pipeline(tmp_path: Path, kafka_bootstrap: st
               env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}, cwd=tmp_path, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     samples = sorted(SAMPLES.glob("*.hl7"))
-    assert out.stdout.count("  AA  ") == len(samples)
+    assert out.stdout.count("  CA  ") == len(samples)  # samples ask for enhanced mode
     assert f"events received by the function ({len(samples)})" in out.stdout
     assert out.stdout.count("hl7gw.fhir.adt.") >= 2 * len(samples)  # Kafka + function
 

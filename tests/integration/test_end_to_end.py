@@ -85,7 +85,7 @@ async def test_adt_a01_travels_from_mllp_to_the_function(
 
             # ACK: AA, MSA-2 echoes MSH-10; the resend gets the very same ACK back.
             text = ack.decode()
-            assert ack_code_of(text) == "AA"
+            assert ack_code_of(text) == "CA"  # the sample asks for enhanced mode (MSH-15 AL)
             msa = next(s for s in text.split("\r") if s.startswith("MSA")).split("|")
             assert msa[2] == msh(A01, 10)
             assert again == ack
@@ -131,8 +131,8 @@ async def test_bad_messages_get_naks_and_are_kept(gateway_settings: GatewaySetti
     cases = [
         (b"this is not HL7", "AR", "100"),
         (b"", "AR", "100"),
-        (unsupported, "AR", "201"),
-        (A01.replace(b"|2.5.1|", b"|9.9|", 1), "AR", "203"),
+        (unsupported, "CR", "201"),  # enhanced mode: commit reject
+        (A01.replace(b"|2.5.1|", b"|9.9|", 1), "CR", "203"),
     ]
     async with GatewayService(gateway_settings, http=False) as gateway:
         async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as client:
@@ -142,7 +142,7 @@ async def test_bad_messages_get_naks_and_are_kept(gateway_settings: GatewaySetti
                 err_seg = next(s for s in ack.split("\r") if s.startswith("ERR")).split("|")
                 assert err_seg[3].split("^")[0] == err
             # the listener still serves good messages after all that
-            assert ack_code_of((await client.send(A01)).decode()) == "AA"
+            assert ack_code_of((await client.send(A01)).decode()) == "CA"
         counts = await gateway.spool.counts()
     assert counts["rejected"] == len(cases)
     conn = sqlite3.connect(gateway_settings.spool.path)
@@ -162,7 +162,7 @@ async def test_store_and_forward_when_kafka_is_down(
     async with GatewayService(down, http=False) as gateway:
         async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as client:
             for message in messages:
-                assert ack_code_of((await client.send(message)).decode()) == "AA"
+                assert ack_code_of((await client.send(message)).decode()) == "CA"
         assert await gateway.spool.depth() == 3
     # Restart against the real broker: the spooled rows go out, in order.
     async with GatewayService(gateway_settings, http=False) as gateway:

@@ -6,7 +6,6 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import orjson
 import pytest
 
 import mappers
@@ -17,7 +16,23 @@ from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import split_messages
 from gateway.spool import Spool
 
-A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+
+
+def with_msh(message: bytes, **fields: str) -> bytes:
+    """``message`` with MSH fields replaced, e.g. with_msh(m, f15="AL")."""
+    first, rest = message.split(b"\r", 1)
+    parts = first.split(b"|")
+    for key, value in fields.items():
+        n = int(key[1:])
+        while len(parts) < n:
+            parts.append(b"")
+        parts[n - 1] = value.encode()
+    return b"|".join(parts) + b"\r" + rest
+
+
+# The sample asks for enhanced mode (MSH-15 AL, MSH-16 NE); most tests use original mode.
+A01 = with_msh(SAMPLE, f15="", f16="")
 
 
 def err3(ack: bytes) -> str:
@@ -46,10 +61,9 @@ async def test_accepted_message_is_stored_with_bundle_and_ack(spool: Spool) -> N
     assert ack_code_of(result.ack.decode()) == "AA"
     rows = await spool.pending()
     assert len(rows) == 1
-    bundle = orjson.loads(rows[0].payload)
-    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "transaction"
-    assert rows[0].patient_key == mappers.convert(A01.decode()).patient_key
+    assert rows[0].raw == A01  # the bytes as received; mapping happens after the ACK
     assert rows[0].message_type == "ADT^A01"
+    assert (rows[0].charset, rows[0].timezone) == ("utf-8", "UTC")
 
 
 async def test_event_id_is_stable_and_content_sensitive() -> None:
@@ -97,10 +111,9 @@ async def test_msh18_latin1_is_decoded_as_declared(spool: Spool) -> None:
     latin = A01.replace(b"UNICODE UTF-8", b"8859/1").replace(b"Everyman^Adam", b"M\xfcller^Adam")
     result = await intake(spool).handle(latin, "p")
     assert result.code == "AA"
-    bundle = orjson.loads((await spool.pending())[0].payload)
-    patient = next(e["resource"] for e in bundle["entry"]
-                   if e["resource"]["resourceType"] == "Patient")
-    assert patient["name"][0]["family"] == "Müller"
+    row = (await spool.pending())[0]
+    assert row.charset == "latin-1"
+    assert "Müller" in row.raw.decode(row.charset)
 
 
 async def test_undecodable_bytes_get_ae_102_and_are_kept(tmp_path: Path, spool: Spool) -> None:
@@ -128,10 +141,57 @@ async def test_a_mapping_bug_is_ae_207_not_a_crash(spool: Spool,
     def broken(*args: object, **kwargs: object) -> None:
         raise KeyError("bug")
 
-    monkeypatch.setattr(mappers, "convert", broken)
+    monkeypatch.setattr(mappers, "check", broken)
     result = await intake(spool).handle(A01, "p")
     assert (result.code, err3(result.ack)) == ("AE", "207")
     assert (await spool.counts())["rejected"] == 1
+
+
+@pytest.mark.parametrize(("msh15", "good", "bad"), [
+    ("AL", "CA", "CR"),
+    ("NE", None, None),
+    ("ER", None, "CR"),
+    ("SU", "CA", None),
+    ("", "CA", "CR"),  # MSH-16 valued alone: enhanced mode, commit ACK always
+])
+async def test_enhanced_mode_follows_msh15(spool: Spool, msh15: str, good: str | None,
+                                           bad: str | None) -> None:
+    gate = intake(spool)
+    ok = await gate.handle(with_msh(A01, f15=msh15, f16="AL"), "p")
+    assert (ack_code_of(ok.ack.decode()) if ok.ack else None) == good
+    refused = await gate.handle(with_msh(A01, f15=msh15, f16="AL", f9="ZZZ^Z01"), "p")
+    assert (ack_code_of(refused.ack.decode()) if refused.ack else None) == bad
+    assert await spool.depth() == 1  # stored whether or not an ACK was asked for
+
+
+async def test_resend_in_ne_mode_stays_silent(spool: Spool) -> None:
+    gate = intake(spool)
+    message = with_msh(A01, f15="NE", f16="NE")
+    assert (await gate.handle(message, "p")).ack is None
+    again = await gate.handle(message, "p")
+    assert again.ack is None and again.outcome is not None
+    assert again.outcome.status == "duplicate"
+
+
+async def test_spool_at_capacity_is_ae_and_not_stored(spool: Spool) -> None:
+    gate = Intake(ListenerSettings(name="t"), spool, GatewayMetrics(), max_pending=2)
+    for i in range(2):
+        assert (await gate.handle(with_msh(A01, f10=f"C{i}"), "p")).code == "AA"
+    full = await gate.handle(with_msh(A01, f10="C2"), "p")
+    assert (full.code, err3(full.ack or b"")) == ("AE", "207")
+    assert "resend later" in (full.ack or b"").decode()
+    assert await spool.depth() == 2
+    assert (await spool.counts())["rejected"] == 0  # nothing kept: there is no room
+
+
+async def test_sender_charset_wins_over_msh18(spool: Spool) -> None:
+    from gateway.config import SenderSettings
+
+    latin = A01.replace(b"Everyman^Adam", b"M\xfcller^Adam")  # MSH-18 says UTF-8: a lie
+    lying = intake(spool, senders=[SenderSettings(application="EPICADT", charset="latin-1")])
+    assert (await lying.handle(latin, "p")).code == "AA"
+    other = intake(spool, senders=[SenderSettings(application="OTHER", charset="latin-1")])
+    assert (await other.handle(with_msh(latin, f10="X2"), "p")).code == "AE"
 
 
 async def test_empty_frame_is_ar(spool: Spool) -> None:

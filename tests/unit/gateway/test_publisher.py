@@ -10,6 +10,7 @@ import pytest
 from connectors.errors import PublishError
 from connectors.events import Event
 from gateway.metrics import GatewayMetrics
+from gateway.mllp.client import split_messages
 from gateway.publisher import Publisher, event_for
 from gateway.spool import Accepted, Spool
 
@@ -35,10 +36,13 @@ class ScriptedProducer:
         return out
 
 
-def row(i: int, key: str = "pk") -> Accepted:
+SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+
+
+def row(i: int, raw: bytes = SAMPLE) -> Accepted:
     return Accepted(listener="l", peer="p", sender="S|F", control_id=f"M{i}",
-                    message_type="ADT^A01", sha256=f"s{i}", raw=b"r", ack=b"a",
-                    event_id=f"ev{i}", patient_key=key, payload=b'{"resourceType":"Bundle"}')
+                    message_type="ADT^A01", sha256=f"s{i}", raw=raw, ack=b"a",
+                    event_id=f"ev{i}")
 
 
 @pytest.fixture
@@ -78,11 +82,42 @@ async def test_a_failure_marks_only_the_rows_before_it(spool: Spool) -> None:
     assert await spool.depth() == 0
 
 
+async def test_unmappable_row_is_marked_failed_and_the_rest_goes_on(spool: Spool) -> None:
+    no_pid = b"\r".join(s for s in SAMPLE.split(b"\r") if not s.startswith(b"PID"))
+    await spool.store(row(0))
+    bad = await spool.store(row(1, raw=no_pid))
+    await spool.store(row(2))
+    producer = ScriptedProducer()
+    pub = publisher(spool, producer)
+    assert await pub.drain_once() == 3
+    assert [e.id for e in producer.sent] == ["ev0", "ev2"]
+    assert await spool.depth() == 0
+    assert (await spool.counts())["failed"] == 1
+    assert pub.metrics.mapping_failures._value.get() == 1
+    assert bad.row_id not in [int(e.extensions["hl7spoolrow"]) for e in producer.sent]
+
+
+async def test_published_event_is_the_mapped_bundle(spool: Spool) -> None:
+    import orjson
+
+    import mappers
+
+    await spool.store(row(0))
+    producer = ScriptedProducer()
+    await publisher(spool, producer).drain_once()
+    expected = mappers.convert(SAMPLE.decode())
+    assert orjson.loads(producer.sent[0].data) == expected.bundle
+    assert producer.sent[0].key == (expected.patient_key or "").encode()
+    summary = orjson.loads(producer.sent[0].extensions["hl7summary"])
+    assert set(summary) == {"issues", "unmapped"}
+
+
 def test_event_carries_ids_not_phi() -> None:
+    from gateway.mapping import Mapped
     from gateway.spool import PendingRow
 
-    event = event_for(PendingRow(7, 1_700_000_000.0, "S|F", "M1", "ADT^A08", "ev", "pk",
-                                 b"{}", "{}"), "urn:src")
+    event = event_for(PendingRow(7, 1_700_000_000.0, "S|F", "M1", "ADT^A08", "ev", b"",
+                                 "utf-8", "UTC"), Mapped(b"{}", "pk", "{}"), "urn:src")
     assert event.type == "hl7gw.fhir.adt.a08"
     assert event.subject == "Patient/pk"
     assert event.key == b"pk"

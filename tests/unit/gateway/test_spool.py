@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.spool import Accepted, Rejected, Spool
+from gateway.spool import Accepted, PublishedMark, Rejected, Spool
 
 
 def accepted(control_id: str = "M1", sha: str = "s1", sender: str = "LAB|HOSP") -> Accepted:
     return Accepted(listener="l", peer="p", sender=sender, control_id=control_id,
                     message_type="ADT^A01", sha256=sha, raw=b"MSH|raw", ack=b"ACK-" + sha.encode(),
-                    event_id=f"ev-{control_id}-{sha}", patient_key="pk", payload=b"{}")
+                    event_id=f"ev-{control_id}-{sha}")
 
 
 @pytest.fixture
@@ -79,9 +79,29 @@ async def test_pending_in_order_and_mark_published(spool: Spool) -> None:
         await spool.store(accepted(control_id=f"M{i}"))
     rows = await spool.pending(limit=3)
     assert [r.control_id for r in rows] == ["M0", "M1", "M2"]
-    await spool.mark_published([(rows[0].id, "t", 0, 10), (rows[1].id, "t", 1, 11)])
+    await spool.mark_published([PublishedMark(rows[0].id, "t", 0, 10, "pk"),
+                                PublishedMark(rows[1].id, "t", 1, 11, "pk")])
     assert [r.control_id for r in await spool.pending()] == ["M2", "M3", "M4"]
     assert (await spool.counts())["published"] == 2
+    assert spool.pending_rows == 3 == await spool.depth()
+
+
+async def test_prune_deletes_only_old_published_rows_and_refusals(spool: Spool) -> None:
+    import time
+
+    for i in range(3):
+        await spool.store(accepted(control_id=f"M{i}"))
+    rows = await spool.pending()
+    await spool.mark_published([PublishedMark(rows[0].id, "t", 0, 1)])
+    await spool.store(Rejected(listener="l", peer="p", sender="|", control_id="", ack_code="AR",
+                               err_code="100", reason="x", raw=b"x", ack=b"a"))
+    assert await spool.prune(published_before=time.time() - 60,
+                             rejected_before=time.time() - 60) == 0
+    assert await spool.prune(published_before=time.time() + 1,
+                             rejected_before=time.time() + 1) == 2
+    counts = await spool.counts()
+    assert counts.get("published", 0) == 0 and counts["rejected"] == 0
+    assert await spool.depth() == 2  # pending rows are never pruned
 
 
 async def test_rejected_rows_keep_raw_bytes(tmp_path: Path, spool: Spool) -> None:
