@@ -172,10 +172,10 @@ class Intake:
         return self.listener.charset
 
     def _check_content(self, text: str, tz: str) -> mappers.Header:
-        header = mappers.parse(text).header
-        self._check_envelope(header)
+        # One parse: mappers.check reads the header and the structure; the listener's own
+        # limits (types, versions, processing ids) are checked on the header it returns.
         try:
-            return mappers.check(text, default_tz=tz)
+            header = mappers.check(text, default_tz=tz)
         except MessageError:
             raise
         except Exception as exc:  # noqa: BLE001 - a checker bug must not kill the listener
@@ -184,6 +184,8 @@ class Intake:
                              "error_class": type(exc).__name__})
             raise MessageError(
                 f"internal error while checking ({type(exc).__name__})") from None
+        self._check_envelope(header)
+        return header
 
     def _check_envelope(self, header: mappers.Header) -> None:
         if header.version not in self.listener.versions:
