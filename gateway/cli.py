@@ -107,7 +107,10 @@ def _override_ports(settings: Any, mllp_port: int | None, http_port: int | None)
               help="Time zone for timestamps that carry none.")
 @click.option("--no-validate", is_flag=True,
               help="Skip the fhir.resources model check (faster; output is valid by construction).")
-def map_(file: Path, tz: str, no_validate: bool) -> None:
+@click.option("--explain", is_flag=True,
+              help="Instead of the Bundle, show where each element came from (PID-5.1 ...), "
+                   "the code translations applied, the issues and the unmapped fields.")
+def map_(file: Path, tz: str, no_validate: bool, explain: bool) -> None:
     """Print the FHIR R4 transaction Bundle for one HL7 v2 message.
 
     Exits 2 with a one-line reason on stderr when the message is refused.
@@ -120,9 +123,12 @@ def map_(file: Path, tz: str, no_validate: bool) -> None:
     messages = split_messages(file.read_bytes())
     if len(messages) != 1:
         _fail(ValueError(f"{file}: expected one message, found {len(messages)}"))
+    text = messages[0].decode("utf-8", "replace")
     try:
-        result = mappers.convert(messages[0].decode("utf-8", "replace"), default_tz=tz,
-                                 validate=not no_validate)
+        if explain:
+            sys.stdout.write(mappers.explain(text, default_tz=tz).rstrip("\n") + "\n")
+            return
+        result = mappers.convert(text, default_tz=tz, validate=not no_validate)
     except Hl7gwError as exc:
         where = f" ({exc.location})" if isinstance(exc, MessageError) and exc.location else ""
         _fail(ValueError(f"{file}: {exc}{where}"))

@@ -70,6 +70,13 @@ def test_map_prints_a_bundle_the_r4_models_accept() -> None:
     assert {"MessageHeader", "Patient", "Encounter"} <= set(kinds)
 
 
+def test_map_explain_names_the_source_fields() -> None:
+    out = run("map", "--explain", str(SAMPLES / "adt_a01.hl7"))
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"Patient\.name\[0\]\.family <- PID-5\.1", out.stdout)
+    assert "Everyman" not in out.stdout  # element paths and field names, not values
+
+
 def test_map_refuses_with_one_line_and_exit_2(tmp_path: Path) -> None:
     bad = tmp_path / "bad.hl7"
     text = (SAMPLES / "adt_a01.hl7").read_bytes().replace(b"ADT^A01^ADT_A01", b"ADT^A99", 1)
