@@ -372,7 +372,6 @@ def bench_bridge(count: int, as_json: bool) -> None:
     import tempfile
 
     from connectors.bench import run_bridge_bench
-
     from connectors.settings import KafkaSettings
     from gateway.dev.kafka import LocalKafka, default_cache_dir
 
