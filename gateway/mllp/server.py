@@ -141,6 +141,10 @@ class MllpListener:
         self._per_ip[ip] += 1
         try:
             await self._run_connection(reader, writer, peer)
+        except asyncio.CancelledError:
+            # stop() cancelled us (possibly while closing). End quietly: asyncio's stream
+            # callback calls task.exception() and would log a cancelled task as an error.
+            pass
         finally:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:

@@ -125,3 +125,16 @@ async def test_rows_survive_reopen(tmp_path: Path) -> None:
         assert (await s2.store(accepted())).status == "duplicate"
     finally:
         await s2.stop()
+
+
+async def test_writer_thread_mode_keeps_the_same_guarantees(tmp_path: Path) -> None:
+    s = Spool(tmp_path / "thread.db", inline=False)
+    await s.start()
+    try:
+        results = await asyncio.gather(*(s.store(accepted(control_id=f"T{i % 50}"))
+                                         for i in range(100)))
+        assert sorted(r.status for r in results).count("duplicate") == 50
+        assert s.commits < 100
+        assert await s.depth() == 50 == s.pending_rows
+    finally:
+        await s.stop()
