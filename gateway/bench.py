@@ -1,10 +1,12 @@
 """``hl7gw bench --intake``: MLLP intake throughput, next to its ceiling, in one run.
 
-Three figures over real loopback sockets with C concurrent senders, each waiting for its
-ACK before sending the next message (how MLLP senders behave):
+Figures over real loopback sockets with C concurrent senders in a separate process, each
+waiting for its ACK before sending the next message (how MLLP senders behave):
 
-- ``echo``: a listener that ACKs every frame at once (framing and sockets only) — the
-  ceiling for this machine and event loop;
+- ``bare asyncio echo``: the least an asyncio MLLP server can do (read, frame, answer) —
+  the ceiling for this machine;
+- ``gateway listener, no spool``: the real listener (limits, deadlines, metrics) answering
+  at once;
 - ``spool``: the same with every frame committed to a real SQLite spool first;
 - ``intake``: the gateway's real intake (decode, check the structure, spool, ACK);
   mapping to FHIR runs after the ACK, in the publisher's worker process.
@@ -16,18 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import multiprocessing
 import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gateway.ack import build_ack, sniff_envelope
 from gateway.config import ListenerSettings
 from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import MllpClient
+from gateway.mllp.framing import FrameDecoder, encode_frame
 from gateway.mllp.server import MllpListener
 from gateway.spool import Accepted, Spool
 
@@ -51,9 +56,48 @@ class BenchResult:
 
 
 async def _drive(handler: Handler, messages: list[bytes], connections: int,
-                 name: str) -> BenchResult:
-    listener = MllpListener(ListenerSettings(name="bench", port=0), handler, GatewayMetrics())
-    port = await listener.start()
+                 name: str, *, bare: bool = False) -> BenchResult:
+    """Serve ``handler`` here; the senders run in another process, as real senders would."""
+    if bare:
+        server = await asyncio.start_server(_bare_echo(handler), "127.0.0.1", 0)
+        port = int(server.sockets[0].getsockname()[1])
+    else:
+        listener = MllpListener(ListenerSettings(name="bench", port=0), handler,
+                                GatewayMetrics())
+        port = await listener.start()
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    senders = ctx.Process(target=_senders_main, args=(port, messages, connections, child))
+    senders.start()
+    loop = asyncio.get_running_loop()
+    elapsed, latencies = await loop.run_in_executor(None, parent.recv)
+    await loop.run_in_executor(None, senders.join)
+    if bare:
+        server.close()
+        await server.wait_closed()
+    else:
+        await listener.stop()
+    q = statistics.quantiles(latencies, n=100)
+    return BenchResult(name, len(messages), elapsed, q[49] * 1000, q[98] * 1000)
+
+
+def _bare_echo(handler: Handler) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter],
+                                               Awaitable[None]]:
+    """The least an asyncio MLLP server can do: read, frame, answer. The ceiling."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        decoder = FrameDecoder()
+        while data := await reader.read(65536):
+            for frame in decoder.feed(data):
+                ack = await handler(frame, "")
+                if ack is not None:
+                    writer.write(encode_frame(ack))
+            await writer.drain()
+        writer.close()
+    return serve
+
+
+def _senders_main(port: int, messages: list[bytes], connections: int, out: Any) -> None:
+    """Child process: ``connections`` senders, each waiting for its ACK before the next."""
     latencies: list[float] = []
 
     async def sender(part: list[bytes]) -> None:
@@ -63,13 +107,14 @@ async def _drive(handler: Handler, messages: list[bytes], connections: int,
                 await client.send(message)
                 latencies.append(time.perf_counter() - began)
 
-    parts = [messages[i::connections] for i in range(connections)]
-    began = time.perf_counter()
-    await asyncio.gather(*(sender(p) for p in parts))
-    elapsed = time.perf_counter() - began
-    await listener.stop()
-    q = statistics.quantiles(latencies, n=100)
-    return BenchResult(name, len(messages), elapsed, q[49] * 1000, q[98] * 1000)
+    async def run() -> float:
+        parts = [messages[i::connections] for i in range(connections)]
+        began = time.perf_counter()
+        await asyncio.gather(*(sender(p) for p in parts))
+        return time.perf_counter() - began
+
+    out.send((asyncio.run(run()), latencies))
+    out.close()
 
 
 def _variants(message: bytes, count: int) -> list[bytes]:
@@ -92,7 +137,9 @@ async def run_intake_bench(message: bytes, count: int, connections: int) -> list
     async def echo(frame: bytes, peer: str) -> bytes:
         return ack
 
-    results = [await _drive(echo, messages, connections, "echo (ceiling)")]
+    results = [await _drive(echo, messages, connections, "bare asyncio echo (ceiling)",
+                            bare=True),
+               await _drive(echo, messages, connections, "gateway listener, no spool")]
     with tempfile.TemporaryDirectory() as tmp:
         spool = Spool(Path(tmp) / "spool.db")
         await spool.start()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from gateway.ack import ack_code_of
 from gateway.batch import split_batch
@@ -33,14 +30,6 @@ def batch(*messages: str, count: int | None = None) -> str:
     return ("FHS|^~\\&|LAB|HOSP|HL7GW|HUB|20240101||||F1\r"
             "BHS|^~\\&|LAB|HOSP|HL7GW|HUB|20240101||||B1\r"
             + "".join(messages) + f"BTS|{n}\rFTS|1\r")
-
-
-@pytest.fixture
-async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
-    s = Spool(tmp_path / "spool.db")
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def test_split_keeps_each_message_whole() -> None:

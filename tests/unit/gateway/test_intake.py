@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,14 +40,6 @@ def err3(ack: bytes) -> str:
     if len(fields) == 2:
         return fields[1].split("^")[3].split("&")[0]
     return fields[3].split("^")[0]
-
-
-@pytest.fixture
-async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
-    s = Spool(tmp_path / "spool.db")
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def intake(spool: Spool, **listener: object) -> Intake:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -43,14 +43,6 @@ def row(i: int, raw: bytes = SAMPLE) -> Accepted:
     return Accepted(listener="l", peer="p", sender="S|F", control_id=f"M{i}",
                     message_type="ADT^A01", sha256=f"s{i}", raw=raw, ack=b"a",
                     event_id=f"ev{i}")
-
-
-@pytest.fixture
-async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
-    s = Spool(tmp_path / "spool.db")
-    await s.start()
-    yield s
-    await s.stop()
 
 
 def publisher(spool: Spool, producer: ScriptedProducer) -> Publisher:

@@ -6,8 +6,6 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from gateway.spool import Accepted, PublishedMark, Rejected, Spool
 
 
@@ -15,14 +13,6 @@ def accepted(control_id: str = "M1", sha: str = "s1", sender: str = "LAB|HOSP") 
     return Accepted(listener="l", peer="p", sender=sender, control_id=control_id,
                     message_type="ADT^A01", sha256=sha, raw=b"MSH|raw", ack=b"ACK-" + sha.encode(),
                     event_id=f"ev-{control_id}-{sha}")
-
-
-@pytest.fixture
-async def spool(tmp_path: Path) -> Spool:
-    s = Spool(tmp_path / "spool.db")
-    await s.start()
-    yield s  # type: ignore[misc]
-    await s.stop()
 
 
 async def test_wal_and_full_sync(tmp_path: Path, spool: Spool) -> None:
