@@ -46,6 +46,7 @@ class GatewayService:
         self._tasks: list[asyncio.Task[Any]] = []
         self._http_enabled = http
         self._http: uvicorn.Server | None = None
+        self._producer_start: asyncio.Future[None] | None = None
         self.http_port: int | None = None
 
     async def __aenter__(self) -> GatewayService:
@@ -84,8 +85,11 @@ class GatewayService:
         # The producer may not reach Kafka yet; intake goes on regardless.
         backoff = 0.5
         while True:
+            # Shielded: stopping the gateway mid-start lets the start finish (see stop()),
+            # because aiokafka leaks its bootstrap connection when a start is cancelled.
+            self._producer_start = asyncio.ensure_future(self.producer.start())
             try:
-                await self.producer.start()
+                await asyncio.shield(self._producer_start)
                 break
             except Exception as exc:  # noqa: BLE001 - retried until Kafka answers
                 log.warning("kafka not reachable yet; spooling",
@@ -151,6 +155,9 @@ class GatewayService:
             self._http.should_exit = True
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._producer_start is not None and not self._producer_start.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer_start, grace)
         await self.producer.stop()
         self.mapping.stop()
         await self.spool.stop()
