@@ -12,7 +12,23 @@
 dead-lettering off, and then an undeliverable event stops the bridge), ``headers`` (extra
 request headers such as API keys; kept as secrets so they never show in logs or reprs),
 ``max_batch`` (20 records per poll), ``drain_timeout_s`` (30: how long a stop or a
-rebalance waits for the records in flight).
+rebalance waits for the records in flight), ``queue_size`` (100 records buffered per
+partition; a full partition is paused until half of them are done), ``auth`` (how
+requests to the target are authenticated, or ``null``; one of the models below, chosen by
+its ``type``).
+
+Bridge auth (``BridgeSettings.auth``): ``ApiKeyAuth`` (``type: api_key``, ``header``
+("x-api-key"), ``value``); ``AwsSigV4Auth`` (``type: aws_sigv4``, ``region``, ``service``
+("lambda"), optional ``access_key_id`` / ``secret_access_key`` / ``session_token``, else
+botocore's default credential chain); ``OidcAuth`` (``type: oidc``, ``token_url``,
+``client_id``, ``client_secret``, ``audience``, ``scope``, ``refresh_margin_s`` (30));
+``AzureFunctionKeyAuth`` (``type: azure_function_key``, ``key``). Secrets are SecretStr.
+
+``FhirWriterSettings``: ``base_url``, ``timeout_s`` (10), ``max_attempts`` (4),
+``backoff_initial_s`` (0.2), ``backoff_max_s`` (5).
+
+``AlertSettings``: ``sink_url`` (where alert CloudEvents are POSTed), ``source``
+("urn:hl7gw:alerts"), ``timeout_s`` (10).
 
 ``FunctionSettings``: ``host`` ("127.0.0.1"), ``port`` (8080), ``dedupe_capacity``
 (10000 ids), ``max_events`` (1000 kept by the sample ``MemoryStore``), ``max_body_bytes``
@@ -25,7 +41,7 @@ them in; nothing here reads the environment.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
@@ -96,6 +112,69 @@ class KafkaSettings(_Strict):
         return context
 
 
+def _check_http_url(value: str, name: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+        raise ValueError(f"{name} must be an absolute http:// or https:// URL")
+    return value
+
+
+class ApiKeyAuth(_Strict):
+    """A static API key sent in one request header (API Gateway's ``x-api-key``)."""
+
+    type: Literal["api_key"]
+    header: str = Field(default="x-api-key", min_length=1)
+    value: SecretStr
+
+
+class AwsSigV4Auth(_Strict):
+    """AWS Signature Version 4 (IAM-authorised function URLs and API Gateway)."""
+
+    type: Literal["aws_sigv4"]
+    region: str = Field(min_length=1)
+    service: str = Field(default="lambda", min_length=1)
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> AwsSigV4Auth:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together (or neither, "
+                             "for the default credential chain)")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("session_token needs access_key_id and secret_access_key")
+        return self
+
+
+class OidcAuth(_Strict):
+    """An OAuth 2.0 client-credentials bearer token, cached until shortly before expiry."""
+
+    type: Literal["oidc"]
+    token_url: str
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    audience: str | None = None
+    scope: str | None = None
+    refresh_margin_s: float = Field(default=30.0, ge=0)
+
+    @field_validator("token_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value, "token_url")
+
+
+class AzureFunctionKeyAuth(_Strict):
+    """An Azure Functions key, sent as ``x-functions-key``."""
+
+    type: Literal["azure_function_key"]
+    key: SecretStr
+
+
+AuthSettings = Annotated[ApiKeyAuth | AwsSigV4Auth | OidcAuth | AzureFunctionKeyAuth,
+                         Field(discriminator="type")]
+
+
 class BridgeSettings(_Strict):
     """What the bridge consumes and where it delivers, with its retry and DLQ policy."""
 
@@ -111,6 +190,8 @@ class BridgeSettings(_Strict):
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_batch: int = Field(default=20, ge=1)
     drain_timeout_s: float = Field(default=30.0, ge=0)
+    queue_size: int = Field(default=100, ge=1)
+    auth: AuthSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -123,10 +204,7 @@ class BridgeSettings(_Strict):
     @field_validator("target_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
-            raise ValueError("target_url must be an absolute http:// or https:// URL")
-        return value
+        return _check_http_url(value, "target_url")
 
     @field_validator("headers")
     @classmethod
@@ -154,3 +232,31 @@ class FunctionSettings(_Strict):
     dedupe_capacity: int = Field(default=10000, ge=1)
     max_events: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+
+
+class FhirWriterSettings(_Strict):
+    """The FHIR server writer processor: where transaction Bundles go and how to retry."""
+
+    base_url: str
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)
+    backoff_initial_s: float = Field(default=0.2, ge=0)
+    backoff_max_s: float = Field(default=5.0, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value, "base_url").rstrip("/")
+
+
+class AlertSettings(_Strict):
+    """The remote-monitoring alert processor's HTTP sink."""
+
+    sink_url: str
+    source: str = Field(default="urn:hl7gw:alerts", min_length=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("sink_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value, "sink_url")

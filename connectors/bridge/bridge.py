@@ -1,8 +1,12 @@
 """The bridge: a Kafka consumer-group member that delivers each event to a function target.
 
-Per partition, records are handled strictly in order: one is delivered (or dead-lettered)
-before the next is tried, and its offset + 1 is committed only then, so committed offsets
-are always contiguous. Partitions of one batch are worked on concurrently. Delivery is
+Each assigned partition has a lane: a bounded queue of fetched records and one task that
+handles them strictly in order: one is delivered (or dead-lettered) before the next is
+tried, and its offset + 1 is committed only then, so committed offsets are always
+contiguous. Lanes run concurrently, so a partition stuck in retries does not hold up the
+others; when a lane holds ``queue_size`` records its partition is paused (no more fetches)
+and it is resumed once the lane has worked down to half of that. The lag of each partition
+(high watermark minus the next offset to commit) is the ``hl7gw_bridge_lag`` gauge. Delivery is
 at-least-once: after a crash or a rebalance a record may reach the target again, with the
 same ``Idempotency-Key`` (the CloudEvent id) so the target can drop the repeat.
 """
@@ -14,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +26,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from connectors.bridge.auth import build_auth
 from connectors.bridge.delivery import (
     DeliveryAbandoned,
     DeliveryResult,
@@ -40,6 +46,7 @@ from connectors.settings import BridgeSettings, KafkaSettings
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 250  # how long one getmany waits; bounds how quickly stop() is noticed
+LAG_REFRESH_S = 1.0  # how often the lag of paused partitions is asked from the broker
 
 
 class Bridge:
@@ -58,10 +65,11 @@ class Bridge:
         self._consumer: Any = None
         self._producer: EventProducer | None = None
         self._target: HttpTarget | None = None
-        self._batch: asyncio.Task[None] | None = None
+        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._failure: BaseException | None = None
+        self._lag_refreshed = 0.0
         self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed: dict[TopicPartition, int] = {}
-        self._generation = 0  # bumped on every revoke; a batch from an older one stops
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -94,10 +102,18 @@ class Bridge:
         if self._running:
             await self._finished.wait()
 
+    def queue_depths(self) -> dict[TopicPartition, int]:
+        """Records fetched and not yet finished, per partition (for metrics and tests)."""
+        return {tp: len(lane.queue) for tp, lane in self._lanes.items()}
+
+    def paused(self) -> set[TopicPartition]:
+        """Partitions paused because their queue is full."""
+        return {tp for tp, lane in self._lanes.items() if lane.paused}
+
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
         client = httpx.AsyncClient(transport=self._transport, timeout=s.timeout_s,
-                                   follow_redirects=False)
+                                   auth=build_auth(s.auth), follow_redirects=False)
         stack.push_async_callback(client.aclose)
         if s.dlq_topic is not None:
             self._producer = EventProducer(self.kafka)
@@ -139,59 +155,106 @@ class Bridge:
     # consuming ---------------------------------------------------------------------
 
     async def _consume(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
-                                                     max_records=self.settings.max_batch)
-            except Exception as exc:
-                if not is_kafka_error(exc):
-                    raise
-                raise _consumer_error(exc) from exc
-            if batch:
-                await self._run_batch(batch)
-
-    async def _run_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        task = asyncio.create_task(self._process_batch(batch))
-        self._batch = task
-        stopping = asyncio.create_task(self._stopping.wait())
         try:
-            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not task.done():  # stopping: let the records in flight finish, within bounds
-                await asyncio.wait({task}, timeout=self.settings.drain_timeout_s)
-            if not task.done():
-                log.warning("bridge drain timed out; records in flight stay uncommitted")
-                task.cancel()
-                await asyncio.wait({task})
-            if not task.cancelled():
-                task.result()  # a fatal error of the batch ends the run
-        finally:
-            stopping.cancel()
-            if not task.done():  # run() itself was cancelled
-                task.cancel()
-            self._batch = None
-
-    async def _process_batch(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        generation = self._generation
-        try:
-            async with asyncio.TaskGroup() as group:
+            while not self._stopping.is_set():
+                try:
+                    batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
+                                                         max_records=self.settings.max_batch)
+                except Exception as exc:
+                    if not is_kafka_error(exc):
+                        raise
+                    raise _consumer_error(exc) from exc
                 for tp, records in batch.items():
-                    group.create_task(self._process_partition(tp, records, generation))
-        except BaseExceptionGroup as eg:
-            raise eg.exceptions[0] from None
+                    self._enqueue(tp, records)
+                await self._refresh_paused_lag()
+        except asyncio.CancelledError:
+            for lane in self._lanes.values():  # run() itself was cancelled: no draining
+                if lane.task is not None:
+                    lane.task.cancel()
+            raise
+        finally:
+            await self._finish(list(self._lanes.values()))
+        if self._failure is not None:
+            raise self._failure
 
-    async def _process_partition(self, tp: TopicPartition, records: list[Any],
-                                 generation: int) -> None:
-        for record in records:
-            if self._stopping.is_set() or generation != self._generation:
-                return  # stopping, or revoked after a drain timeout: leave the rest
-            try:
-                await self._handle(record)
-            except DeliveryAbandoned:
-                return  # stopping during a backoff: this record stays uncommitted
-            if generation != self._generation:
-                return  # the partition moved on while this record was in flight
-            self._pending[tp] = record.offset + 1
-            await self._commit([tp])
+    def _enqueue(self, tp: TopicPartition, records: list[Any]) -> None:
+        """Queue records for their partition's lane; pause the partition once it is full."""
+        lane = self._lanes.get(tp)
+        if lane is None:
+            lane = self._lanes[tp] = _Lane(tp)
+            lane.task = asyncio.create_task(self._work(lane), name=f"bridge-lane-{tp}")
+        lane.queue.extend(records)
+        lane.wakeup.set()
+        self._observe_lag(tp, lane.queue[0].offset)  # the oldest record not yet done
+        if not lane.paused and len(lane.queue) >= self.settings.queue_size:
+            self._consumer.pause(tp)
+            lane.paused = True
+            self.metrics.pauses.inc()
+
+    async def _work(self, lane: _Lane) -> None:
+        """Deliver one partition's records strictly in order, committing each one."""
+        try:
+            while await lane.next_ready(self._stopping):
+                record = lane.queue[0]
+                try:
+                    await self._handle(record)
+                except DeliveryAbandoned:
+                    return  # stopping during a backoff: this record stays uncommitted
+                lane.queue.popleft()
+                self._pending[lane.tp] = record.offset + 1
+                self._observe_lag(lane.tp, record.offset + 1)
+                if lane.paused and len(lane.queue) <= self.settings.queue_size // 2:
+                    self._resume(lane)
+                await self._commit([lane.tp])
+        except Exception as exc:  # noqa: BLE001 - a fatal error ends run(), uncommitted
+            if self._failure is None:
+                self._failure = exc
+            self._stopping.set()
+
+    def _resume(self, lane: _Lane) -> None:
+        if self._consumer is not None and lane.tp in self._consumer.assignment():
+            self._consumer.resume(lane.tp)
+        lane.paused = False
+
+    async def _finish(self, lanes: list[_Lane]) -> bool:
+        """Let the lanes finish their record in flight (within bounds); True if all did."""
+        for lane in lanes:
+            lane.closing = True
+            lane.wakeup.set()
+        tasks = {lane.task for lane in lanes if lane.task is not None and not lane.task.done()}
+        if not tasks:
+            return True
+        _, late = await asyncio.wait(tasks, timeout=self.settings.drain_timeout_s)
+        if late:
+            log.warning("bridge drain timed out; records in flight stay uncommitted")
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
+        return not late
+
+    async def _refresh_paused_lag(self) -> None:
+        """Paused partitions are not fetched, so their high watermark is asked for instead."""
+        now = time.monotonic()
+        paused = {tp: lane.queue[0].offset for tp, lane in self._lanes.items()
+                  if lane.paused and lane.queue}
+        if not paused or now - self._lag_refreshed < LAG_REFRESH_S:
+            return
+        self._lag_refreshed = now
+        try:
+            ends = await self._consumer.end_offsets(list(paused))
+        except Exception as exc:
+            if not is_kafka_error(exc):
+                raise
+            return  # the next refresh will try again
+        for tp, end in ends.items():
+            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(end - paused[tp], 0))
+
+    def _observe_lag(self, tp: TopicPartition, next_offset: int) -> None:
+        highwater = self._consumer.highwater(tp) if self._consumer is not None else None
+        if highwater is not None:
+            self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(highwater - next_offset, 0))
 
     async def _handle(self, record: Any) -> None:
         started = time.perf_counter()
@@ -268,20 +331,40 @@ class Bridge:
             self._committed[tp] = max(off, self._committed.get(tp, 0))
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Drain the batch in flight, then commit and forget the revoked partitions."""
+        """Drain the revoked partitions' records in flight, then commit and forget them."""
         if not revoked:
             return
-        batch = self._batch
-        drained = batch is not None and not batch.done()
-        if batch is not None and drained:
-            await asyncio.wait({batch}, timeout=self.settings.drain_timeout_s)
+        lanes = [self._lanes.pop(tp) for tp in revoked if tp in self._lanes]
+        drained = await self._finish(lanes)
         await self._commit(revoked)
         for tp in revoked:
             self._pending.pop(tp, None)
             self._committed.pop(tp, None)
-        self._generation += 1
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(tp.topic, str(tp.partition))
         log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked),
                                               "drained": drained})
+
+
+class _Lane:
+    """One partition's bounded queue of records and the task that delivers them in order."""
+
+    def __init__(self, tp: TopicPartition) -> None:
+        self.tp = tp
+        self.queue: deque[Any] = deque()
+        self.wakeup = asyncio.Event()
+        self.paused = False
+        self.closing = False  # stopping or revoked: finish the record in flight, no more
+        self.task: asyncio.Task[None] | None = None
+
+    async def next_ready(self, stopping: asyncio.Event) -> bool:
+        """Wait for a record to deliver; False once the lane should end."""
+        while not self.queue:
+            if self.closing or stopping.is_set():
+                return False
+            self.wakeup.clear()
+            await self.wakeup.wait()
+        return not (self.closing or stopping.is_set())
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -9,19 +9,21 @@ import threading
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("delivered", "dead_lettered")
 
 
 @dataclass(frozen=True)
 class BridgeMetrics:
-    """The bridge's counters and its delivery latency histogram."""
+    """The bridge's counters, its delivery latency histogram and per-partition lag."""
 
     deliveries: Counter
     attempts: Counter
     dlq: Counter
     latency: Histogram
+    lag: Gauge
+    pauses: Counter
 
     @classmethod
     def build(cls, registry: CollectorRegistry) -> BridgeMetrics:
@@ -43,6 +45,12 @@ class BridgeMetrics:
                               buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
                                        300),
                               registry=registry),
+            lag=Gauge("hl7gw_bridge_lag", "Records not yet delivered and committed, per "
+                      "partition (high watermark minus the next offset to commit)",
+                      ["topic", "partition"], registry=registry),
+            pauses=Counter("hl7gw_bridge_partition_pauses_total",
+                           "Times a partition was paused because its queue was full",
+                           registry=registry),
         )
 
 

@@ -1,0 +1,45 @@
+"""Choosing the function's processor from the environment (the Lambda configuration).
+
+``HL7GW_PROCESSOR``: ``memory`` (default; the sample :class:`MemoryStore`), ``fhir``
+(:class:`FhirServerWriter` to ``FHIR_BASE_URL``) or ``alert`` (:class:`VitalSignAlerts`
+posting to ``HL7GW_ALERT_SINK_URL``, thresholds from the YAML file
+``HL7GW_ALERT_THRESHOLDS`` over the defaults). The only module of ``connectors`` that reads
+the environment; it runs once, at import, so clients are built at module scope and reused
+across warm invocations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from connectors.cloud.alerts import HttpAlertSink, VitalSignAlerts, load_thresholds
+from connectors.cloud.fhir_writer import FhirServerWriter
+from connectors.cloud.processor import MemoryStore, Processor
+from connectors.settings import AlertSettings, FhirWriterSettings, FunctionSettings
+
+PROCESSORS = ("memory", "fhir", "alert")
+
+
+def processor_from_env(env: Mapping[str, str],
+                       settings: FunctionSettings | None = None) -> Processor:
+    """The processor ``HL7GW_PROCESSOR`` names; raises ValueError naming what is missing."""
+    kind = env.get("HL7GW_PROCESSOR", "memory").strip().lower() or "memory"
+    if kind == "memory":
+        return MemoryStore((settings or FunctionSettings()).max_events)
+    if kind == "fhir":
+        return FhirServerWriter(FhirWriterSettings(base_url=_required(env, "FHIR_BASE_URL")))
+    if kind == "alert":
+        alert = AlertSettings(sink_url=_required(env, "HL7GW_ALERT_SINK_URL"))
+        path = env.get("HL7GW_ALERT_THRESHOLDS")
+        thresholds = load_thresholds(Path(path)) if path else None
+        return VitalSignAlerts(HttpAlertSink(alert.sink_url, timeout_s=alert.timeout_s),
+                               thresholds, source=alert.source)
+    raise ValueError(f"HL7GW_PROCESSOR={kind!r}: choose one of {', '.join(PROCESSORS)}")
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ValueError(f"{name} must be set for HL7GW_PROCESSOR={env.get('HL7GW_PROCESSOR')}")
+    return value
