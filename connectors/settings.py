@@ -191,6 +191,9 @@ class BridgeSettings(_Strict):
     max_batch: int = Field(default=20, ge=1)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     queue_size: int = Field(default=100, ge=1)
+    # Offsets are committed when a partition's queue runs empty, and at least this often
+    # while it is busy: a crash redelivers at most this much (deduped by ce-id downstream).
+    commit_interval_s: float = Field(default=1.0, ge=0)
     auth: AuthSettings | None = None
 
     @model_validator(mode="before")

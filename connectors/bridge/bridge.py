@@ -70,6 +70,7 @@ class Bridge:
         self._lag_refreshed = 0.0
         self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed: dict[TopicPartition, int] = {}
+        self._last_commit: dict[TopicPartition, float] = {}
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -192,7 +193,12 @@ class Bridge:
             self.metrics.pauses.inc()
 
     async def _work(self, lane: _Lane) -> None:
-        """Deliver one partition's records strictly in order, committing each one."""
+        """Deliver one partition's records strictly in order; commit when caught up or due.
+
+        Committing after every record cost a broker round trip per event; committing when
+        the queue runs empty (or every ``commit_interval_s`` while busy) keeps the promise
+        that a committed offset was delivered, at a fraction of the cost.
+        """
         try:
             while await lane.next_ready(self._stopping):
                 record = lane.queue[0]
@@ -205,7 +211,8 @@ class Bridge:
                 self._observe_lag(lane.tp, record.offset + 1)
                 if lane.paused and len(lane.queue) <= self.settings.queue_size // 2:
                     self._resume(lane)
-                await self._commit([lane.tp])
+                if not lane.queue or self._commit_due(lane.tp):
+                    await self._commit([lane.tp])
         except Exception as exc:  # noqa: BLE001 - a fatal error ends run(), uncommitted
             if self._failure is None:
                 self._failure = exc
@@ -312,6 +319,13 @@ class Bridge:
         raise DeliveryAbandoned("bridge is stopping")
 
     # offsets -----------------------------------------------------------------------
+
+    def _commit_due(self, tp: TopicPartition) -> bool:
+        now = asyncio.get_running_loop().time()
+        if now - self._last_commit.get(tp, 0.0) >= self.settings.commit_interval_s:
+            self._last_commit[tp] = now
+            return True
+        return False
 
     async def _commit(self, tps: Iterable[TopicPartition] | None = None) -> None:
         """Commit the next offsets not yet committed; failures are retried on a later call."""
