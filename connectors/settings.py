@@ -56,11 +56,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TopicRoute(_Strict):
+    """Send matching events to ``topic``: by message type (``ADT^*`` matches every ADT
+    event) and/or by a resource type the Bundle contains. Both given: both must match."""
+
+    topic: str = Field(min_length=1)
+    message_types: list[str] = Field(default_factory=list)
+    resource_types: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> TopicRoute:
+        if not self.message_types and not self.resource_types:
+            raise ValueError("a route needs message_types or resource_types")
+        return self
+
+    def matches(self, message_type: str, resource_types: frozenset[str]) -> bool:
+        """True when an event of this message type with these resources takes the route."""
+        if self.message_types and not any(
+                t == message_type or (t.endswith("^*") and message_type.startswith(t[:-1]))
+                for t in self.message_types):
+            return False
+        return not self.resource_types or bool(resource_types.intersection(self.resource_types))
+
+
 class KafkaSettings(_Strict):
     """How to reach Kafka; shared by the producer, the bridge's consumer and its DLQ."""
 
     bootstrap_servers: str = Field(min_length=1)
-    topic: str = Field(default="hl7.fhir", min_length=1)
+    topic: str = Field(default="hl7.fhir", min_length=1)  # events no route claims
+    routes: list[TopicRoute] = Field(default_factory=list)  # first match wins
+    raw_topic: str | None = None  # also publish each message's raw HL7 v2 bytes here
     client_id: str = Field(default="hl7gw", min_length=1)
     linger_ms: int = Field(default=5, ge=0)
     request_timeout_ms: int = Field(default=30000, gt=0)
@@ -87,6 +112,13 @@ class KafkaSettings(_Strict):
         if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
             raise ValueError("ssl_* settings need security_protocol SSL or SASL_SSL")
         return self
+
+    def topic_for(self, message_type: str, resource_types: frozenset[str]) -> str:
+        """The topic of a FHIR event: the first matching route's, else ``topic``."""
+        for route in self.routes:
+            if route.matches(message_type, resource_types):
+                return route.topic
+        return self.topic
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by aiokafka's producer and consumer constructors."""

@@ -27,6 +27,7 @@ class Mapped:
     patient_key: str | None
     summary: str  # JSON: issues and unmapped fields (names and codes, never values)
     error: str | None = None
+    resource_types: tuple[str, ...] = ()  # what the Bundle holds, for topic routing
 
 
 MapRequest = tuple[bytes, str, str]  # raw bytes, charset, default time zone
@@ -43,7 +44,9 @@ def map_one(raw: bytes, charset: str, timezone: str) -> Mapped:
         return Mapped(None, None, "{}", f"internal mapping error ({type(exc).__name__})")
     summary = orjson.dumps({"issues": [asdict(i) for i in result.issues],
                             "unmapped": result.unmapped}).decode()
-    return Mapped(orjson.dumps(result.bundle), result.patient_key, summary)
+    kinds = tuple(sorted({e["resource"]["resourceType"] for e in result.bundle["entry"]}))
+    return Mapped(orjson.dumps(result.bundle), result.patient_key, summary,
+                  resource_types=kinds)
 
 
 def map_batch(requests: list[MapRequest]) -> list[Mapped]:

@@ -1,44 +1,66 @@
-"""Publisher: drains the spool to Kafka, in arrival order, marking rows only once acked.
+"""Publisher: maps spooled messages and sends them to Kafka, marking rows only once acked.
 
-Rows are sent in batches: each batch is handed to the producer in spool order (so records
-for one patient key keep their order in their partition) and the rows are marked published
-only after the broker acknowledged them. If a record in a batch fails, only the rows
-before it are marked; the failed row and everything after it are sent again on the next
-pass. A consumer may then see a record twice, never out of order for good; the stable
-event id and deterministic FHIR ids make the second copy harmless (DESIGN.md 3 and 4).
+Rows are taken in spool order, mapped to FHIR (in the mapping pool), routed to a topic
+(``kafka.routes`` by message type and/or resource type, else ``kafka.topic``; optionally
+the raw HL7 to ``kafka.raw_topic`` too) and handed to the producer in spool order, so the
+records for one patient key keep their order in their partition. A row is marked
+published only after the broker acknowledged every record made from it. If a record
+fails, only the rows before it are marked; the failed row and everything after it are sent
+again on the next pass. A consumer may then see a record twice, never out of order for
+good; the stable event id and deterministic FHIR ids make the second copy harmless
+(DESIGN.md 3 and 4).
 
-While Kafka is down the rows simply wait in the spool (store-and-forward) and the
-publisher retries with a capped exponential backoff.
+While Kafka is down the rows wait in the spool (store-and-forward) and the publisher
+retries with tenacity's jittered exponential backoff, capped at ``max_backoff`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
 
 from connectors.errors import PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
+from connectors.settings import KafkaSettings
 from gateway.mapping import Mapped, MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.spool import PendingRow, PublishedMark, Spool
 
 log = logging.getLogger("hl7gw.publisher")
 
+SendResult = tuple[int, int] | PublishError
+
+
+def _event_type(kind: str, message_type: str) -> str:
+    code, _, trigger = message_type.partition("^")
+    return f"hl7gw.{kind}.{code.lower()}.{trigger.lower()}" if trigger else \
+        f"hl7gw.{kind}.{code.lower()}"
+
+
+def _time(row: PendingRow) -> str:
+    return datetime.fromtimestamp(row.received_at, UTC).isoformat().replace("+00:00", "Z")
+
 
 def event_for(row: PendingRow, mapped: Mapped, source: str) -> Event:
     """The CloudEvent for a mapped spool row; ids, types and field names only, no PHI."""
     assert mapped.payload is not None
-    code, _, trigger = row.message_type.partition("^")
     key = mapped.patient_key
     return Event(
         id=row.event_id,
         source=source,
-        type=f"hl7gw.fhir.{code.lower()}.{trigger.lower()}" if trigger else
-        f"hl7gw.fhir.{code.lower()}",
+        type=_event_type("fhir", row.message_type),
         subject=f"Patient/{key}" if key else None,
-        time=datetime.fromtimestamp(row.received_at, UTC).isoformat().replace("+00:00", "Z"),
+        time=_time(row),
         key=key.encode() if key else None,
         data=mapped.payload,
         extensions={"hl7messagetype": row.message_type.replace("^", "_"),
@@ -46,17 +68,34 @@ def event_for(row: PendingRow, mapped: Mapped, source: str) -> Event:
     )
 
 
+def raw_event_for(row: PendingRow, mapped: Mapped, source: str) -> Event:
+    """The raw HL7 v2 message as a CloudEvent, keyed like its FHIR event."""
+    key = mapped.patient_key
+    return Event(
+        id=f"{row.event_id}-v2",
+        source=source,
+        type=_event_type("v2", row.message_type),
+        subject=f"Patient/{key}" if key else None,
+        time=_time(row),
+        key=key.encode() if key else None,
+        data=row.raw,
+        content_type=f"application/hl7-v2; charset={row.charset}",
+        extensions={"hl7messagetype": row.message_type.replace("^", "_"),
+                    "hl7spoolrow": str(row.id)},
+    )
+
+
 class Publisher:
-    """Moves pending spool rows to one Kafka topic; run() until cancelled."""
+    """Moves pending spool rows to Kafka; run() until cancelled."""
 
     def __init__(self, spool: Spool, producer: EventProducer, metrics: GatewayMetrics, *,
-                 topic: str, source: str, mapping: MappingPool | None = None,
+                 kafka: KafkaSettings, source: str, mapping: MappingPool | None = None,
                  batch_size: int = 200, max_backoff: float = 5.0) -> None:
         self.spool = spool
         self.mapping = mapping or MappingPool(workers=0)
         self.producer = producer
         self.metrics = metrics
-        self.topic = topic
+        self.kafka = kafka
         self.source = source
         self.batch_size = batch_size
         self.max_backoff = max_backoff
@@ -69,23 +108,30 @@ class Publisher:
 
     async def run(self) -> None:
         """Publish forever: drain, then wait for a wake-up (or a periodic re-check)."""
-        backoff = 0.5
         while True:
             self._wake.clear()
-            try:
-                sent = await self.drain_once()
-            except PublishError as exc:
-                self.connected = False
-                log.warning("publish failed; rows stay in the spool",
-                            extra={"topic": self.topic, "error_class": type(exc).__name__,
-                                   "retry_in_s": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            backoff = 0.5
+            sent = await self._drain_retrying()
             self.connected = True
             if sent == 0:
                 await self._idle()
+
+    async def _drain_retrying(self) -> int:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(PublishError),
+            wait=wait_exponential_jitter(multiplier=0.5, max=self.max_backoff),
+            before_sleep=self._before_retry, reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                return await self.drain_once()
+        raise AssertionError("unreachable: tenacity retries until drain_once returns")
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self.connected = False
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("publish failed; rows stay in the spool",
+                    extra={"error_class": type(error).__name__,
+                           "attempt": state.attempt_number,
+                           "retry_in_s": round(state.upcoming_sleep, 2)})
 
     async def _idle(self) -> None:
         self.metrics.spool_depth.set(self.spool.pending_rows)
@@ -95,7 +141,7 @@ class Publisher:
             pass
 
     async def drain_once(self) -> int:
-        """Send one batch of pending rows; return how many were acknowledged."""
+        """Map and send one batch of pending rows; return how many rows were settled."""
         rows = await self.spool.pending(limit=self.batch_size)
         if not rows:
             return 0
@@ -106,26 +152,51 @@ class Publisher:
                 await self._failed(row, mapped)
             else:
                 ready.append((row, mapped))
-        events = [event_for(row, mapped, self.source) for row, mapped in ready]
-        results = await self.producer.send_batch(self.topic, events) if events else []
-        marks: list[PublishedMark] = []
-        failure: PublishError | None = None
-        for (row, mapped), result in zip(ready, results, strict=True):
-            if isinstance(result, PublishError):
-                failure = result
-                await self.spool.record_failure(row.id, f"{type(result).__name__}: {result}")
-                break
-            partition, offset = result
-            marks.append(PublishedMark(row.id, self.topic, partition, offset,
-                                       mapped.patient_key, mapped.summary))
+        sends: list[tuple[int, str, Event]] = []  # (index in ready, topic, event)
+        for i, (row, mapped) in enumerate(ready):
+            topic = self.kafka.topic_for(row.message_type, frozenset(mapped.resource_types))
+            sends.append((i, topic, event_for(row, mapped, self.source)))
+            if self.kafka.raw_topic:
+                sends.append((i, self.kafka.raw_topic, raw_event_for(row, mapped, self.source)))
+        results = await self._send(sends)
+        marks, failure = self._settle(ready, sends, results)
         if marks:
             await self.spool.mark_published(marks)
-            self.metrics.published.labels(self.topic).inc(len(marks))
+            for mark in marks:
+                self.metrics.published.labels(mark.topic).inc()
         if failure is not None:
-            self.metrics.publish_errors.labels(self.topic).inc()
-            raise failure
+            self.metrics.publish_errors.labels(failure[0]).inc()
+            raise failure[1]
         self.metrics.spool_depth.set(self.spool.pending_rows)
         return len(marks) + (len(rows) - len(ready))
+
+    async def _send(self, sends: Sequence[tuple[int, str, Event]]) -> list[SendResult]:
+        """Send per topic, in spool order within each; results in the order of ``sends``."""
+        results: list[SendResult | None] = [None] * len(sends)
+        for topic in dict.fromkeys(t for _, t, _ in sends):
+            positions = [n for n, (_, t, _) in enumerate(sends) if t == topic]
+            answers = await self.producer.send_batch(topic, [sends[n][2] for n in positions])
+            for n, answer in zip(positions, answers, strict=True):
+                results[n] = answer
+        return [r for r in results if r is not None]
+
+    def _settle(self, ready: list[tuple[PendingRow, Mapped]],
+                sends: Sequence[tuple[int, str, Event]], results: Sequence[SendResult],
+                ) -> tuple[list[PublishedMark], tuple[str, PublishError] | None]:
+        """Marks for the rows before the first failed record, and that failure."""
+        failed_at = len(ready)
+        failure: tuple[str, PublishError] | None = None
+        for (i, topic, _), result in zip(sends, results, strict=True):
+            if isinstance(result, PublishError) and i < failed_at:
+                failed_at, failure = i, (topic, result)
+        marks = []
+        for (i, topic, event), result in zip(sends, results, strict=True):
+            if i < failed_at and event.id == ready[i][0].event_id \
+                    and not isinstance(result, PublishError):
+                row, mapped = ready[i]
+                marks.append(PublishedMark(row.id, topic, result[0], result[1],
+                                           mapped.patient_key, mapped.summary))
+        return marks, failure
 
     async def _failed(self, row: PendingRow, mapped: Mapped) -> None:
         """A row the mapper refused after it was ACKed: kept as failed, never guessed."""

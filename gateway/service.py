@@ -40,7 +40,7 @@ class GatewayService:
         self.producer = EventProducer(settings.kafka)
         self.mapping = MappingPool(settings.mapping_workers)
         self.publisher = Publisher(self.spool, self.producer, self.metrics,
-                                   topic=settings.kafka.topic, source=settings.source,
+                                   kafka=settings.kafka, source=settings.source,
                                    mapping=self.mapping)
         self.listeners: list[MllpListener] = []
         self._tasks: list[asyncio.Task[Any]] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from connectors.errors import PublishError
 from connectors.events import Event
+from connectors.settings import KafkaSettings, TopicRoute
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import split_messages
 from gateway.publisher import Publisher, event_for
@@ -20,17 +23,20 @@ class ScriptedProducer:
 
     def __init__(self) -> None:
         self.sent: list[Event] = []
+        self.topics: list[str] = []
         self.fail_rows: set[str] = set()
+        self.fail_topics: set[str] = set()
         self.offset = 0
 
     async def send_batch(self, topic: str, events: Sequence[Event]
                          ) -> list[tuple[int, int] | PublishError]:
         out: list[tuple[int, int] | PublishError] = []
         for event in events:
-            if event.extensions["hl7spoolrow"] in self.fail_rows:
+            if event.extensions["hl7spoolrow"] in self.fail_rows or topic in self.fail_topics:
                 out.append(PublishError("broker said no", retriable=True))
                 continue
             self.sent.append(event)
+            self.topics.append(topic)
             out.append((0, self.offset))
             self.offset += 1
         return out
@@ -39,14 +45,16 @@ class ScriptedProducer:
 SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
 
 
-def row(i: int, raw: bytes = SAMPLE) -> Accepted:
+def row(i: int, raw: bytes = SAMPLE, message_type: str = "ADT^A01") -> Accepted:
     return Accepted(listener="l", peer="p", sender="S|F", control_id=f"M{i}",
-                    message_type="ADT^A01", sha256=f"s{i}", raw=raw, ack=b"a",
+                    message_type=message_type, sha256=f"s{i}", raw=raw, ack=b"a",
                     event_id=f"ev{i}")
 
 
-def publisher(spool: Spool, producer: ScriptedProducer) -> Publisher:
-    return Publisher(spool, producer, GatewayMetrics(), topic="t",  # type: ignore[arg-type]
+def publisher(spool: Spool, producer: ScriptedProducer,
+              kafka: KafkaSettings | None = None) -> Publisher:
+    return Publisher(spool, producer, GatewayMetrics(),  # type: ignore[arg-type]
+                     kafka=kafka or KafkaSettings(bootstrap_servers="unused:1", topic="t"),
                      source="urn:test")
 
 
@@ -117,3 +125,63 @@ def test_event_carries_ids_not_phi() -> None:
     headers = dict(event.kafka_headers())
     assert headers["ce_id"] == b"ev"
     assert headers["content-type"] == b"application/fhir+json"
+
+
+async def test_routes_by_message_type_and_resource_type(spool: Spool) -> None:
+    a04 = SAMPLE.replace(b"ADT^A01^ADT_A01", b"ADT^A04^ADT_A01", 1)
+    await spool.store(row(0))
+    await spool.store(row(1, raw=a04, message_type="ADT^A04"))
+    kafka = KafkaSettings(bootstrap_servers="unused:1", topic="default", routes=[
+        TopicRoute(topic="admissions", message_types=["ADT^A01"]),
+        TopicRoute(topic="encounters", resource_types=["Encounter"]),
+    ])
+    producer = ScriptedProducer()
+    await publisher(spool, producer, kafka).drain_once()
+    assert producer.topics == ["admissions", "encounters"]
+
+
+def test_route_wildcard_and_both_conditions() -> None:
+    route = TopicRoute(topic="t", message_types=["ADT^*"], resource_types=["Observation"])
+    assert not route.matches("ADT^A01", frozenset({"Patient"}))
+    assert route.matches("ADT^A08", frozenset({"Patient", "Observation"}))
+    assert not route.matches("ORU^R01", frozenset({"Observation"}))
+
+
+async def test_raw_topic_gets_the_message_and_both_must_succeed(spool: Spool) -> None:
+    await spool.store(row(0))
+    kafka = KafkaSettings(bootstrap_servers="unused:1", topic="fhir", raw_topic="raw")
+    producer = ScriptedProducer()
+    producer.fail_topics = {"raw"}
+    pub = publisher(spool, producer, kafka)
+    with pytest.raises(PublishError):
+        await pub.drain_once()
+    assert await spool.depth() == 1  # the FHIR record went out, the raw one did not
+    producer.fail_topics.clear()
+    assert await pub.drain_once() == 1
+    raw = next(e for e, t in zip(producer.sent, producer.topics, strict=True) if t == "raw")
+    assert raw.data == SAMPLE
+    assert raw.content_type == "application/hl7-v2; charset=utf-8"
+    assert raw.type == "hl7gw.v2.adt.a01"
+    published = await spool.counts()
+    assert published["published"] == 1
+
+
+async def test_run_retries_until_kafka_answers(spool: Spool) -> None:
+    await spool.store(row(0))
+    producer = ScriptedProducer()
+    producer.fail_topics = {"t"}
+    pub = publisher(spool, producer)
+    pub.max_backoff = 0.2
+    task = asyncio.create_task(pub.run())
+    await asyncio.sleep(0.8)
+    assert not pub.connected and await spool.depth() == 1
+    producer.fail_topics.clear()
+    for _ in range(50):
+        if await spool.depth() == 0:
+            break
+        await asyncio.sleep(0.1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await spool.depth() == 0 and pub.connected
+    assert pub.metrics.publish_errors.labels("t")._value.get() >= 2
