@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from mappers.conversion import convert, supported_message_types
+from mappers.conversion import check, convert, supported_message_types
 from mappers.errors import (
     DataTypeError,
     Hl7gwError,
@@ -20,6 +20,7 @@ from mappers.errors import (
     UnsupportedProcessingId,
     UnsupportedVersion,
 )
+from mappers.explain import explain
 from mappers.hl7v2 import Header, Message, parse
 from mappers.result import ConversionResult, Issue
 
@@ -40,7 +41,9 @@ __all__ = [
     "UnsupportedMessageType",
     "UnsupportedProcessingId",
     "UnsupportedVersion",
+    "check",
     "convert",
+    "explain",
     "parse",
     "supported_message_types",
 ]

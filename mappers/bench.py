@@ -1,8 +1,10 @@
-"""A micro benchmark of the mapping hot path, for ``hl7gw bench``: messages per second.
+"""A micro benchmark of the mapping hot path, for ``hl7gw bench map``: messages per second.
 
-Times ``parse``, ``convert`` and ``convert(validate=True)`` on a realistic ADT^A01 (the same
-text as ``samples/adt_a01.hl7``) in one thread. Each figure is the median of five rounds,
-so a noisy neighbour on a shared machine moves it less.
+Times ``convert`` for a realistic sample of every supported message type (copies of
+``samples/messages/*.hl7`` shipped in the package; a test keeps them equal), plus
+``parse`` and ``check`` of the ADT^A01 and ``convert(validate=True)`` (full fhir.resources
+model validation) of the ADT^A01 and the 10-OBX ORU^R01. One thread; each figure is the
+median of five rounds, so a noisy neighbour on a shared machine moves it less.
 """
 
 from __future__ import annotations
@@ -10,33 +12,62 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from importlib import resources
 
-from mappers.conversion import convert
+from mappers.conversion import check, convert
 from mappers.hl7v2 import parse
 
+_DATA = resources.files("mappers") / "data"
+
+
+def _sample(name: str) -> str:
+    return (_DATA / f"{name}.hl7").read_bytes().decode()
+
+
 # A copy of samples/adt_a01.hl7 shipped in the package (a test keeps the two equal).
-ADT_A01 = (resources.files("mappers") / "data" / "adt_a01.hl7").read_bytes().decode()
+ADT_A01 = _sample("adt_a01")
+ORU_R01_10_OBX = _sample("oru_r01_10obx")
+# label -> sample: one per message type (the label names the type and, if needed, the shape)
+SAMPLES: dict[str, str] = {
+    "ADT^A01": ADT_A01,
+    "ADT^A03 (NK1 AL1 DG1 PR1 IN1 OBX)": _sample("adt_a03"),
+    "ADT^A40": _sample("adt_a40"),
+    "ORU^R01 10 OBX": ORU_R01_10_OBX,
+    "ORU^R01 13 OBX 2 OBR ED": _sample("oru_r01"),
+    "ORM^O01": _sample("orm_o01"),
+    "OML^O21": _sample("oml_o21"),
+    "SIU^S12": _sample("siu_s12"),
+    "MDM^T02": _sample("mdm_t02"),
+    "VXU^V04": _sample("vxu_v04"),
+    "RDE^O11": _sample("rde_o11"),
+}
+VALIDATED = ("ADT^A01", "ORU^R01 10 OBX")
 
 _ROUNDS = 5
 
 
 def run(n: int = 2000) -> dict[str, float]:
-    """Messages per second (and microseconds per message) for parse, convert and validate."""
+    """Messages per second per message type (flat: ``"ADT^A01 convert msg/s"`` -> rate)."""
     if n < _ROUNDS:
         raise ValueError(f"n must be at least {_ROUNDS}")
-    convert(ADT_A01, validate=True)  # load specs and fhir.resources outside the timing
-    validate_n = max(_ROUNDS, n // 50)  # full model validation costs ~50x a conversion
-    out: dict[str, float] = {"messages": float(n), "validated_messages": float(validate_n)}
-    for name, fn, count in (
-        ("parse", lambda: parse(ADT_A01), n),
-        ("convert", lambda: convert(ADT_A01), n),
-        ("convert_validate", lambda: convert(ADT_A01, validate=True), validate_n),
-    ):
-        seconds = _median_seconds_per_call(fn, count)
-        out[f"{name}_per_s"] = round(1 / seconds, 1)
-        out[f"{name}_us"] = round(seconds * 1e6, 1)
+    for text in SAMPLES.values():
+        convert(text, validate=True)  # load specs and fhir.resources outside the timing
+    validate_n = max(_ROUNDS, n // 50)  # full model validation costs ~20-50x a conversion
+    out: dict[str, float] = {
+        "ADT^A01 parse msg/s": _rate(lambda: parse(ADT_A01), n),
+        "ADT^A01 check msg/s": _rate(lambda: check(ADT_A01), n),
+    }
+    for label, text in SAMPLES.items():
+        out[f"{label} convert msg/s"] = _rate(partial(convert, text), n)
+        if label in VALIDATED:
+            out[f"{label} convert+validate msg/s"] = _rate(
+                partial(convert, text, validate=True), validate_n)
     return out
+
+
+def _rate(fn: Callable[[], object], count: int) -> float:
+    return round(1 / _median_seconds_per_call(fn, count), 1)
 
 
 def _median_seconds_per_call(fn: Callable[[], object], count: int) -> float:

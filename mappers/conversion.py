@@ -8,6 +8,8 @@ from typing import Any
 from mappers.engine.build import build_resource, find_unmapped
 from mappers.engine.context import Context
 from mappers.engine.loader import CompiledMessage, SpecSet, load_specs
+from mappers.engine.models import ResourceSpec
+from mappers.engine.steps import CompiledResource
 from mappers.errors import (
     RequiredFieldMissing,
     SegmentSequenceError,
@@ -15,8 +17,8 @@ from mappers.errors import (
     UnsupportedMessageType,
     UnsupportedVersion,
 )
-from mappers.hl7v2 import Header, Message, parse
-from mappers.ids import assign_id, resource_id
+from mappers.hl7v2 import Header, Message, Segment, parse
+from mappers.ids import assign_id, resource_id, resource_key
 from mappers.result import ConversionResult
 from mappers.timestamps import TimestampError, to_fhir, zone
 
@@ -38,12 +40,14 @@ def convert(text: str, *, validate: bool = False, default_tz: str = "UTC") -> Co
     ``default_tz`` gives the offset of timestamps that have a time but no offset.
     ``validate=True`` also checks the Bundle with the fhir.resources models (slow, ~ms).
     """
-    zone(default_tz)  # an unknown zone is the caller's error: raise before reading anything
-    message = parse(text)
-    specs = default_specs()
-    compiled = _message_spec(specs, message.header)
-    _check_message(compiled, message)
-    ctx = Context(message, specs.tables, specs.resolved_tables, default_tz)
+    return _convert(text, validate, default_tz, trace=None)
+
+
+def _convert(text: str, validate: bool, default_tz: str,
+             trace: list[tuple[str, str, str, Any]] | None) -> ConversionResult:
+    """``convert``; with a ``trace`` list, every rule application is recorded in it."""
+    message, compiled, ctx = _prepare(text, default_tz)
+    ctx.trace = trace
     entries = _entries(compiled, message, ctx)
     unmapped = find_unmapped(message, compiled, ctx)
     bundle = _bundle(ctx, entries)
@@ -56,6 +60,37 @@ def convert(text: str, *, validate: bool = False, default_tz: str = "UTC") -> Co
                             ctx.ids.get("Patient"), ctx.issues, unmapped, header)
 
 
+def check(text: str, *, default_tz: str = "UTC") -> Header:
+    """Refuse what ``convert`` would refuse for the envelope and structure; build nothing.
+
+    Cheap enough to run before the ACK: tokenizes, reads MSH, checks type, event, version,
+    required segments and the identifiers required resource ids are keyed on. Raises the
+    same ``MessageError`` subclass (same segment and field) that ``convert`` raises.
+    """
+    message, compiled, ctx = _prepare(text, default_tz)
+    for resource_spec in compiled.resources:
+        spec = resource_spec.spec
+        if not spec.id.required:
+            continue
+        for segment in _occurrences(spec, message):
+            ctx.enter(segment, frozenset(spec.children))
+            if resource_spec.conditions and not all(
+                    pred(ctx, ref) for pred, ref in resource_spec.conditions):
+                continue
+            resource_key(spec, ctx)  # raises RequiredFieldMissing like convert's assign_id
+    return message.header
+
+
+def _prepare(text: str, default_tz: str) -> tuple[Message, CompiledMessage, Context]:
+    """Tokenize, choose the message spec and check the envelope: shared by convert and check."""
+    zone(default_tz)  # an unknown zone is the caller's error: raise before reading anything
+    message = parse(text)
+    specs = default_specs()
+    compiled = _message_spec(specs, message.header)
+    _check_message(compiled, message)
+    return message, compiled, Context(message, specs.tables, specs.resolved_tables, default_tz)
+
+
 def _entries(compiled: CompiledMessage, message: Message, ctx: Context) -> list[dict[str, Any]]:
     """Build each resource the message spec lists, in order, as transaction entries."""
     for seg in compiled.spec.expected_segments:
@@ -63,24 +98,56 @@ def _entries(compiled: CompiledMessage, message: Message, ctx: Context) -> list[
             ctx.issue("missing-segment", f"{seg} is missing: what it maps to is left out",
                       location=seg)
     entries: list[dict[str, Any]] = []
+    urls: set[str] = set()
     for resource_spec in compiled.resources:
         spec = resource_spec.spec
-        segment = message.get(spec.segment)
-        if segment is None:
-            continue
-        ctx.segment, ctx.location = segment, spec.segment
-        rid = assign_id(spec, ctx)
-        if rid is None:
-            ctx.issue("no-id", f"{spec.resource} not produced: nothing to key its id on",
-                      severity="error", location=spec.segment)
-            continue
-        resource = build_resource(resource_spec, rid, ctx)
-        if resource is None:
-            continue
-        ctx.ids[spec.resource] = rid
-        entries.append({"fullUrl": f"urn:uuid:{rid}", "resource": resource,
-                        "request": {"method": "PUT", "url": f"{spec.resource}/{rid}"}})
+        children = frozenset(spec.children)
+        for segment in _occurrences(spec, message):
+            ctx.enter(segment, children)
+            if resource_spec.conditions and not all(
+                    pred(ctx, ref) for pred, ref in resource_spec.conditions):
+                continue
+            entry = _entry(resource_spec, ctx, urls)
+            if entry is not None:
+                entries.append(entry)
     return entries
+
+
+def _occurrences(spec: ResourceSpec, message: Message) -> list[Segment]:
+    """The segments a resource spec builds from: each occurrence, or the first."""
+    if spec.repeat:
+        return message.get_all_view(spec.segment)
+    first = message.get(spec.segment)
+    return [first] if first is not None else []
+
+
+def _entry(resource_spec: CompiledResource, ctx: Context, urls: set[str]
+           ) -> dict[str, Any] | None:
+    """One transaction entry for the resource built from ``ctx.segment``, or None."""
+    spec = resource_spec.spec
+    rid = assign_id(spec, ctx)
+    if rid is None:
+        ctx.issue("no-id", f"{spec.resource} not produced: nothing to key its id on",
+                  severity="error", location=spec.segment)
+        return None
+    url = f"{spec.resource}/{rid}"
+    if url in urls:
+        if spec.id.shared:  # the same practitioner again: refer to the one already written
+            ctx.record(spec.key, rid, spec.segment)
+            return None
+        n = 2
+        while f"{spec.resource}/{resource_id(spec.resource, f'{rid}#{n}')}" in urls:
+            n += 1
+        rid = resource_id(spec.resource, f"{rid}#{n}")  # same key twice in one message
+        url = f"{spec.resource}/{rid}"
+    resource = build_resource(resource_spec, rid, ctx)
+    if resource is None:
+        return None
+    urls.add(url)
+    ctx.ids.setdefault(spec.resource, rid)
+    ctx.record(spec.key, rid, spec.segment)
+    return {"fullUrl": f"urn:uuid:{rid}", "resource": resource,
+            "request": {"method": "PUT", "url": url}}
 
 
 def _message_spec(specs: SpecSet, header: Header) -> CompiledMessage:

@@ -35,6 +35,13 @@ def resource_id(resource_type: str, key: str) -> str:
 
 def assign_id(spec: ResourceSpec, ctx: Context) -> str | None:
     """The id for the resource ``spec`` builds from ``ctx.segment``; None when there is none."""
+    key = resource_key(spec, ctx)
+    return None if key is None else resource_id(spec.resource, key)
+
+
+def resource_key(spec: ResourceSpec, ctx: Context) -> str | None:
+    """The stable key of that id (no hashing: what ``check`` needs); raises
+    ``RequiredFieldMissing`` when the spec requires a key and the message gives none."""
     ident = spec.id
     key = ID_KEYS[ident.key](ctx, ctx.segment, ident)
     if key is None and ident.fallback is not None:
@@ -50,8 +57,7 @@ def assign_id(spec: ResourceSpec, ctx: Context) -> str | None:
             raise RequiredFieldMissing(f"{ref.text} is empty: no {spec.resource} id",
                                        segment=ref.segment, sequence=ctx.segment.position,
                                        field=ref.field)
-        return None
-    return resource_id(spec.resource, key)
+    return key
 
 
 @id_key("identifier")
@@ -78,3 +84,62 @@ def patient_message_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | N
     """The patient's id and MSH-10: a per-message fallback scoped to the patient."""
     patient = ctx.ids.get("Patient")
     return f"{patient}|{ctx.header.control_id}" if patient else None
+
+
+def _parts(ctx: Context, spec: IdSpec) -> list[str] | None:
+    """The trimmed raw text of ``field`` and ``extra`` (first repetitions); None if no field."""
+    if spec.field is None:
+        return None
+    main = ctx.value(spec.field).raw.strip()
+    if not main or main == '""':
+        return None
+    return [main, *(ctx.value(ref).raw.strip() for ref in spec.extra)]
+
+
+def _scope(ctx: Context, spec: IdSpec) -> str | None:
+    """The first valued ``scope`` field (an order number, a visit number), as raw text."""
+    for ref in spec.scope:
+        raw = ctx.value(ref).raw.strip()
+        if raw and raw != '""':
+            return f"{ref.segment}-{ref.field}:{raw}"
+    return None
+
+
+@id_key("fields")
+def fields_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+    """The field and ``extra`` fields as sent: reference data (a practitioner, a payer)."""
+    parts = _parts(ctx, spec)
+    if parts is None:
+        return None
+    scope = _scope(ctx, spec)
+    return "|".join([scope, *parts] if scope else parts)
+
+
+@id_key("patient_fields")
+def patient_fields_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+    """The field and ``extra`` fields, within a ``scope`` (order, visit) or else the patient.
+
+    An allergy is the patient's plus its code; a result is its order's plus OBX-3 and OBX-4.
+    Without a patient or scope, the message scopes it (a replay with a new MSH-10 differs).
+    """
+    parts = _parts(ctx, spec)
+    if parts is None:
+        return None
+    h = ctx.header
+    scope = _scope(ctx, spec) or ctx.ids.get("Patient") or \
+        f"{h.sending_application}|{h.sending_facility}|{h.control_id}"
+    return "|".join([scope, *parts])
+
+
+@id_key("order")
+def order_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+    """The first valued order number (EI: entity id and namespace) of ``field``, ``extra``."""
+    refs = [spec.field, *spec.extra] if spec.field is not None else list(spec.extra)
+    for ref in refs:
+        rep = ctx.value(ref)
+        entity = rep.component(1).strip()
+        if entity:
+            # ORC-2 and OBR-2 are both the placer number, ORC-3 and OBR-3 the filler's:
+            # the field number, not the segment, says which kind of number it is
+            return f"{ref.field}|{rep.component(2).strip()}|{entity}"
+    return None

@@ -17,3 +17,79 @@ def valued(ctx: Context, ref: FieldRef) -> bool:
 def not_valued(ctx: Context, ref: FieldRef) -> bool:
     """True when the field (or component) is empty or the explicit null."""
     return not valued(ctx, ref)
+
+
+def _value_type(ctx: Context, ref: FieldRef) -> str:
+    # nine OBX-5 rules ask this of every OBX: remembered for the segment being mapped
+    key = ("value_type", ref.text)
+    found: str | None = ctx.scratch.get(key)
+    if found is None:
+        reps = ctx.values(ref)
+        found = ctx.scratch[key] = reps[0].component(1).strip().upper() if reps else ""
+    return found
+
+
+@predicate("numeric_type")
+def numeric_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field (OBX-2) says NM."""
+    return _value_type(ctx, ref) == "NM"
+
+
+@predicate("text_type")
+def text_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field says ST, TX or FT (or is empty: text is the safe reading)."""
+    return _value_type(ctx, ref) in {"ST", "TX", "FT", ""}
+
+
+@predicate("coded_type")
+def coded_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field says CE, CWE, CNE or CF."""
+    return _value_type(ctx, ref) in {"CE", "CWE", "CNE", "CF"}
+
+
+@predicate("structured_numeric_type")
+def structured_numeric_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field says SN."""
+    return _value_type(ctx, ref) == "SN"
+
+
+@predicate("time_type")
+def time_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field says DT, TS or DTM."""
+    return _value_type(ctx, ref) in {"DT", "TS", "DTM"}
+
+
+@predicate("attachment_type")
+def attachment_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field says ED."""
+    return _value_type(ctx, ref) == "ED"
+
+
+@predicate("other_type")
+def other_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field names a type no OBX-5 rule maps (reported as an issue)."""
+    known = {"NM", "ST", "TX", "FT", "", "CE", "CWE", "CNE", "CF", "SN", "DT", "TS", "DTM",
+             "ED"}
+    if _value_type(ctx, ref) in known:
+        return False
+    ctx.issue("unsupported-value-type", "OBX-5 of this value type is not mapped",
+              location=ref.text)
+    return False
+
+
+@predicate("not_attachment_type")
+def not_attachment_type(ctx: Context, ref: FieldRef) -> bool:
+    """The value type field does not say ED (R4 Observation has no valueAttachment)."""
+    return _value_type(ctx, ref) != "ED"
+
+
+@predicate("cancel_event")
+def cancel_event(ctx: Context, ref: FieldRef) -> bool:
+    """The trigger event (MSH-9.2) cancels something: S15 (appointment), S16, A11, A12."""
+    return ctx.value(ref).component(1).strip() in {"S15", "S16", "A11", "A12", "A13"}
+
+
+@predicate("deleted_action")
+def deleted_action(ctx: Context, ref: FieldRef) -> bool:
+    """An action code field (RXA-21, HL7 0206) says D: the record is deleted."""
+    return ctx.value(ref).component(1).strip().upper() == "D"

@@ -35,6 +35,9 @@ class Datatype:
     # no other field) and the value is reference data (codes, staff, places), not a
     # patient's: the engine may remember results across messages.
     pure: bool = False
+    # The function reads the whole field itself (all repetitions, via ``ctx.values``): the
+    # engine hands it the first repetition once and reports no ignored repetitions.
+    whole_field: bool = False
 
 
 DATATYPES: dict[str, Datatype] = {}
@@ -42,13 +45,13 @@ PREDICATES: dict[str, PredicateFn] = {}
 ID_KEYS: dict[str, IdKeyFn] = {}
 
 
-def datatype(*names: str, args: Mapping[str, ArgSpec] | None = None, pure: bool = False
-             ) -> Callable[[DatatypeFn], DatatypeFn]:
+def datatype(*names: str, args: Mapping[str, ArgSpec] | None = None, pure: bool = False,
+             whole_field: bool = False) -> Callable[[DatatypeFn], DatatypeFn]:
     """Register a datatype function under one or more HL7 datatype names."""
 
     def register(fn: DatatypeFn) -> DatatypeFn:
         for name in names:
-            DATATYPES[name] = Datatype(name, fn, dict(args or {}), pure)
+            DATATYPES[name] = Datatype(name, fn, dict(args or {}), pure, whole_field)
         return fn
 
     return register

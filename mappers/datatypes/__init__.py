@@ -8,6 +8,6 @@ context, never values from the message.
 
 from __future__ import annotations
 
-from mappers.datatypes import coded, contact, identity, simple
+from mappers.datatypes import clinical, coded, contact, identity, simple
 
-__all__ = ["coded", "contact", "identity", "simple"]
+__all__ = ["clinical", "coded", "contact", "identity", "simple"]

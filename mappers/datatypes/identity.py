@@ -161,3 +161,41 @@ def organization(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | 
     if system is not None and not system.startswith(NAME_URN):
         ident = {"system": "urn:ietf:rfc:3986", "value": system}
     return compact({"display": rep.component(1).strip(), "identifier": ident})
+
+
+@datatype("XCN_name", pure=True)
+def practitioner_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """XCN's name parts (XCN.2-7) as a HumanName."""
+    c = rep.decoded(7)
+    family, given = c[1], [g for g in (c[2], c[3]) if g]
+    suffix = [s for s in (c[4], c[6]) if s]
+    return compact({"family": family, "given": given, "prefix": [c[5]] if c[5] else None,
+                    "suffix": suffix})
+
+
+@datatype("XCN_identifier", pure=True)
+def practitioner_identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """XCN's id (XCN.1) as an Identifier, its system from the authority (XCN.9)."""
+    value = rep.component(1).strip()
+    if not value:
+        return None
+    system = component_authority(rep, 9)
+    return {"system": system, "value": value} if system else {"value": value}
+
+
+@datatype("EI", args={"type": ("PLAC", "FILL")})
+def entity_identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+    """EI (entity^namespace^universal id^type) as an Identifier; ``type`` PLAC or FILL."""
+    c = rep.decoded(4)
+    if not c[0]:
+        return None
+    hd = Repetition("^".join(c[1:4]), rep.encoding.__class__())  # the authority as an HD
+    out: dict[str, Any] = {"value": c[0]}
+    system = _system_of(hd) if any(c[1:4]) else None
+    if system:
+        out["system"] = system
+    kind = rule.args.get("type")
+    if isinstance(kind, str):
+        out["type"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203",
+                                   "code": kind}]}
+    return out

@@ -23,6 +23,8 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
     spec = compiled.spec
     segment = ctx.segment
     body: dict[str, Any] = {}
+    if ctx.trace is not None:
+        ctx.trace.append(("#", f"{spec.resource}/{rid}", spec.key, None))
     for step in compiled.steps:
         if step.fallback and taken(body, step.path):
             continue  # an earlier rule already gave this single value
@@ -36,21 +38,31 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
             if ref.component is not None:
                 reps = _narrow(reps, ref)
             ctx.location = ref.text
-            if len(reps) > 1 and not step.appends:
+            if step.whole:
+                reps = reps[:1]
+            elif len(reps) > 1 and not step.appends:
                 ctx.issue("ignored-repetition", f"{len(reps) - 1} more repetition(s) not "
                           f"mapped: {step.path.text} holds one value", severity="information")
                 reps = reps[:1]
             for rep in reps:
-                value = _convert(step, rep, ctx) if step.memo is not None else \
-                    step.fn(rep, ctx, step.rule)
+                value = _convert(step, rep, ctx) if step.memo is not None and \
+                    ctx.trace is None else step.fn(rep, ctx, step.rule)  # explain: no memo
                 if value or value is False or value == 0:  # no None, "", [] or {}
                     put(body, step.path, value, step.siblings)
+                    if ctx.trace is not None:
+                        ctx.trace.append((step.path.text, ref.text, step.rule.type or "",
+                                          value))
         elif step.kind == REFERENCE:
-            target = ctx.ids.get(step.reference or "")
-            if target is not None:
-                put(body, step.path, {"reference": f"{step.reference}/{target}"}, step.siblings)
+            for target in ctx.refer(step.reference or "", step.appends):
+                put(body, step.path, {"reference": f"{step.reference_type}/{target}"},
+                    step.siblings)
+                if ctx.trace is not None:
+                    ctx.trace.append((step.path.text, "", "reference",
+                                      f"{step.reference_type}/{target}"))
         else:
             put(body, step.path, thaw(step.value), step.siblings)
+            if ctx.trace is not None:
+                ctx.trace.append((step.path.text, "", "constant", None))
     resource = {"resourceType": spec.resource, "id": rid, **body}
     missing = [p for p in spec.required_elements if not _has(resource, p)]
     if missing:
@@ -106,6 +118,7 @@ def _has(resource: dict[str, Any], dotted: str) -> bool:
 def find_unmapped(message: Message, compiled: CompiledMessage, ctx: Context) -> list[str]:
     """Valued fields no spec read, as ``PV1-44`` (no values); notes ignored segments."""
     seen: dict[str, int] = {}
+    warned: set[str] = set()
     out: dict[str, None] = {}
     for seg in message.segments:
         sid = seg.id
@@ -114,9 +127,10 @@ def find_unmapped(message: Message, compiled: CompiledMessage, ctx: Context) -> 
                       "skipped", location="")
             continue
         count = seen[sid] = seen.get(sid, 0) + 1
-        mapped = count == 1 and sid in compiled.segments
-        if count == 2 and sid in compiled.segments:
-            ctx.issue("ignored-segment", f"only the first {sid} is mapped; later ones are "
+        mapped = sid in compiled.segments and (count == 1 or seg.position in ctx.consumed)
+        if not mapped and count > 1 and sid in compiled.segments and sid not in warned:
+            warned.add(sid)
+            ctx.issue("ignored-segment", f"a repeated {sid} is not mapped; its fields are "
                       "listed as unmapped", location=sid)
         fields = seg.raw_fields()
         valued = set(compress(range(1, len(fields)), fields[1:]))  # C-speed: ~100 fields

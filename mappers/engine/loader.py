@@ -72,7 +72,7 @@ def load_specs(*roots: Path) -> SpecSet:
             tables[table.table] = table
         elif kind == "resources":
             res = _load(path, ResourceSpec)
-            resources[res.resource] = res
+            resources[res.key] = res
             origin[id(res)] = path
         else:
             messages.append((path, _load(path, MessageSpec)))
@@ -182,21 +182,31 @@ def _compile_message(path: Path, msg: MessageSpec,
         if res is None:
             raise SpecError(f"{path}:{msg.line}: resources[{i}]: no resource spec "
                             f"{name!r}; known: {', '.join(sorted(resources))}")
-        built = {r.resource for r in chosen}
+        built = {r.key for r in chosen}
+        later = set(msg.resources[i:])
         for j, rule in enumerate(res.rules):
-            if rule.reference is not None and rule.reference not in built:
+            ref = rule.reference
+            if ref is None or ref in built:
+                continue
+            if ref in later:
                 raise SpecError(f"{path}:{msg.line}: resources[{i}]: {name} rules[{j}] "
-                                f"refers to {rule.reference}, which must be listed before it")
+                                f"refers to {ref}, which must be listed before it")
+            if ref not in resources:
+                raise SpecError(f"{path}:{msg.line}: resources[{i}]: {name} rules[{j}] "
+                                f"refers to {ref}, which no resource spec is named")
+            # a spec this message does not build: the reference is simply never written
         chosen.append(res)
     reads = set(ENVELOPE_FIELDS)
     reads.update((ref.segment, ref.field) for ref in msg.ignored_fields)
     for res in chosen:
-        if res.id.field is not None:
-            reads.add((res.id.field.segment, res.id.field.field))
+        reads.update((ref.segment, ref.field) for ref in res.id.reads())
+        reads.update((ref.segment, ref.field) for ref in res.when.values())
         for rule in res.rules:
             reads.update((ref.segment, ref.field) for ref in rule.reads())
-    segments = frozenset({seg for seg, _ in reads} | {r.segment for r in chosen})
+    segments = frozenset({seg for seg, _ in reads} | {r.segment for r in chosen}
+                         | {c for r in chosen for c in r.children})
     by_segment = {seg: frozenset(n for s, n in reads if s == seg) for seg in segments}
-    return CompiledMessage(msg, tuple(compile_resource(r) for r in chosen), frozenset(reads),
-                           segments, by_segment)
+    types = {key: r.resource for key, r in resources.items()}
+    return CompiledMessage(msg, tuple(compile_resource(r, types) for r in chosen),
+                           frozenset(reads), segments, by_segment)
 

@@ -129,8 +129,15 @@ class IdSpec(_Spec):
 
     key: str
     field: Ref | None = None
+    extra: list[Ref] = Field(default_factory=list)  # more fields the key is made of
+    scope: list[Ref] = Field(default_factory=list)  # first valued one scopes the key
     required: bool = False  # no key -> RequiredFieldMissing(segment, field)
     fallback: str | None = None  # key function to use when ``key`` gives nothing
+    shared: bool = False  # same key = same resource (a practitioner): written once
+
+    def reads(self) -> list[FieldRef]:
+        """Every field the key looks at."""
+        return [r for r in (self.field, *self.extra, *self.scope) if r is not None]
 
     @field_validator("key", "fallback")
     @classmethod
@@ -146,8 +153,26 @@ class ResourceSpec(_Spec):
     resource: str
     segment: SegmentId
     id: IdSpec
+    name: str | None = None  # the name message specs and references use; default: resource
+    repeat: bool = False  # one resource per occurrence of the segment (not just the first)
+    children: list[SegmentId] = Field(default_factory=list)  # trailing segments read with it
+    when: dict[str, Ref] = Field(default_factory=dict)  # named predicates: build only if all hold
     required_elements: list[str] = Field(default_factory=list)
     rules: list[Rule]
+
+    @property
+    def key(self) -> str:
+        """The name this spec is listed and referred to by."""
+        return self.name or self.resource
+
+    @field_validator("when")
+    @classmethod
+    def _known_predicates(cls, when: dict[str, FieldRef]) -> dict[str, FieldRef]:
+        for name in when:
+            if name not in PREDICATES:
+                raise ValueError(f"unknown predicate {name!r}; known: "
+                                 f"{', '.join(sorted(PREDICATES))}")
+        return when
 
     @field_validator("resource")
     @classmethod
@@ -181,10 +206,14 @@ class CodeTable(_Spec):
     source_system: str | None = None  # the v2 code system URI, for the original coding
     system: str | None = None  # target system: string entries become Codings in it
     user_defined: bool = False  # site codes: an unknown code is not an issue
+    ignore_case: bool = False  # "Booked", "BOOKED" and "booked" are the same code
     map: dict[str, TableValue] = Field(default_factory=dict)
 
     def resolved(self) -> dict[str, Any]:
         """The map with string entries turned into Codings when the table has a ``system``."""
+        if self.ignore_case:
+            return {code.upper(): v for code, v in
+                    self.model_copy(update={"ignore_case": False}).resolved().items()}
         if self.system is None:
             return dict(self.map)
         out: dict[str, Any] = {}

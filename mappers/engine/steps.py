@@ -33,10 +33,12 @@ class Step:
     appends: bool
     conditions: tuple[tuple[PredicateFn, FieldRef], ...]
     value: Any  # frozen (see paths.freeze)
-    reference: str | None
+    reference: str | None  # the name of the resource spec referred to
+    reference_type: str  # its resource type
     siblings: dict[str, Any] | None  # values frozen
     fallback: bool  # an earlier rule of the same resource writes the same single value
     own: bool  # the field is in the resource's own segment
+    whole: bool  # the datatype reads every repetition itself
     memo: dict[tuple[str, str, str], Any] | None = field(default=None, compare=False)
 
 
@@ -46,9 +48,11 @@ class CompiledResource:
 
     spec: ResourceSpec
     steps: tuple[Step, ...]
+    conditions: tuple[tuple[PredicateFn, FieldRef], ...] = ()  # all must hold to build it
 
 
-def compile_rule(rule: Rule, segment: str, fallback: bool = False) -> Step:
+def compile_rule(rule: Rule, segment: str, fallback: bool = False,
+                 types: dict[str, str] | None = None) -> Step:
     """The runtime form of ``rule`` in a spec for ``segment``."""
     kind = FIELD if rule.field is not None else REFERENCE if rule.reference else VALUE
     return Step(
@@ -61,19 +65,23 @@ def compile_rule(rule: Rule, segment: str, fallback: bool = False) -> Step:
         conditions=tuple((PREDICATES[name], ref) for name, ref in rule.when.items()),
         value=freeze(rule.value),
         reference=rule.reference,
+        reference_type=(types or {}).get(rule.reference or "", rule.reference or ""),
         siblings={key: freeze(v) for key, v in rule.with_.items()} or None,
         fallback=fallback,
         own=rule.field is not None and rule.field.segment == segment,
+        whole=rule.type is not None and DATATYPES[rule.type].whole_field,
         memo={} if rule.type is not None and DATATYPES[rule.type].pure else None,
     )
 
 
-def compile_resource(spec: ResourceSpec) -> CompiledResource:
-    """The runtime form of a resource spec."""
+def compile_resource(spec: ResourceSpec, types: dict[str, str] | None = None
+                     ) -> CompiledResource:
+    """The runtime form of a resource spec; ``types`` maps spec names to resource types."""
     seen: set[str] = set()
     steps = []
     for rule in spec.rules:
         steps.append(compile_rule(rule, spec.segment, fallback=not rule.path.appends
-                                  and rule.path.text in seen))
+                                  and rule.path.text in seen, types=types))
         seen.add(rule.path.text)
-    return CompiledResource(spec, tuple(steps))
+    conditions = tuple((PREDICATES[name], ref) for name, ref in spec.when.items())
+    return CompiledResource(spec, tuple(steps), conditions)

@@ -14,6 +14,7 @@ from mappers.hl7v2.message import NULL, Field, Repetition, Segment
 __all__ = ["NULL", "Encoding", "Field", "Header", "Message", "Repetition", "Segment", "parse"]
 
 _MIN_MSH = len("MSH|^~\\&")
+_NONE: list[Segment] = []
 
 
 class Message:
@@ -45,6 +46,10 @@ class Message:
         if not found or n < 1 or n > len(found):
             return None
         return found[n - 1]
+
+    def get_all_view(self, segment_id: str) -> list[Segment]:
+        """Every segment with this id, in message order (the message's own list: no copy)."""
+        return self._by_id.get(segment_id, _NONE)
 
     def get_all(self, segment_id: str) -> list[Segment]:
         """Every segment with this id, in message order."""

@@ -44,9 +44,15 @@ class Header:
         """Read MSH; ``RequiredFieldMissing`` when MSH-9 code/trigger or MSH-10 is empty."""
         raw = msh.raw_fields()
         f = raw + [""] * (19 - len(raw)) if len(raw) < 19 else raw
-        msg_type = msh.field(9).first if f[9] else None
-        code = msg_type.component(1) if msg_type else ""
-        trigger = msg_type.component(2) if msg_type else ""
+        enc = msh.encoding
+        special = (enc.escape, enc.subcomponent, enc.repetition, '""')
+        if not any(c in f[9] for c in special):  # the common case: plain components
+            parts = [*f[9].split(enc.component), "", "", ""]
+            code, trigger, structure = parts[0], parts[1], parts[2]
+        else:
+            msg_type = msh.field(9).first
+            code, trigger = msg_type.component(1), msg_type.component(2)
+            structure = msg_type.component(3)
         if not code or not trigger:
             part = "message code" if not code else "trigger event"
             raise RequiredFieldMissing(f"MSH-9 has no {part}", segment="MSH", sequence=1,
@@ -60,9 +66,19 @@ class Header:
             receiving_application=f[5], receiving_facility=f[6],
             timestamp=f[7],
             message_code=code, trigger_event=trigger,
-            structure=msg_type.component(3) if msg_type else "",
+            structure=structure,
             control_id=f[10],
-            processing_id=msh.field(11).component(1) if f[11] else "",
-            version=msh.field(12).component(1) if f[12] else "",
+            processing_id=_first_component(msh, 11, f[11]),
+            version=_first_component(msh, 12, f[12]),
             accept_ack_type=f[15], application_ack_type=f[16], charset=f[18],
         )
+
+
+def _first_component(msh: Segment, n: int, raw: str) -> str:
+    """Component 1 of MSH-n, decoded (without building field objects when it is plain)."""
+    if not raw:
+        return ""
+    enc = msh.encoding
+    if not any(c in raw for c in (enc.escape, enc.subcomponent, enc.repetition, '""')):
+        return raw.split(enc.component, 1)[0]
+    return msh.field(n).component(1)

@@ -245,6 +245,11 @@ class Segment:
         self._values[n] = found
         return found
 
+    @property
+    def encoding(self) -> Encoding:
+        """The encoding characters of the message this segment belongs to."""
+        return self._enc
+
     def raw_fields(self) -> list[str]:
         """The raw field strings; index ``n`` holds field ``n`` and index 0 the segment id."""
         return self._fields

@@ -37,7 +37,7 @@ def error_for(*roots: Path) -> str:
 
 def test_the_built_in_specs_load() -> None:
     loaded = load_specs()
-    assert {"ADT"} == {code for code, _ in loaded.messages}
+    assert {"ADT", "ORU"} <= {code for code, _ in loaded.messages}
     assert {"Patient", "Encounter", "MessageHeader", "Provenance"} <= set(loaded.resources)
     assert {"0001", "0004", "0203"} <= set(loaded.tables)
 
@@ -122,8 +122,7 @@ def test_yaml_syntax_error(specs: Path) -> None:
 
 def test_reference_to_a_resource_built_later(specs: Path) -> None:
     path = specs / "messages" / "adt_a01.yaml"
-    edit(path, "resources: [Patient, Encounter, MessageHeader, Provenance]",
-         "resources: [Encounter, Patient, MessageHeader, Provenance]")
+    edit(path, "resources: [Patient, Encounter,", "resources: [Encounter, Patient,")
     msg = error_for(specs)
     assert msg.startswith(f"{path}:")
     assert "refers to Patient, which must be listed before it" in msg
@@ -153,3 +152,31 @@ def test_a_later_root_overrides_by_file_name(tmp_path: Path) -> None:
     assert loaded.tables["0001"].description == "site sexes"
     assert loaded.resolved_tables["0001"]["W"] == "female"
     assert "A" not in loaded.resolved_tables["0001"]
+
+
+def test_unknown_resource_level_predicate(specs: Path) -> None:
+    path = specs / "resources" / "observation.yaml"
+    line = edit(path, "when: {not_attachment_type: OBX-2}", "when: {is_lab: OBX-2}")
+    msg = error_for(specs)
+    assert msg.startswith(f"{path}:{line}: when: ") and "unknown predicate 'is_lab'" in msg
+
+
+def test_reference_to_a_spec_no_file_defines(specs: Path) -> None:
+    path = specs / "resources" / "messageheader.yaml"
+    edit(path, "  - reference: DiagnosticReport\n", "  - reference: DiagnosticRepot\n")
+    msg = error_for(specs)
+    assert "refers to DiagnosticRepot, which no resource spec is named" in msg
+
+
+def test_unknown_id_key_option(specs: Path) -> None:
+    path = specs / "resources" / "observation.yaml"
+    line = edit(path, "  scope: [OBR-3,", "  scopes: [OBR-3,")
+    msg = error_for(specs)
+    assert msg.startswith(f"{path}:{line}: id.scopes: ")
+
+
+def test_tables_can_ignore_case() -> None:
+    from mappers.conversion import default_specs
+
+    resolved = default_specs().resolved_tables["0278"]
+    assert resolved["BOOKED"] == "booked" and "Booked" not in resolved
