@@ -74,10 +74,14 @@ class GatewayService:
             await self._start_http()
 
     def _handler(self, intake: Intake) -> Any:
+        name = intake.listener.name
+        acks = {code: self.metrics.acks.labels(name, code)
+                for code in ("AA", "AE", "AR", "CA", "CE", "CR")}
+
         async def handle(frame: bytes, peer: str) -> bytes | None:
             result = await intake.handle(frame, peer)
             if result.ack is not None:
-                self.metrics.acks.labels(intake.listener.name, result.code).inc()
+                acks[result.code].inc()
             return result.ack
         return handle
 

@@ -75,6 +75,7 @@ class MllpListener:
         self.settings = settings
         self.handler = handler
         self.metrics = metrics
+        self._ack_latency = metrics.ack_latency.labels(settings.name)  # resolved once
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
@@ -284,7 +285,7 @@ class MllpListener:
                 await writer.drain()  # a peer that never reads its ACKs cannot pin us
         except TimeoutError:
             raise _EndConnection("write_timeout") from None
-        self.metrics.ack_latency.labels(self.settings.name).observe(
+        self._ack_latency.observe(
             time.perf_counter() - started)
 
 
