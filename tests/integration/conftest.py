@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import pytest
 import uvicorn
@@ -17,6 +19,23 @@ from connectors.settings import BridgeSettings, KafkaSettings
 from gateway.config import GatewaySettings, HttpSettings, ListenerSettings, SpoolSettings
 
 pytestmark = pytest.mark.integration
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def bounded(seconds: float) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Fail an async test that runs longer than ``seconds`` instead of hanging."""
+
+    def wrap(test: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(test)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            return await asyncio.wait_for(test(*args, **kwargs), seconds)
+
+        return run
+
+    return wrap
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ the bridge talks to it over TCP exactly as it would to a deployed function.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import signal
@@ -15,9 +14,9 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -34,24 +33,10 @@ from connectors.errors import ConnectorError, DeadLetterError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.settings import BridgeSettings, KafkaSettings
+from tests.integration.conftest import bounded
 
 pytestmark = pytest.mark.integration
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def bounded(seconds: float) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Fail an async test that runs longer than ``seconds`` instead of hanging."""
-
-    def wrap(test: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @functools.wraps(test)
-        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await asyncio.wait_for(test(*args, **kwargs), seconds)
-
-        return run
-
-    return wrap
 
 
 class ThreadedServer:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -16,24 +13,10 @@ from connectors.errors import PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.settings import KafkaSettings
+from tests.integration.conftest import bounded
 
 pytestmark = pytest.mark.integration
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def bounded(seconds: float) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
-    """Fail an async test that runs longer than ``seconds`` instead of hanging."""
-
-    def wrap(test: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-        @functools.wraps(test)
-        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            return await asyncio.wait_for(test(*args, **kwargs), seconds)
-
-        return run
-
-    return wrap
 
 
 def event(n: int, key: bytes) -> Event:
