@@ -90,16 +90,16 @@ def _parts(ctx: Context, spec: IdSpec) -> list[str] | None:
     """The trimmed raw text of ``field`` and ``extra`` (first repetitions); None if no field."""
     if spec.field is None:
         return None
-    main = ctx.value(spec.field).raw.strip()
+    main = ctx.raw(spec.field).strip()
     if not main or main == '""':
         return None
-    return [main, *(ctx.value(ref).raw.strip() for ref in spec.extra)]
+    return [main, *[ctx.raw(ref).strip() for ref in spec.extra]]
 
 
 def _scope(ctx: Context, spec: IdSpec) -> str | None:
     """The first valued ``scope`` field (an order number, a visit number), as raw text."""
     for ref in spec.scope:
-        raw = ctx.value(ref).raw.strip()
+        raw = ctx.raw(ref).strip()
         if raw and raw != '""':
             return f"{ref.segment}-{ref.field}:{raw}"
     return None

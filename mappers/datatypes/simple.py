@@ -52,11 +52,17 @@ def number(rep: Repetition, ctx: Context, rule: Rule) -> int | float | None:
 def timestamp(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
     """TS/DTM/DT as a FHIR date, dateTime (default) or instant, keeping precision and offset."""
     kind = rule.args.get("as", "dateTime")
+    text = rep.component(1)
+    key = (text, str(kind))
+    found = ctx.times.get(key)
+    if found is not None:
+        return found
     try:
-        return to_fhir(rep.component(1), kind, ctx.default_tz)  # type: ignore[arg-type]
+        found = ctx.times[key] = to_fhir(text, kind, ctx.default_tz)  # type: ignore[arg-type]
     except TimestampError as exc:
         ctx.issue("invalid-value", f"{exc}; left out")
         return None
+    return found
 
 
 @datatype("identifier", args={"system": str, "type": str})

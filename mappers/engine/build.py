@@ -6,10 +6,12 @@ import re
 from itertools import compress
 from typing import Any
 
+from orjson import loads
+
 from mappers.engine.context import Context
 from mappers.engine.loader import CompiledMessage
 from mappers.engine.models import FieldRef
-from mappers.engine.paths import freeze, put, taken, thaw
+from mappers.engine.paths import freeze, put, taken
 from mappers.engine.steps import FIELD, REFERENCE, CompiledResource, Step
 from mappers.hl7v2 import Message, Repetition
 
@@ -19,18 +21,31 @@ _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
 def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[str, Any] | None:
     """The resource a spec makes from ``ctx.segment``, or None when it would be invalid."""
     # The hot loop of the whole mapper (~70 steps a message): kept in one function on purpose,
-    # as a call per step costs more than the step's own bookkeeping.
+    # as a call per step costs more than the step's own bookkeeping. Memo hits, one-step
+    # paths and single conditions are inlined for the same reason.
     spec = compiled.spec
     segment = ctx.segment
+    trace = ctx.trace
     body: dict[str, Any] = {}
-    if ctx.trace is not None:
-        ctx.trace.append(("#", f"{spec.resource}/{rid}", spec.key, None))
+    if trace is not None:
+        trace.append(("#", f"{spec.resource}/{rid}", spec.key, None))
     for step in compiled.steps:
-        if step.fallback and taken(body, step.path):
-            continue  # an earlier rule already gave this single value
-        if step.conditions and not all(pred(ctx, ref) for pred, ref in step.conditions):
-            continue
-        if step.kind == FIELD:
+        path = step.path
+        if step.fallback:
+            leaf = path.leaf
+            if body.get(leaf) is not None if leaf else taken(body, path):
+                continue  # an earlier rule already gave this single value
+        conditions = step.conditions
+        if conditions:
+            held = True
+            for pred, cond_ref in conditions:
+                if not pred(ctx, cond_ref):
+                    held = False
+                    break
+            if not held:
+                continue
+        kind = step.kind
+        if kind == FIELD:
             ref = step.ref
             reps = segment.values(ref.field) if step.own else ctx.values(ref)
             if not reps:
@@ -42,30 +57,57 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
                 reps = reps[:1]
             elif len(reps) > 1 and not step.appends:
                 ctx.issue("ignored-repetition", f"{len(reps) - 1} more repetition(s) not "
-                          f"mapped: {step.path.text} holds one value", severity="information")
+                          f"mapped: {path.text} holds one value", severity="information")
                 reps = reps[:1]
+            memo = step.memo if trace is None else None  # explain: no memo
             for rep in reps:
-                value = _convert(step, rep, ctx) if step.memo is not None and \
-                    ctx.trace is None else step.fn(rep, ctx, step.rule)  # explain: no memo
+                if memo is not None:
+                    hit = memo.get(rep.cache_key)
+                    if hit is not None:
+                        value, issues = hit
+                        if issues:
+                            ctx.issues.extend(issues)
+                        if type(value) is bytes:
+                            value = loads(value)
+                    else:
+                        value = _remember(memo, rep, step, ctx)
+                else:
+                    value = step.fn(rep, ctx, step.rule)
                 if value or value is False or value == 0:  # no None, "", [] or {}
-                    put(body, step.path, value, step.siblings)
-                    if ctx.trace is not None:
-                        ctx.trace.append((step.path.text, ref.text, step.rule.type or "",
-                                          value))
-        elif step.kind == REFERENCE:
+                    direct = step.direct
+                    if direct:
+                        if body.get(direct) is None:
+                            body[direct] = value
+                    elif step.direct_list:
+                        body.setdefault(step.direct_list, []).append(value)
+                    else:
+                        put(body, path, value, step.siblings)
+                    if trace is not None:
+                        trace.append((path.text, ref.text, step.rule.type or "", value))
+        elif kind == REFERENCE:
             for target in ctx.refer(step.reference or "", step.appends):
-                put(body, step.path, {"reference": f"{step.reference_type}/{target}"},
-                    step.siblings)
-                if ctx.trace is not None:
-                    ctx.trace.append((step.path.text, "", "reference",
-                                      f"{step.reference_type}/{target}"))
+                value = {"reference": f"{step.reference_type}/{target}"}
+                if step.direct_list:
+                    body.setdefault(step.direct_list, []).append(value)
+                elif step.direct:
+                    if body.get(step.direct) is None:
+                        body[step.direct] = value
+                else:
+                    put(body, path, value, step.siblings)
+                if trace is not None:
+                    trace.append((path.text, "", "reference",
+                                  f"{step.reference_type}/{target}"))
         else:
-            put(body, step.path, thaw(step.value), step.siblings)
-            if ctx.trace is not None:
-                ctx.trace.append((step.path.text, "", "constant", None))
+            value = step.value
+            if type(value) is bytes:
+                value = loads(value)  # a fresh copy of a frozen container (paths.thaw)
+            put(body, path, value, step.siblings)
+            if trace is not None:
+                trace.append((path.text, "", "constant", None))
     resource = {"resourceType": spec.resource, "id": rid, **body}
-    missing = [p for p in spec.required_elements if not _has(resource, p)]
-    if missing:
+    required = spec.required_elements
+    if required and not all(_has(resource, p) for p in required):
+        missing = [p for p in required if not _has(resource, p)]
         ctx.issue("missing-element", f"{spec.resource} not produced: FHIR requires "
                   f"{', '.join(missing)}, which the message does not give",
                   severity="error", location=spec.segment)
@@ -76,22 +118,14 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
 _MEMO_MAX = 1024
 
 
-def _convert(step: Step, rep: Repetition, ctx: Context) -> Any:
+def _remember(memo: dict[tuple[str, str, str], Any], rep: Repetition, step: Step,
+              ctx: Context) -> Any:
     """A pure datatype's value for ``rep``, remembered per step (issues are replayed)."""
-    memo = step.memo
-    assert memo is not None
-    key = rep.cache_key
-    hit = memo.get(key)
-    if hit is not None:
-        value, issues = hit
-        if issues:
-            ctx.issues.extend(issues)
-        return thaw(value)
     before = len(ctx.issues)
     value = step.fn(rep, ctx, step.rule)
     if len(memo) >= _MEMO_MAX:
         memo.clear()
-    memo[key] = (freeze(value), tuple(ctx.issues[before:]))
+    memo[rep.cache_key] = (freeze(value), tuple(ctx.issues[before:]))
     return value
 
 

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from typing import Any
 
 from mappers.engine.models import CodeTable, FieldRef
-from mappers.hl7v2 import Field, Header, Message, Repetition, Segment
+from mappers.hl7v2 import NULL, Field, Header, Message, Repetition, Segment
 from mappers.result import Issue, Severity
 
 
@@ -15,7 +15,7 @@ class Context:
 
     __slots__ = ("_before", "_children", "_ends", "_resolved", "built", "children", "consumed",
                  "default_tz", "header", "ids", "issues", "location", "message", "scratch",
-                 "segment", "tables", "trace")
+                 "segment", "tables", "times", "trace")
 
     def __init__(self, message: Message, tables: dict[str, CodeTable],
                  resolved: dict[str, dict[str, Any]], default_tz: str) -> None:
@@ -38,6 +38,9 @@ class Context:
         self.consumed: set[int] = set()  # positions of segments a resource was built from
         # per-segment memo for predicates that several rules of a resource ask alike
         self.scratch: dict[tuple[str, str], Any] = {}  # (predicate, field) -> answer
+        # TS values already converted in this message (each OBX repeats its order's times);
+        # per message, so no patient's date outlives the conversion
+        self.times: dict[tuple[str, str], str] = {}  # (TS text, FHIR kind) -> FHIR value
         # explain() only: (path, source field, datatype or kind, value or table note)
         self.trace: list[tuple[str, str, str, Any]] | None = None
 
@@ -183,6 +186,32 @@ class Context:
             if ref.subcomponent is not None:
                 rep = rep.part(ref.subcomponent)
         return rep
+
+    def raw(self, ref: FieldRef) -> str:
+        """``value(ref).raw`` read straight from the segment's text (id keys need no objects)."""
+        sid = ref.segment
+        n = ref.field
+        if sid in self.children or (n <= 2 and sid == "MSH"):
+            return self.value(ref).raw
+        seg = self.segment if sid == self.segment.id else self.related(sid)
+        if seg is None:
+            return ""
+        fields = seg.raw_fields()
+        text = fields[n] if n < len(fields) else ""
+        if not text or text == NULL:
+            return ""
+        enc = self.message.encoding
+        text = text.split(enc.repetition, 1)[0]
+        comp = ref.component
+        if comp is None:
+            return text
+        parts = text.split(enc.component)
+        text = parts[comp - 1] if comp <= len(parts) else ""
+        sub = ref.subcomponent
+        if sub is None:
+            return text
+        parts = text.split(enc.subcomponent)
+        return parts[sub - 1] if sub <= len(parts) else ""
 
     def lookup(self, table: str, code: str) -> tuple[bool, Any]:
         """Map ``code`` through a code table: (found, value); records unknown codes."""

@@ -40,6 +40,8 @@ class Step:
     own: bool  # the field is in the resource's own segment
     whole: bool  # the datatype reads every repetition itself
     memo: dict[tuple[str, str, str], Any] | None = field(default=None, compare=False)
+    direct: str = ""  # a one-step single-valued path with no siblings: written inline
+    direct_list: str = ""  # the same for a one-step ``[]`` path
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ def compile_rule(rule: Rule, segment: str, fallback: bool = False,
         own=rule.field is not None and rule.field.segment == segment,
         whole=rule.type is not None and DATATYPES[rule.type].whole_field,
         memo={} if rule.type is not None and DATATYPES[rule.type].pure else None,
+        direct=rule.path.leaf if not rule.path.leaf_appends and not rule.with_ else "",
+        direct_list=rule.path.leaf if rule.path.leaf_appends and not rule.with_ else "",
     )
 
 
