@@ -9,6 +9,7 @@ cost is paid once per batch. ``mapping_workers: 0`` maps inline (tests, tiny sit
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -54,6 +55,12 @@ def map_batch(requests: list[MapRequest]) -> list[Mapped]:
     return [map_one(*req) for req in requests]
 
 
+def _worker_ready() -> None:
+    """Load the specs before the first batch, then freeze them out of the GC's sight."""
+    mappers.supported_message_types()
+    gc.freeze()
+
+
 class MappingPool:
     """Maps batches in worker processes, or inline with ``workers=0``."""
 
@@ -65,7 +72,8 @@ class MappingPool:
         """Start the worker processes (spawned: no fork of a threaded process)."""
         if self.workers > 0 and self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_worker_ready)
 
     def stop(self) -> None:
         """Stop the workers; safe to call twice."""

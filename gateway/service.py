@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from typing import Any
@@ -72,6 +73,8 @@ class GatewayService:
         self._tasks.append(asyncio.create_task(self._prune(), name="pruner"))
         if self._http_enabled:
             await self._start_http()
+        # Everything built so far lives as long as the process: keep it out of GC passes.
+        gc.freeze()
 
     def _handler(self, intake: Intake) -> Any:
         name = intake.listener.name
