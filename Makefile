@@ -30,8 +30,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-bench: setup
-	$(BIN)/hl7gw bench
+bench: setup  ## mapping and MLLP intake throughput, each next to a same-run ceiling
+	$(BIN)/hl7gw bench map
+	$(BIN)/hl7gw bench intake
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
