@@ -226,10 +226,6 @@ class Spool:
         """Row counts by status plus rejected, for health and metrics."""
         return await self._run(self._counts)
 
-    async def ack_for(self, row_id: int) -> bytes:
-        """The ACK stored with a row."""
-        return await self._run(self._ack_for, row_id)
-
     # -- event-loop side ------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
@@ -384,9 +380,3 @@ class Spool:
             "SELECT count(*) FROM messages WHERE conflict = 1").fetchone()[0])
         counts["rejected"] = int(conn.execute("SELECT count(*) FROM rejected").fetchone()[0])
         return counts
-
-    def _ack_for(self, row_id: int) -> bytes:
-        row = self._db().execute("SELECT ack FROM messages WHERE id = ?", (row_id,)).fetchone()
-        if row is None:
-            raise SpoolError(f"no spool row {row_id}")
-        return bytes(row[0])
