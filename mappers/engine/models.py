@@ -55,6 +55,15 @@ Path = Annotated[TargetPath, BeforeValidator(TargetPath.compile)]
 SegmentId = Annotated[str, BeforeValidator(_segment_id)]
 
 
+def known_predicates(when: dict[str, FieldRef]) -> dict[str, FieldRef]:
+    """Refuse a ``when:`` naming a predicate that is not registered (the spec's typo)."""
+    for name in when:
+        if name not in PREDICATES:
+            raise ValueError(f"unknown predicate {name!r}; known: "
+                             f"{', '.join(sorted(PREDICATES))}")
+    return when
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
                               arbitrary_types_allowed=True, populate_by_name=True)
@@ -86,11 +95,7 @@ class Rule(_Spec):
     @field_validator("when")
     @classmethod
     def _known_predicates(cls, when: dict[str, FieldRef]) -> dict[str, FieldRef]:
-        for name in when:
-            if name not in PREDICATES:
-                raise ValueError(f"unknown predicate {name!r}; known: "
-                                 f"{', '.join(sorted(PREDICATES))}")
-        return when
+        return known_predicates(when)
 
     @model_validator(mode="after")
     def _one_source(self) -> Rule:
@@ -168,11 +173,7 @@ class ResourceSpec(_Spec):
     @field_validator("when")
     @classmethod
     def _known_predicates(cls, when: dict[str, FieldRef]) -> dict[str, FieldRef]:
-        for name in when:
-            if name not in PREDICATES:
-                raise ValueError(f"unknown predicate {name!r}; known: "
-                                 f"{', '.join(sorted(PREDICATES))}")
-        return when
+        return known_predicates(when)
 
     @field_validator("resource")
     @classmethod
