@@ -12,6 +12,8 @@ from typing import ParamSpec, TypeVar
 
 import pytest
 import uvicorn
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 
 from connectors.cloud import create_app as create_function_app
@@ -36,6 +38,22 @@ def bounded(seconds: float) -> Callable[[Callable[P, Awaitable[R]]], Callable[P,
         return run
 
     return wrap
+
+
+async def read_records(bootstrap: str, topic: str, count: int
+                       ) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` records of ``topic`` (all partitions), read with no group."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        while len(records) < count:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 def free_port() -> int:

@@ -21,8 +21,6 @@ from typing import Any
 import orjson
 import pytest
 import uvicorn
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
@@ -33,7 +31,7 @@ from connectors.errors import ConnectorError, DeadLetterError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.settings import BridgeSettings, KafkaSettings
-from tests.integration.conftest import bounded
+from tests.integration.conftest import bounded, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -151,21 +149,6 @@ async def until(condition: Callable[[], bool], task: asyncio.Task[None]) -> None
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError("condition not reached in 30 s") from None
-
-
-async def read_records(bootstrap: str, topic: str, count: int
-                       ) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:

@@ -6,14 +6,12 @@ import asyncio
 import socket
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
 
 from connectors.errors import PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.settings import KafkaSettings
-from tests.integration.conftest import bounded
+from tests.integration.conftest import bounded, read_records
 
 pytestmark = pytest.mark.integration
 
@@ -24,22 +22,6 @@ def event(n: int, key: bytes) -> Event:
                      subject=f"Patient/{key.decode()}", id=f"{key.decode()}-{n:03d}",
                      data=b'{"resourceType":"Bundle","type":"transaction","entry":[]}',
                      extensions={"seq": str(n)})
-
-
-async def read_records(bootstrap: str, topic: str, count: int
-                       ) -> list[ConsumerRecord[bytes, bytes]]:
-    """The first ``count`` records of ``topic`` (all partitions), read with no group."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    records: list[ConsumerRecord[bytes, bytes]] = []
-    try:
-        while len(records) < count:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                records.extend(batch)
-    finally:
-        await consumer.stop()
-    return records
 
 
 @bounded(60)

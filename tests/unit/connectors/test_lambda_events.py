@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from connectors.cloud import MemoryStore, create_app, make_handler
+from connectors.cloud import MemoryStore
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -26,16 +26,6 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30000
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def handler(store: MemoryStore) -> Any:
-    return make_handler(create_app(store))
 
 
 @pytest.mark.parametrize(("name", "event_id"), [

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 import connectors.cloud
-from connectors.cloud import MemoryStore, create_app, decode_record, is_kafka_event, make_handler
+from connectors.cloud import MemoryStore, decode_record, is_kafka_event
 from connectors.events import Event
 
 BUNDLE = {"resourceType": "Bundle", "type": "transaction",
@@ -107,16 +107,6 @@ def msk_event(records: dict[str, list[dict[str, Any]]],
         event["eventSourceArn"] = ("arn:aws:kafka:us-east-1:123456789012:cluster/demo/"
                                    "751d2973-a626-431c-9d4e-d7975eb44dd7-2")
     return event
-
-
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
-def handler(store: MemoryStore) -> Any:
-    return make_handler(create_app(store))
 
 
 def test_http_api_v2_post_event(handler: Any, store: MemoryStore) -> None:

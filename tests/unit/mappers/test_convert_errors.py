@@ -21,6 +21,7 @@ from mappers import (
     supported_message_types,
 )
 from mappers.validation import validate_bundle
+from tests.unit.mappers.mutation import mutate
 
 SAMPLE = (Path(__file__).resolve().parents[3] / "samples" / "adt_a01.hl7").read_bytes().decode()
 
@@ -154,18 +155,9 @@ def test_mutated_messages_give_a_valid_bundle_or_a_message_error() -> None:
     alphabet = '|^~\\&"#AZ09 .-+\r\n\t'
     outcomes = {"converted": 0, "refused": 0}
     for _ in range(400):
-        chars = list(rng.choice(samples))
-        for _ in range(rng.randint(1, 5)):
-            pos = rng.randrange(len(chars))
-            op = rng.random()
-            if op < 0.4:
-                chars[pos] = rng.choice(alphabet)
-            elif op < 0.7:
-                del chars[pos]
-            else:
-                chars.insert(pos, rng.choice(alphabet))
+        message = mutate(rng, rng.choice(samples), alphabet, max_edits=5)
         try:
-            bundle = convert("".join(chars), validate=True).bundle
+            bundle = convert(message, validate=True).bundle
         except MessageError:
             outcomes["refused"] += 1
             continue

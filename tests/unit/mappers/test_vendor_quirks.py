@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from mappers import MessageError, convert
+from tests.unit.mappers.mutation import mutate
 
 MESSAGES = Path(__file__).resolve().parents[3] / "samples" / "messages"
 ORU = (MESSAGES / "oru_r01.hl7").read_bytes().decode()
@@ -108,18 +109,9 @@ def test_mutated_messages_of_every_type_give_valid_bundles_or_message_errors() -
     alphabet = '|^~\\&"#AZ09 .-+\r\n\tOBXPIDSN'
     outcomes = {"converted": 0, "refused": 0}
     for _ in range(300):
-        chars = list(rng.choice(samples))
-        for _ in range(rng.randint(1, 6)):
-            pos = rng.randrange(len(chars))
-            op = rng.random()
-            if op < 0.4:
-                chars[pos] = rng.choice(alphabet)
-            elif op < 0.7:
-                del chars[pos]
-            else:
-                chars.insert(pos, rng.choice(alphabet))
+        message = mutate(rng, rng.choice(samples), alphabet, max_edits=6)
         try:
-            convert("".join(chars), validate=True)
+            convert(message, validate=True)
         except MessageError:
             outcomes["refused"] += 1
             continue
