@@ -12,13 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(STAMP)  ## create .venv and install the project with its dev extras
+setup: $(STAMP)  ## create .venv, install the project with its dev extras, compile the mapper
+	@$(BIN)/python -c "from mappers._accel import main; main(['ensure'])"
 
 run: setup  ## Kafka + gateway + bridge + function on local defaults; sends the samples
 	$(BIN)/hl7gw dev up --config samples/gateway.yaml
 
 test: setup  ## every test, integration tests against a real Kafka broker
 	$(BIN)/pytest
+	# the mapper again from its Python sources: the fallback must give the same results
+	HL7GW_PURE_PYTHON=1 $(BIN)/pytest -q tests/unit/mappers
 
 unit: setup
 	$(BIN)/pytest tests/unit
@@ -35,4 +38,5 @@ bench: setup  ## mapping and MLLP intake throughput, each next to a same-run cei
 	$(BIN)/hl7gw bench intake
 
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache build mappers_accel__mypyc.*.so
+	find mappers -name '*.so' -delete

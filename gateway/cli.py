@@ -323,10 +323,13 @@ def _emit(figures: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_map(count: int, as_json: bool) -> None:
     """Parsing and mapping, per message type, on one core; next to full model validation."""
+    from mappers._accel import status
     from mappers.bench import run
 
     figures = run(count)
-    _emit(figures, as_json, [f"mapping, {count} messages, one core:"]
+    build = status()
+    _emit({"mapper": build, **figures}, as_json,
+          [f"mapping, {count} messages, one core; mapper {build}:"]
           + [f"  {name:38s} {value:12,.0f}" for name, value in figures.items()])
 
 

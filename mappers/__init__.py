@@ -1,12 +1,17 @@
 """HL7 v2 -> FHIR R4 conversion: pure functions over YAML mapping specs, no I/O.
 
 ``parse`` tokenizes a message; ``convert`` turns it into a FHIR R4 transaction Bundle.
+The hot modules run compiled by mypyc when built (see ``mappers._accel``).
 """
 
 from __future__ import annotations
 
-from mappers.conversion import check, convert, supported_message_types
-from mappers.errors import (
+from mappers._accel import guard
+
+guard()  # before any compiled module loads: stale or unwanted builds fall back to source
+
+from mappers.conversion import check, convert, supported_message_types  # noqa: E402
+from mappers.errors import (  # noqa: E402
     DataTypeError,
     Hl7gwError,
     InvalidOutput,
@@ -20,9 +25,9 @@ from mappers.errors import (
     UnsupportedProcessingId,
     UnsupportedVersion,
 )
-from mappers.explain import explain
-from mappers.hl7v2 import Header, Message, parse
-from mappers.result import ConversionResult, Issue
+from mappers.explain import explain  # noqa: E402
+from mappers.hl7v2 import Header, Message, parse  # noqa: E402
+from mappers.result import ConversionResult, Issue  # noqa: E402
 
 __all__ = [
     "ConversionResult",

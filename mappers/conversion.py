@@ -8,7 +8,6 @@ from typing import Any
 from mappers.engine.build import build_resource, find_unmapped
 from mappers.engine.context import Context
 from mappers.engine.loader import CompiledMessage, SpecSet, load_specs
-from mappers.engine.models import ResourceSpec
 from mappers.engine.steps import CompiledResource
 from mappers.errors import (
     RequiredFieldMissing,
@@ -68,14 +67,12 @@ def check(text: str, *, default_tz: str = "UTC") -> Header:
     same ``MessageError`` subclass (same segment and field) that ``convert`` raises.
     """
     message, compiled, ctx = _prepare(text, default_tz)
-    for resource_spec in compiled.resources:
-        spec = resource_spec.spec
+    for spec in compiled.resources:
         if not spec.id.required:
             continue
         for segment in _occurrences(spec, message):
-            ctx.enter(segment, frozenset(spec.children))
-            if resource_spec.conditions and not all(
-                    pred(ctx, ref) for pred, ref in resource_spec.conditions):
+            ctx.enter(segment, spec.children)
+            if spec.conditions and not all(pred(ctx, ref) for pred, ref in spec.conditions):
                 continue
             resource_key(spec, ctx)  # raises RequiredFieldMissing like convert's assign_id
     return message.header
@@ -99,21 +96,18 @@ def _entries(compiled: CompiledMessage, message: Message, ctx: Context) -> list[
                       location=seg)
     entries: list[dict[str, Any]] = []
     urls: set[str] = set()
-    for resource_spec in compiled.resources:
-        spec = resource_spec.spec
-        children = frozenset(spec.children)
+    for spec in compiled.resources:
         for segment in _occurrences(spec, message):
-            ctx.enter(segment, children)
-            if resource_spec.conditions and not all(
-                    pred(ctx, ref) for pred, ref in resource_spec.conditions):
+            ctx.enter(segment, spec.children)
+            if spec.conditions and not all(pred(ctx, ref) for pred, ref in spec.conditions):
                 continue
-            entry = _entry(resource_spec, ctx, urls)
+            entry = _entry(spec, ctx, urls)
             if entry is not None:
                 entries.append(entry)
     return entries
 
 
-def _occurrences(spec: ResourceSpec, message: Message) -> list[Segment]:
+def _occurrences(spec: CompiledResource, message: Message) -> list[Segment]:
     """The segments a resource spec builds from: each occurrence, or the first."""
     if spec.repeat:
         return message.get_all_view(spec.segment)
@@ -121,10 +115,8 @@ def _occurrences(spec: ResourceSpec, message: Message) -> list[Segment]:
     return [first] if first is not None else []
 
 
-def _entry(resource_spec: CompiledResource, ctx: Context, urls: set[str]
-           ) -> dict[str, Any] | None:
+def _entry(spec: CompiledResource, ctx: Context, urls: set[str]) -> dict[str, Any] | None:
     """One transaction entry for the resource built from ``ctx.segment``, or None."""
-    spec = resource_spec.spec
     rid = assign_id(spec, ctx)
     if rid is None:
         ctx.issue("no-id", f"{spec.resource} not produced: nothing to key its id on",
@@ -140,7 +132,7 @@ def _entry(resource_spec: CompiledResource, ctx: Context, urls: set[str]
             n += 1
         rid = resource_id(spec.resource, f"{rid}#{n}")  # same key twice in one message
         url = f"{spec.resource}/{rid}"
-    resource = build_resource(resource_spec, rid, ctx)
+    resource = build_resource(spec, rid, ctx)
     if resource is None:
         return None
     urls.add(url)

@@ -13,10 +13,11 @@ import uuid
 
 from mappers.datatypes.identity import choose_identifier, component_authority
 from mappers.engine.context import Context
-from mappers.engine.models import IdSpec, ResourceSpec
+from mappers.engine.refs import IdView
+from mappers.engine.steps import CompiledResource
 from mappers.errors import RequiredFieldMissing
 from mappers.hl7v2 import Segment
-from mappers.registry import ID_KEYS, id_key
+from mappers.registry import id_key
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/hl7gw/hl7gw/resource-ids")
 _NS_BYTES = NAMESPACE.bytes
@@ -33,19 +34,27 @@ def resource_id(resource_type: str, key: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
-def assign_id(spec: ResourceSpec, ctx: Context) -> str | None:
+def assign_id(spec: CompiledResource, ctx: Context) -> str | None:
     """The id for the resource ``spec`` builds from ``ctx.segment``; None when there is none."""
     key = resource_key(spec, ctx)
-    return None if key is None else resource_id(spec.resource, key)
+    if key is None:
+        return None
+    # a shared resource (the same observer on every OBX) is keyed alike many times per
+    # message: hash each key once (per message only, as keys hold identifiers)
+    memo = ctx.rids
+    found = memo.get((spec.resource, key))
+    if found is None:
+        found = memo[(spec.resource, key)] = resource_id(spec.resource, key)
+    return found
 
 
-def resource_key(spec: ResourceSpec, ctx: Context) -> str | None:
+def resource_key(spec: CompiledResource, ctx: Context) -> str | None:
     """The stable key of that id (no hashing: what ``check`` needs); raises
     ``RequiredFieldMissing`` when the spec requires a key and the message gives none."""
     ident = spec.id
-    key = ID_KEYS[ident.key](ctx, ctx.segment, ident)
+    key = ident.key(ctx, ctx.segment, ident)
     if key is None and ident.fallback is not None:
-        key = ID_KEYS[ident.fallback](ctx, ctx.segment, ident)
+        key = ident.fallback(ctx, ctx.segment, ident)
         if key is not None:
             where = ident.field.text if ident.field else spec.segment
             ctx.issue("fallback-id", f"{spec.resource} id made from the message, not {where}: "
@@ -61,7 +70,7 @@ def resource_key(spec: ResourceSpec, ctx: Context) -> str | None:
 
 
 @id_key("identifier")
-def identifier_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+def identifier_key(ctx: Context, segment: Segment, spec: IdView) -> str | None:
     """``system|value`` of the chosen CX; ids without authority are scoped by MSH-4."""
     if spec.field is None:
         return None
@@ -73,20 +82,20 @@ def identifier_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
 
 
 @id_key("message")
-def message_key(ctx: Context, segment: Segment, spec: IdSpec) -> str:
+def message_key(ctx: Context, segment: Segment, spec: IdView) -> str:
     """Sending application, facility and MSH-10: one per message."""
     h = ctx.header
     return f"{h.sending_application}|{h.sending_facility}|{h.control_id}"
 
 
 @id_key("patient_message")
-def patient_message_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+def patient_message_key(ctx: Context, segment: Segment, spec: IdView) -> str | None:
     """The patient's id and MSH-10: a per-message fallback scoped to the patient."""
     patient = ctx.ids.get("Patient")
     return f"{patient}|{ctx.header.control_id}" if patient else None
 
 
-def _parts(ctx: Context, spec: IdSpec) -> list[str] | None:
+def _parts(ctx: Context, spec: IdView) -> list[str] | None:
     """The trimmed raw text of ``field`` and ``extra`` (first repetitions); None if no field."""
     if spec.field is None:
         return None
@@ -96,7 +105,7 @@ def _parts(ctx: Context, spec: IdSpec) -> list[str] | None:
     return [main, *[ctx.raw(ref).strip() for ref in spec.extra]]
 
 
-def _scope(ctx: Context, spec: IdSpec) -> str | None:
+def _scope(ctx: Context, spec: IdView) -> str | None:
     """The first valued ``scope`` field (an order number, a visit number), as raw text."""
     for ref in spec.scope:
         raw = ctx.raw(ref).strip()
@@ -106,7 +115,7 @@ def _scope(ctx: Context, spec: IdSpec) -> str | None:
 
 
 @id_key("fields")
-def fields_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+def fields_key(ctx: Context, segment: Segment, spec: IdView) -> str | None:
     """The field and ``extra`` fields as sent: reference data (a practitioner, a payer)."""
     parts = _parts(ctx, spec)
     if parts is None:
@@ -116,7 +125,7 @@ def fields_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
 
 
 @id_key("patient_fields")
-def patient_fields_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+def patient_fields_key(ctx: Context, segment: Segment, spec: IdView) -> str | None:
     """The field and ``extra`` fields, within a ``scope`` (order, visit) or else the patient.
 
     An allergy is the patient's plus its code; a result is its order's plus OBX-3 and OBX-4.
@@ -132,7 +141,7 @@ def patient_fields_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | No
 
 
 @id_key("order")
-def order_key(ctx: Context, segment: Segment, spec: IdSpec) -> str | None:
+def order_key(ctx: Context, segment: Segment, spec: IdView) -> str | None:
     """The first valued order number (EI: entity id and namespace) of ``field``, ``extra``."""
     refs = [spec.field, *spec.extra] if spec.field is not None else list(spec.extra)
     for ref in refs:

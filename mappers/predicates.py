@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mappers.engine.context import Context
-from mappers.engine.models import FieldRef
+from mappers.engine.refs import FieldRef
 from mappers.registry import predicate
 
 
@@ -21,11 +21,10 @@ def not_valued(ctx: Context, ref: FieldRef) -> bool:
 
 def _value_type(ctx: Context, ref: FieldRef) -> str:
     # nine OBX-5 rules ask this of every OBX: remembered for the segment being mapped
-    key = ("value_type", ref.text)
-    found: str | None = ctx.scratch.get(key)
+    found = ctx.scratch.get(ref.text)
     if found is None:
         reps = ctx.values(ref)
-        found = ctx.scratch[key] = reps[0].component(1).strip().upper() if reps else ""
+        found = ctx.scratch[ref.text] = reps[0].component(1).strip().upper() if reps else ""
     return found
 
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mappers.engine.context import Context
-    from mappers.engine.models import FieldRef, IdSpec, Rule
+    from mappers.engine.refs import FieldRef, IdView, RuleView
     from mappers.hl7v2 import Repetition, Segment
 
-DatatypeFn = Callable[["Repetition", "Context", "Rule"], Any]
+DatatypeFn = Callable[["Repetition", "Context", "RuleView"], Any]
 PredicateFn = Callable[["Context", "FieldRef"], bool]
-IdKeyFn = Callable[["Context", "Segment", "IdSpec"], "str | None"]
+IdKeyFn = Callable[["Context", "Segment", "IdView"], "str | None"]
 
 # An argument a datatype accepts: the allowed string values, or the Python type it must have.
 ArgSpec = tuple[str, ...] | type

@@ -9,8 +9,8 @@ from typing import Any
 
 from mappers.datatypes.identity import choose_identifier, component_authority
 from mappers.engine.context import Context
-from mappers.engine.models import Rule
 from mappers.engine.paths import compact
+from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
@@ -36,7 +36,7 @@ def _decimal(text: str, ctx: Context) -> float | int | None:
     return int(value) if value.is_integer() and "." not in text else value
 
 
-def _unit(ctx: Context, rule: Rule) -> dict[str, Any]:
+def _unit(ctx: Context, rule: RuleView) -> dict[str, Any]:
     """Units from the field ``extra`` names (OBX-6, a CWE) as Quantity unit/system/code."""
     if not rule.extra:
         return {}
@@ -51,7 +51,7 @@ def _unit(ctx: Context, rule: Rule) -> dict[str, Any]:
 
 
 @datatype("quantity")
-def quantity(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def quantity(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """NM as a Quantity, with the unit of the CWE named by ``extra`` (OBX-6)."""
     value = _decimal(rep.component(1), ctx)
     if value is None:
@@ -65,7 +65,7 @@ def _sn(rep: Repetition) -> tuple[str, str, str, str]:
 
 
 @datatype("SN")
-def structured_numeric(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def structured_numeric(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """SN with no second number as a Quantity (``<``, ``>``, ``<=``, ``>=`` kept)."""
     comparator, first, sep, second = _sn(rep)
     if sep or second:
@@ -83,7 +83,7 @@ def structured_numeric(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, A
 
 
 @datatype("SN_range")
-def sn_range(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def sn_range(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """SN ``^10^-^20`` as a Range."""
     _, first, sep, second = _sn(rep)
     if sep != "-":
@@ -95,7 +95,7 @@ def sn_range(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None
 
 
 @datatype("SN_ratio")
-def sn_ratio(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def sn_ratio(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """SN ``^1^:^128`` (or ``/``) as a Ratio."""
     _, first, sep, second = _sn(rep)
     if sep not in {":", "/"}:
@@ -106,20 +106,20 @@ def sn_ratio(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None
 
 
 @datatype("text")
-def text(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def text(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """TX/FT free text: the whole value decoded (``\\.br\\`` as a line break), trimmed."""
     return rep.text.strip() or None
 
 
 @datatype("concept_text")
-def concept_text(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def concept_text(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """A free-text value (ST) as a CodeableConcept with only ``text``."""
     value = rep.text.strip()
     return {"text": value} if value else None
 
 
 @datatype("ED")
-def attachment(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def attachment(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """ED (source^type^subtype^encoding^data) as an Attachment with base64 data."""
     parts = rep.components
     if len(parts) < 5:
@@ -148,7 +148,7 @@ def attachment(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | No
 
 
 @datatype("XON", pure=True)
-def organization_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def organization_name(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XON as a display Reference, with its id (XON.10, else XON.3) as an identifier."""
     c = rep.decoded(10)
     value = c[9] or c[2]
@@ -159,7 +159,7 @@ def organization_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, An
 
 
 @datatype("patient_link", whole_field=True)
-def patient_link(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def patient_link(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """A CX list (MRG-1, PID-3) as a reference to the Patient those identifiers key.
 
     Uses the same choice and key as the Patient id (``ids.identifier_key``), so the link
@@ -177,7 +177,7 @@ def patient_link(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | 
 
 
 @datatype("text_lines", whole_field=True)
-def text_lines(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def text_lines(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """Every repetition of a TX/FT/ST field as one text, a line each (TX repeats by line)."""
     assert rule.field is not None
     lines = [r.text.rstrip() for r in ctx.values(rule.field)]
@@ -185,7 +185,7 @@ def text_lines(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
 
 
 @datatype("text_attachment", whole_field=True)
-def text_attachment(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def text_attachment(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """Free text over several repetitions (and OBX segments) as a text/plain Attachment."""
     body = text_lines(rep, ctx, rule)
     if body is None:
@@ -195,14 +195,14 @@ def text_attachment(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any]
 
 
 @datatype("concept_display", pure=True)
-def concept_display(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def concept_display(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """A CWE naming an organization (a vaccine maker: MVX code) as a display Reference."""
     code, display = rep.decoded(2)
     return {"display": display or code} if display or code else None
 
 
 @datatype("location_name", pure=True)
-def location_name(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def location_name(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """PL as a place's name: its description (PL.9), else point of care, room, bed..."""
     c = rep.decoded(9)
     return c[8] or ", ".join(p for p in (c[0], c[1], c[2], c[6], c[7], c[3]) if p) or None

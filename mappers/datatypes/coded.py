@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from mappers.engine.context import Context
-from mappers.engine.models import Rule
+from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
@@ -24,7 +24,7 @@ def coding_system(ctx: Context, name: str) -> str | None:
 
 
 @datatype("CWE", "CE", "CNE", "CF", pure=True)
-def codeable_concept(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def codeable_concept(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """CWE as a CodeableConcept: original and alternate codings, plus the table's mapping."""
     c = rep.decoded(12)
     codings: list[dict[str, Any]] = []

@@ -6,14 +6,14 @@ from typing import Any
 
 from mappers.datatypes.simple import timestamp
 from mappers.engine.context import Context
-from mappers.engine.models import Rule
 from mappers.engine.paths import compact
+from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
 
 def _period(rep: Repetition, start_at: int, end_at: int, ctx: Context,
-            rule: Rule) -> dict[str, Any] | None:
+            rule: RuleView) -> dict[str, Any] | None:
     start = timestamp(rep.part(start_at), ctx, rule) if rep.component(start_at) else None
     end = timestamp(rep.part(end_at), ctx, rule) if rep.component(end_at) else None
     return compact({"start": start, "end": end})
@@ -25,7 +25,7 @@ def _coded(code: str, table: str, ctx: Context) -> Any:
 
 
 @datatype("XPN")
-def human_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def human_name(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XPN as a HumanName: family, given + middle, prefix, suffixes, use via table 0200."""
     c = rep.decoded(14)
     family, given, prefix = c[0], [g for g in (c[1], c[2]) if g], [c[4]] if c[4] else []
@@ -51,7 +51,7 @@ def human_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | No
 
 
 @datatype("XAD")
-def address(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def address(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XAD as an Address: lines, city, state, postal code, country, use/type via table 0190."""
     c = rep.decoded(14)
     first_line = c[0]
@@ -72,7 +72,7 @@ def address(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
 
 
 @datatype("XTN", args={"default_use": ("home", "work", "temp", "old", "mobile")})
-def contact_point(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def contact_point(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XTN as a ContactPoint: number or email, system via table 0202, use via table 0201."""
     c = rep.decoded(12)
     equipment = _coded(c[2], "0202", ctx)
@@ -101,7 +101,7 @@ def _compose_number(c: list[str]) -> str:
 
 
 @datatype("PL", pure=True)
-def location(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def location(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """PL as a display Reference: description, else point of care, room, bed, ... facility."""
     c = rep.decoded(9)
     if c[8]:

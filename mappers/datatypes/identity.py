@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from mappers.datatypes.simple import timestamp
 from mappers.engine.context import Context
-from mappers.engine.models import Rule
 from mappers.engine.paths import compact
+from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
@@ -84,7 +84,7 @@ def choose_identifier(reps: list[Repetition]) -> Repetition | None:
 
 
 @datatype("CX", args={"default_type": str})
-def identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def identifier(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """CX as an Identifier: value, system from the authority, type via table 0203, period."""
     c = rep.decoded(8)
     value = c[0]
@@ -107,13 +107,13 @@ def identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | No
     return out
 
 
-def _date(rep: Repetition, at: int, ctx: Context, rule: Rule) -> str | None:
+def _date(rep: Repetition, at: int, ctx: Context, rule: RuleView) -> str | None:
     part = rep.part(at)
     return timestamp(part, ctx, rule) if part else None
 
 
 @datatype("XCN", pure=True)
-def practitioner(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def practitioner(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XCN as a display Reference with the person's id as a logical identifier."""
     c = rep.decoded(9)
     # prefix, given, middle, family, suffix, degree
@@ -126,14 +126,14 @@ def practitioner(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | 
 
 
 @datatype("HD", pure=True)
-def hd_name(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def hd_name(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """HD as a name: its namespace id, else its universal id."""
     namespace, uid = rep.decoded(2)
     return namespace or uid or None
 
 
 @datatype("endpoint", args={"role": ("application", "facility")})
-def endpoint(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def endpoint(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """An application and its facility (HD, HD from ``extra``) as an endpoint URI.
 
     An OID, UUID or URI in the HD is used as it is; else ``urn:hl7v2:<app>:<facility>``.
@@ -154,7 +154,7 @@ def endpoint(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
 
 
 @datatype("organization", pure=True)
-def organization(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def organization(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """A facility (HD) as a display Reference, with its OID/URI as a logical identifier."""
     system = authority_system(rep)
     ident = None
@@ -164,7 +164,7 @@ def organization(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | 
 
 
 @datatype("XCN_name", pure=True)
-def practitioner_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def practitioner_name(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XCN's name parts (XCN.2-7) as a HumanName."""
     c = rep.decoded(7)
     family, given = c[1], [g for g in (c[2], c[3]) if g]
@@ -174,7 +174,7 @@ def practitioner_name(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, An
 
 
 @datatype("XCN_identifier", pure=True)
-def practitioner_identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def practitioner_identifier(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """XCN's id (XCN.1) as an Identifier, its system from the authority (XCN.9)."""
     value = rep.component(1).strip()
     if not value:
@@ -184,7 +184,7 @@ def practitioner_identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[s
 
 
 @datatype("EI", args={"type": ("PLAC", "FILL")})
-def entity_identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def entity_identifier(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """EI (entity^namespace^universal id^type) as an Identifier; ``type`` PLAC or FILL."""
     c = rep.decoded(4)
     if not c[0]:

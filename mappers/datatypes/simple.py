@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from mappers.engine.context import Context
-from mappers.engine.models import Rule
 from mappers.engine.paths import compact
+from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 from mappers.timestamps import TimestampError, to_fhir
@@ -17,13 +17,13 @@ _DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
 @datatype("ST", "TX", "FT", "SI")
-def string(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def string(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """ST: the decoded text, trimmed (FHIR strings should not start or end with blanks)."""
     return rep.component(1).strip() or None
 
 
 @datatype("code", "ID", "IS", pure=True)
-def code(rep: Repetition, ctx: Context, rule: Rule) -> Any:
+def code(rep: Repetition, ctx: Context, rule: RuleView) -> Any:
     """A coded value (ID/IS or the code of a CWE) as a FHIR code, or mapped through a table."""
     value = " ".join(rep.component(1).split())
     if not value:
@@ -34,7 +34,7 @@ def code(rep: Repetition, ctx: Context, rule: Rule) -> Any:
 
 
 @datatype("NM", args={"as": ("integer", "decimal")})
-def number(rep: Repetition, ctx: Context, rule: Rule) -> int | float | None:
+def number(rep: Repetition, ctx: Context, rule: RuleView) -> int | float | None:
     """NM as a FHIR integer (default) or decimal; anything else is an issue."""
     text = rep.component(1).strip()
     if rule.args.get("as", "integer") == "integer":
@@ -49,7 +49,7 @@ def number(rep: Repetition, ctx: Context, rule: Rule) -> int | float | None:
 
 
 @datatype("TS", "DTM", "DT", args={"as": ("date", "dateTime", "instant")})
-def timestamp(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
+def timestamp(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """TS/DTM/DT as a FHIR date, dateTime (default) or instant, keeping precision and offset."""
     kind = rule.args.get("as", "dateTime")
     text = rep.component(1)
@@ -66,7 +66,7 @@ def timestamp(rep: Repetition, ctx: Context, rule: Rule) -> str | None:
 
 
 @datatype("identifier", args={"system": str, "type": str})
-def identifier(rep: Repetition, ctx: Context, rule: Rule) -> dict[str, Any] | None:
+def identifier(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """A plain string id (like PID-19 SSN) as an Identifier with a fixed system and type."""
     value = rep.component(1).strip()
     if not value:

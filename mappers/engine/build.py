@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import re
-from itertools import compress
 from typing import Any
 
 from orjson import loads
 
 from mappers.engine.context import Context
 from mappers.engine.loader import CompiledMessage
-from mappers.engine.models import FieldRef
 from mappers.engine.paths import freeze, put, taken
+from mappers.engine.refs import FieldRef
 from mappers.engine.steps import FIELD, REFERENCE, CompiledResource, Step
 from mappers.hl7v2 import Message, Repetition
 
 _SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
+_NONE: frozenset[int] = frozenset()
 
 
 def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[str, Any] | None:
@@ -23,8 +23,9 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
     # The hot loop of the whole mapper (~70 steps a message): kept in one function on purpose,
     # as a call per step costs more than the step's own bookkeeping. Memo hits, one-step
     # paths and single conditions are inlined for the same reason.
-    spec = compiled.spec
+    spec = compiled
     segment = ctx.segment
+    raw_fields = segment.raw_fields()
     trace = ctx.trace
     body: dict[str, Any] = {}
     if trace is not None:
@@ -47,7 +48,13 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
         kind = step.kind
         if kind == FIELD:
             ref = step.ref
-            reps = segment.values(ref.field) if step.own else ctx.values(ref)
+            if step.own:
+                n = ref.field
+                if n >= len(raw_fields) or not raw_fields[n]:
+                    continue  # most rules meet an empty field: no objects made for it
+                reps = segment.values(n)
+            else:
+                reps = ctx.values(ref)
             if not reps:
                 continue
             if ref.component is not None:
@@ -167,9 +174,8 @@ def find_unmapped(message: Message, compiled: CompiledMessage, ctx: Context) -> 
             ctx.issue("ignored-segment", f"a repeated {sid} is not mapped; its fields are "
                       "listed as unmapped", location=sid)
         fields = seg.raw_fields()
-        valued = set(compress(range(1, len(fields)), fields[1:]))  # C-speed: ~100 fields
-        if mapped:
-            valued -= compiled.reads_by_segment.get(sid, frozenset())
-        for n in sorted(valued):
-            out[f"{sid}-{n}"] = None
+        reads = compiled.reads_by_segment.get(sid, _NONE) if mapped else _NONE
+        for n in range(1, len(fields)):
+            if fields[n] and n not in reads:
+                out[f"{sid}-{n}"] = None
     return list(out)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from mappers.engine.models import CodeTable, FieldRef
+from mappers.engine.models import CodeTable
+from mappers.engine.refs import FieldRef
 from mappers.hl7v2 import NULL, Field, Header, Message, Repetition, Segment
 from mappers.result import Issue, Severity
 
@@ -14,7 +15,7 @@ class Context:
     """What datatype functions, predicates and id keys may look at while mapping a message."""
 
     __slots__ = ("_before", "_children", "_ends", "_resolved", "built", "children", "consumed",
-                 "default_tz", "header", "ids", "issues", "location", "message", "scratch",
+                 "default_tz", "header", "ids", "issues", "location", "message", "rids", "scratch",
                  "segment", "tables", "times", "trace")
 
     def __init__(self, message: Message, tables: dict[str, CodeTable],
@@ -36,8 +37,9 @@ class Context:
         self._ends: dict[int, int] = {}  # segment position -> where its group ends
         self._before: dict[str, set[str]] = {}  # segment id -> ids before its first one
         self.consumed: set[int] = set()  # positions of segments a resource was built from
-        # per-segment memo for predicates that several rules of a resource ask alike
-        self.scratch: dict[tuple[str, str], Any] = {}  # (predicate, field) -> answer
+        # per-segment memo for the value-type predicates that several rules ask alike
+        self.scratch: dict[str, str] = {}  # field -> its value type (OBX-2), for predicates
+        self.rids: dict[tuple[str, str], str] = {}  # (resource type, key) -> id, this message
         # TS values already converted in this message (each OBX repeats its order's times);
         # per message, so no patient's date outlives the conversion
         self.times: dict[tuple[str, str], str] = {}  # (TS text, FHIR kind) -> FHIR value

@@ -9,39 +9,16 @@ in ``mappers.registry``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mappers.engine.paths import TargetPath
+from mappers.engine.refs import FieldRef, IdView, RuleView
 from mappers.registry import DATATYPES, ID_KEYS, PREDICATES
 
-_REF = re.compile(r"([A-Z][A-Z0-9]{2})-([1-9]\d{0,2})(?:\.([1-9]\d?)(?:\.([1-9]\d?))?)?")
 _SEGMENT = re.compile(r"[A-Z][A-Z0-9]{2}")
 _RESOURCE = re.compile(r"[A-Z][A-Za-z]+")
-
-
-@dataclass(frozen=True, slots=True)
-class FieldRef:
-    """A place in a message: ``PID-3``, ``MSH-9.2`` or ``PV1-3.4.1``."""
-
-    segment: str
-    field: int
-    component: int | None
-    subcomponent: int | None
-    text: str
-
-    @classmethod
-    def parse(cls, text: Any) -> FieldRef:
-        """Read ``SEG-n[.c[.s]]``; ``ValueError`` otherwise."""
-        if isinstance(text, FieldRef):
-            return text
-        m = _REF.fullmatch(text) if isinstance(text, str) else None
-        if m is None:
-            raise ValueError(f"{text!r} is not a field reference like PID-3 or MSH-9.2")
-        seg, fld, comp, sub = m.groups()
-        return cls(seg, int(fld), int(comp) if comp else None, int(sub) if sub else None, text)
 
 
 def _segment_id(value: Any) -> Any:
@@ -124,6 +101,10 @@ class Rule(_Spec):
             if isinstance(spec, type) and not isinstance(val, spec):
                 raise ValueError(f"arg {key!r} of {type_name} must be a {spec.__name__}")
 
+    def view(self) -> RuleView:
+        """The parts of this rule a datatype function reads, as a compiled class."""
+        return RuleView(self.field, self.type, self.table, dict(self.args), tuple(self.extra))
+
     def reads(self) -> list[FieldRef]:
         """Every field this rule looks at (so the field is not reported as unmapped)."""
         return [r for r in (self.field, *self.extra, *self.when.values()) if r is not None]
@@ -139,6 +120,12 @@ class IdSpec(_Spec):
     required: bool = False  # no key -> RequiredFieldMissing(segment, field)
     fallback: str | None = None  # key function to use when ``key`` gives nothing
     shared: bool = False  # same key = same resource (a practitioner): written once
+
+    def view(self) -> IdView:
+        """These settings with the key functions looked up, as a compiled class."""
+        return IdView(ID_KEYS[self.key], ID_KEYS[self.fallback] if self.fallback else None,
+                      self.field, tuple(self.extra), tuple(self.scope), self.required,
+                      self.shared)
 
     def reads(self) -> list[FieldRef]:
         """Every field the key looks at."""

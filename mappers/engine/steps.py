@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mappers.engine.models import FieldRef, ResourceSpec, Rule
+from mappers.engine.models import ResourceSpec, Rule
 from mappers.engine.paths import TargetPath, freeze
+from mappers.engine.refs import FieldRef, IdView, RuleView
 from mappers.registry import DATATYPES, PREDICATES, DatatypeFn, PredicateFn
 
 FIELD, VALUE, REFERENCE = 0, 1, 2
@@ -26,7 +27,7 @@ class Step:
     """One rule ready to run."""
 
     kind: int  # FIELD, VALUE or REFERENCE
-    rule: Rule  # handed to the datatype function (args, table, extra)
+    rule: RuleView  # handed to the datatype function (args, table, extra)
     ref: FieldRef  # NO_FIELD unless kind is FIELD
     fn: DatatypeFn  # a no-op unless kind is FIELD
     path: TargetPath
@@ -46,11 +47,18 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class CompiledResource:
-    """A resource spec with its rules compiled."""
+    """A resource spec with its rules compiled; the spec's settings copied out of pydantic."""
 
     spec: ResourceSpec
     steps: tuple[Step, ...]
-    conditions: tuple[tuple[PredicateFn, FieldRef], ...] = ()  # all must hold to build it
+    conditions: tuple[tuple[PredicateFn, FieldRef], ...]  # all must hold to build it
+    resource: str  # the FHIR resource type
+    key: str  # the spec's name (spec.key)
+    segment: str
+    repeat: bool
+    children: frozenset[str]
+    required_elements: tuple[str, ...]
+    id: IdView
 
 
 def compile_rule(rule: Rule, segment: str, fallback: bool = False,
@@ -59,7 +67,7 @@ def compile_rule(rule: Rule, segment: str, fallback: bool = False,
     kind = FIELD if rule.field is not None else REFERENCE if rule.reference else VALUE
     return Step(
         kind=kind,
-        rule=rule,
+        rule=rule.view(),
         ref=rule.field or NO_FIELD,
         fn=DATATYPES[rule.type].fn if rule.type is not None else _no_datatype,
         path=rule.path,
@@ -88,4 +96,6 @@ def compile_resource(spec: ResourceSpec, types: dict[str, str] | None = None
                                   and rule.path.text in seen, types=types))
         seen.add(rule.path.text)
     conditions = tuple((PREDICATES[name], ref) for name, ref in spec.when.items())
-    return CompiledResource(spec, tuple(steps), conditions)
+    return CompiledResource(spec, tuple(steps), conditions, spec.resource, spec.key,
+                            spec.segment, spec.repeat, frozenset(spec.children),
+                            tuple(spec.required_elements), spec.id.view())

@@ -7,7 +7,6 @@ message that is parsed and routed but never mapped pays nothing for them.
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass
 
 from mappers.errors import UnreadableMessage
 
@@ -18,16 +17,36 @@ _LAYOUT = frozenset({"H", "N", ".fi", ".nf", ".in", ".ti", ".sk", ".ce"})
 _PUNCTUATION = frozenset(string.punctuation)
 
 
-@dataclass(frozen=True, slots=True)
 class Encoding:
-    """The field separator and encoding characters that MSH-1 and MSH-2 declare."""
+    """The field separator and encoding characters that MSH-1 and MSH-2 declare.
 
-    field: str = "|"
-    component: str = "^"
-    repetition: str = "~"
-    escape: str = "\\"
-    subcomponent: str = "&"
-    truncation: str = ""  # HL7 2.7+: a fifth encoding character, rarely used
+    A plain class rather than a dataclass: one is made per message, and mypyc compiles an
+    explicit ``__init__`` but leaves a dataclass's generated one interpreted.
+    """
+
+    __slots__ = ("component", "escape", "field", "repetition", "subcomponent", "truncation")
+
+    def __init__(self, field: str = "|", component: str = "^", repetition: str = "~",
+                 escape: str = "\\", subcomponent: str = "&", truncation: str = "") -> None:
+        self.field = field
+        self.component = component
+        self.repetition = repetition
+        self.escape = escape
+        self.subcomponent = subcomponent
+        self.truncation = truncation  # HL7 2.7+: a fifth encoding character, rarely used
+
+    def _key(self) -> tuple[str, str, str, str, str, str]:
+        return (self.field, self.component, self.repetition, self.escape, self.subcomponent,
+                self.truncation)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Encoding) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Encoding({})".format(", ".join(map(repr, self._key())))
 
     @classmethod
     def from_msh(cls, field_sep: str, chars: str) -> Encoding:

@@ -19,6 +19,7 @@ from mappers import (
     check,
     convert,
 )
+from tests.unit.mappers.accel import pure_only
 
 SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 A01 = (SAMPLES / "adt_a01.hl7").read_bytes().decode()
@@ -110,6 +111,7 @@ def test_check_accepts_what_convert_accepts_with_warnings() -> None:
     assert check(text).control_id == "GH20240115103000001"
 
 
+@pure_only
 def test_check_builds_no_resources(monkeypatch: pytest.MonkeyPatch) -> None:
     import mappers.conversion as conversion
 

@@ -21,6 +21,7 @@ from mappers import (
     supported_message_types,
 )
 from mappers.validation import validate_bundle
+from tests.unit.mappers.accel import pure_only
 from tests.unit.mappers.mutation import mutate
 
 SAMPLE = (Path(__file__).resolve().parents[3] / "samples" / "adt_a01.hl7").read_bytes().decode()
@@ -123,6 +124,7 @@ def test_validation_failure_names_the_element_not_the_value() -> None:
     assert "1980-13-45" not in str(info.value)
 
 
+@pure_only
 def test_convert_validate_raises_invalid_output(monkeypatch: pytest.MonkeyPatch) -> None:
     import mappers.conversion as convert_module
 

@@ -34,7 +34,7 @@ def run(type_name: str, value: str, *, table: str | None = None,
     assert rule.field is not None
     ctx.location = "ZZZ-1"
     fn = DATATYPES[type_name].fn
-    return [fn(rep, ctx, rule) for rep in ctx.values(rule.field)], ctx.issues
+    return [fn(rep, ctx, rule.view()) for rep in ctx.values(rule.field)], ctx.issues
 
 
 def one(type_name: str, value: str, **kw: Any) -> Any:

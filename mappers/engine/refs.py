@@ -1,0 +1,65 @@
+"""Field references and the parts of a spec rule the hot path reads, as compiled classes.
+
+``FieldRef`` is parsed from the specs' text (``PID-3``); ``RuleView`` and ``IdView`` are the
+few attributes of a pydantic ``Rule`` / ``IdSpec`` that datatype functions and id keys read
+per message. Reading them from these plain classes, rather than from the pydantic models,
+keeps attribute access a C field load when the mapper runs compiled (``mappers._accel``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+_REF = re.compile(r"([A-Z][A-Z0-9]{2})-([1-9]\d{0,2})(?:\.([1-9]\d?)(?:\.([1-9]\d?))?)?")
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """A place in a message: ``PID-3``, ``MSH-9.2`` or ``PV1-3.4.1``."""
+
+    segment: str
+    field: int
+    component: int | None
+    subcomponent: int | None
+    text: str
+
+    @classmethod
+    def parse(cls, text: Any) -> FieldRef:
+        """Read ``SEG-n[.c[.s]]``; ``ValueError`` otherwise."""
+        if isinstance(text, FieldRef):
+            return text
+        m = _REF.fullmatch(text) if isinstance(text, str) else None
+        if m is None:
+            raise ValueError(f"{text!r} is not a field reference like PID-3 or MSH-9.2")
+        seg, fld, comp, sub = m.groups()
+        return cls(seg, int(fld), int(comp) if comp else None, int(sub) if sub else None, text)
+
+
+class RuleView:
+    """What a datatype function may read of its rule: source field, table, args, extras."""
+
+    def __init__(self, field: FieldRef | None, type: str | None, table: str | None,
+                 args: dict[str, str | int | bool], extra: tuple[FieldRef, ...]) -> None:
+        self.field = field
+        self.type = type
+        self.table = table
+        self.args = args
+        self.extra = extra
+
+
+class IdView:
+    """A resource spec's id settings with its key functions looked up (see ``mappers.ids``)."""
+
+    def __init__(self, key: Callable[..., str | None], fallback: Callable[..., str | None] | None,
+                 field: FieldRef | None, extra: tuple[FieldRef, ...],
+                 scope: tuple[FieldRef, ...], required: bool, shared: bool) -> None:
+        self.key = key
+        self.fallback = fallback
+        self.field = field
+        self.extra = extra
+        self.scope = scope
+        self.required = required
+        self.shared = shared
