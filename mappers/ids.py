@@ -8,7 +8,6 @@ not: an id reveals nothing about the patient.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 from mappers.datatypes.identity import choose_identifier, component_authority
@@ -18,6 +17,11 @@ from mappers.engine.steps import CompiledResource
 from mappers.errors import RequiredFieldMissing
 from mappers.hl7v2 import Segment
 from mappers.registry import id_key
+
+try:  # CPython's own SHA-1: for 50-byte keys it skips OpenSSL's costly per-hash set-up
+    from _sha1 import sha1 as _sha1  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import sha1 as _sha1
 
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/hl7gw/hl7gw/resource-ids")
 _NS_BYTES = NAMESPACE.bytes
@@ -29,9 +33,12 @@ def resource_id(resource_type: str, key: str) -> str:
     Equal to ``str(uuid.uuid5(NAMESPACE, f"{resource_type}|{key}"))``, computed without the
     UUID object (a third of the cost, and ids are made several times per message).
     """
-    h = hashlib.sha1(_NS_BYTES + f"{resource_type}|{key}".encode()).hexdigest()
-    variant = "89ab"[int(h[16], 16) & 3]  # RFC 4122 variant bits; "5" below is the version
-    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    h = _sha1(_NS_BYTES + f"{resource_type}|{key}".encode()).hexdigest()
+    # RFC 4122: the variant bits replace the top of nibble 16, "5" below is the version
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def assign_id(spec: CompiledResource, ctx: Context) -> str | None:

@@ -98,3 +98,4 @@ def test_module_names_follow_the_package_layout() -> None:
     assert accel.module_name("ids.py") == "mappers.ids"
     for source in accel.COMPILED:
         assert (accel.ROOT / source).is_file(), source
+
