@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -288,8 +287,9 @@ class Intake:
 
 def event_id(sender: str, control_id: str, sha256: str) -> str:
     """Stable CloudEvents id for one message: same sender, id and bytes → same event id."""
-    digest = hashlib.sha256(f"{sender}\x1f{control_id}\x1f{sha256}".encode()).digest()
-    return str(uuid.UUID(bytes=digest[:16]))
+    h = hashlib.sha256(f"{sender}\x1f{control_id}\x1f{sha256}".encode()).hexdigest()
+    # str(uuid.UUID(bytes=digest[:16])), spelled out: the UUID object cost 7 us a frame.
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def _ack_id() -> str:

@@ -63,6 +63,31 @@ async def test_event_id_is_stable_and_content_sensitive() -> None:
     assert event_id("A|B", "1", "x") != event_id("A|C", "1", "x")
 
 
+def test_event_id_is_the_uuid_of_the_digest_as_before() -> None:
+    import hashlib
+    import uuid
+
+    for n in range(50):
+        digest = hashlib.sha256(f"A|B\x1f{n}\x1fsha".encode()).digest()
+        assert event_id("A|B", str(n), "sha") == str(uuid.UUID(bytes=digest[:16]))
+
+
+def test_ack_timestamps_are_the_current_second() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from gateway.ack import hl7_timestamp
+
+    before = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
+    stamp = hl7_timestamp()
+    after = datetime.now(UTC).strftime("%Y%m%d%H%M%S+0000")
+    assert before <= stamp <= after
+    time.sleep(1.05)  # the cached text must move on with the clock
+    assert hl7_timestamp() > stamp
+    fixed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert hl7_timestamp(fixed) == "20260102030405+0000"
+
+
 async def test_resend_gets_original_ack_and_no_second_row(spool: Spool) -> None:
     gate = intake(spool)
     first = await gate.handle(A01, "p")
