@@ -9,6 +9,7 @@ not: an id reveals nothing about the patient.
 from __future__ import annotations
 
 import uuid
+from typing import Final
 
 from mappers.datatypes.identity import choose_identifier, component_authority
 from mappers.engine.context import Context
@@ -23,8 +24,8 @@ try:  # CPython's own SHA-1: for 50-byte keys it skips OpenSSL's costly per-hash
 except ImportError:  # pragma: no cover - a Python built without it
     from hashlib import sha1 as _sha1
 
-NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/hl7gw/hl7gw/resource-ids")
-_NS_BYTES = NAMESPACE.bytes
+NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/hl7gw/hl7gw/resource-ids")
+_NS_BYTES: Final = NAMESPACE.bytes
 
 
 def resource_id(resource_type: str, key: str) -> str:
@@ -38,7 +39,7 @@ def resource_id(resource_type: str, key: str) -> str:
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 def assign_id(spec: CompiledResource, ctx: Context) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-from typing import Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 Kind = Literal["date", "dateTime", "instant"]
@@ -69,9 +69,9 @@ def to_fhir(text: str, kind: Kind = "dateTime", default_tz: str = "UTC") -> str:
     return f"{date}T{hour}:{minute}:{second}{fraction}{offset}"
 
 
-_FORMAT = "not a TS/DTM value (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ])"
-_SIZES = frozenset({4, 6, 8, 10, 12, 14})
-_DAYS = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_FORMAT: Final = "not a TS/DTM value (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ])"
+_SIZES: Final = frozenset({4, 6, 8, 10, 12, 14})
+_DAYS: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 def _days_in(year: int, month: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
+from typing import Any, Final
 
 from mappers.datatypes.identity import choose_identifier, component_authority
 from mappers.engine.context import Context
@@ -14,15 +14,15 @@ from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
-_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
-_COMPARATORS = {"<": "<", ">": ">", "<=": "<=", ">=": ">="}
-_UCUM = "http://unitsofmeasure.org"
+_DECIMAL: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_COMPARATORS: Final = {"<": "<", ">": ">", "<=": "<=", ">=": ">="}
+_UCUM: Final = "http://unitsofmeasure.org"
 # ED.2 type of data (HL7 table 0191) -> the MIME top-level type
-_MIME = {"AP": "application", "APPLICATION": "application", "TEXT": "text", "TX": "text",
+_MIME: Final = {"AP": "application", "APPLICATION": "application", "TEXT": "text", "TX": "text",
          "IM": "image", "IMAGE": "image", "AU": "audio", "AUDIO": "audio",
          "VIDEO": "video", "MULTIPART": "multipart", "NS": "application", "SI": "application",
          "SD": "application", "FT": "text"}
-_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_BASE64: Final = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 def _decimal(text: str, ctx: Context) -> float | int | None:

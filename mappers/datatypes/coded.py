@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from mappers.engine.context import Context
 from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
-_HL7_TABLE = re.compile(r"HL7(\d{4})")
-CODING_SYSTEMS_TABLE = "0396"
+_HL7_TABLE: Final = re.compile(r"HL7(\d{4})")
+CODING_SYSTEMS_TABLE: Final = "0396"
 
 
 def coding_system(ctx: Context, name: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from mappers.datatypes.simple import timestamp
@@ -19,12 +19,13 @@ from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
-_OID = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
-NAME_URN = "urn:id:"
-ENDPOINT_URN = "urn:hl7v2:"
-_SYSTEMS: dict[tuple[str, str, str], str | None] = {}  # a feed uses few authorities: remember them
-_SYSTEMS_MAX = 4096
+_OID: Final = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
+_UUID: Final = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+NAME_URN: Final = "urn:id:"
+ENDPOINT_URN: Final = "urn:hl7v2:"
+# a feed uses few authorities: remember them
+_SYSTEMS: Final[dict[tuple[str, str, str], str | None]] = {}
+_SYSTEMS_MAX: Final = 4096
 
 
 @lru_cache(maxsize=1024)

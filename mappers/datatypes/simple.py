@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from mappers.engine.context import Context
 from mappers.engine.paths import compact
@@ -12,8 +12,8 @@ from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 from mappers.timestamps import TimestampError, to_fhir
 
-_INTEGER = re.compile(r"[+-]?\d{1,9}")
-_DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+_INTEGER: Final = re.compile(r"[+-]?\d{1,9}")
+_DECIMAL: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
 @datatype("ST", "TX", "FT", "SI")

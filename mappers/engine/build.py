@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from orjson import loads
+from typing import Any, Final
 
 from mappers.engine.context import Context
 from mappers.engine.loader import CompiledMessage
-from mappers.engine.paths import freeze, put, taken
+from mappers.engine.paths import freeze, put, taken, thaw
 from mappers.engine.refs import FieldRef
 from mappers.engine.steps import FIELD, REFERENCE, CompiledResource, Step
 from mappers.hl7v2 import Message, Repetition
 
-_SEGMENT_ID = re.compile(r"[A-Z][A-Z0-9]{2}")
-_NONE: frozenset[int] = frozenset()
+_SEGMENT_ID: Final = re.compile(r"[A-Z][A-Z0-9]{2}")
+_NONE: Final[frozenset[int]] = frozenset()
 
 
 def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[str, Any] | None:
@@ -74,8 +72,7 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
                         value, issues = hit
                         if issues:
                             ctx.issues.extend(issues)
-                        if type(value) is bytes:
-                            value = loads(value)
+                        value = thaw(value)
                     else:
                         value = _remember(memo, rep, step, ctx)
                 else:
@@ -105,9 +102,7 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
                     trace.append((path.text, "", "reference",
                                   f"{step.reference_type}/{target}"))
         else:
-            value = step.value
-            if type(value) is bytes:
-                value = loads(value)  # a fresh copy of a frozen container (paths.thaw)
+            value = thaw(step.value)  # a fresh copy: outputs never share a container
             put(body, path, value, step.siblings)
             if trace is not None:
                 trace.append((path.text, "", "constant", None))
@@ -122,7 +117,7 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
     return resource
 
 
-_MEMO_MAX = 1024
+_MEMO_MAX: Final = 1024
 
 
 def _remember(memo: dict[tuple[str, str, str], Any], rep: Repetition, step: Step,

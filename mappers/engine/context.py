@@ -182,7 +182,20 @@ class Context:
 
     def value(self, ref: FieldRef) -> Repetition:
         """The first repetition of ``ref``, narrowed to its component/subcomponent if given."""
-        rep = self.field(ref).first
+        sid = ref.segment
+        n = ref.field
+        if sid in self.children or (n <= 2 and sid == "MSH"):
+            rep = self.field(ref).first
+        else:  # ``field(ref).first`` without the Field object and its repetition list
+            seg = self.segment if sid == self.segment.id else self.related(sid)
+            enc = self.message.encoding
+            fields = seg.raw_fields() if seg is not None else []
+            text = fields[n] if 0 < n < len(fields) else ""
+            if text == NULL:
+                text = ""
+            elif enc.repetition in text:
+                text = text.split(enc.repetition, 1)[0]
+            rep = Repetition(text, enc)
         if ref.component is not None:
             rep = rep.part(ref.component)
             if ref.subcomponent is not None:

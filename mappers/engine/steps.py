@@ -7,15 +7,17 @@ predicates and flags resolved at load time, so converting a message does no look
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from mappers.engine.models import ResourceSpec, Rule
 from mappers.engine.paths import TargetPath, freeze
 from mappers.engine.refs import FieldRef, IdView, RuleView
 from mappers.registry import DATATYPES, PREDICATES, DatatypeFn, PredicateFn
 
-FIELD, VALUE, REFERENCE = 0, 1, 2
-NO_FIELD = FieldRef("ZZZ", 1, None, None, "")  # stands in for ``ref`` of non-field steps
+FIELD: Final = 0
+VALUE: Final = 1
+REFERENCE: Final = 2
+NO_FIELD: Final = FieldRef("ZZZ", 1, None, None, "")  # stands in for ``ref`` of non-field steps
 
 
 def _no_datatype(*_: Any) -> None:

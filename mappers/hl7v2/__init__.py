@@ -6,6 +6,8 @@ splitting costs a few microseconds). Structure and meaning belong to the mapping
 
 from __future__ import annotations
 
+from typing import Final
+
 from mappers.errors import UnreadableMessage
 from mappers.hl7v2.encoding import Encoding
 from mappers.hl7v2.header import Header
@@ -13,8 +15,8 @@ from mappers.hl7v2.message import NULL, Field, Repetition, Segment
 
 __all__ = ["NULL", "Encoding", "Field", "Header", "Message", "Repetition", "Segment", "parse"]
 
-_MIN_MSH = len("MSH|^~\\&")
-_NONE: list[Segment] = []
+_MIN_MSH: Final = len("MSH|^~\\&")
+_NONE: Final[list[Segment]] = []
 
 
 class Message:

@@ -7,14 +7,15 @@ message that is parsed and routed but never mapped pays nothing for them.
 from __future__ import annotations
 
 import string
+from typing import Final
 
 from mappers.errors import UnreadableMessage
 
 # Formatting escapes (HL7 v2 2.7 section 2.7.6) that carry no text; ``.br`` and ``.sp`` are
 # line breaks, the rest only steer layout on a printer and are dropped.
-_LINE_BREAKS = frozenset({".br", ".sp"})
-_LAYOUT = frozenset({"H", "N", ".fi", ".nf", ".in", ".ti", ".sk", ".ce"})
-_PUNCTUATION = frozenset(string.punctuation)
+_LINE_BREAKS: Final = frozenset({".br", ".sp"})
+_LAYOUT: Final = frozenset({"H", "N", ".fi", ".nf", ".in", ".ti", ".sk", ".ce"})
+_PUNCTUATION: Final = frozenset(string.punctuation)
 
 
 class Encoding:

@@ -8,9 +8,11 @@ field separator itself is MSH-1, so ``msh.field(2)`` is the encoding characters.
 
 from __future__ import annotations
 
+from typing import Final
+
 from mappers.hl7v2.encoding import Encoding
 
-NULL = '""'  # HL7 explicit null: "delete the value", distinct from an empty field
+NULL: Final = '""'  # HL7 explicit null: "delete the value", distinct from an empty field
 
 
 class Repetition:
