@@ -125,7 +125,7 @@ def _entry(spec: CompiledResource, ctx: Context, urls: set[str]) -> dict[str, An
     url = f"{spec.resource}/{rid}"
     if url in urls:
         if spec.id.shared:  # the same practitioner again: refer to the one already written
-            ctx.record(spec.key, rid, spec.segment)
+            ctx.record(spec.key, url, spec.segment)
             return None
         n = 2
         while f"{spec.resource}/{resource_id(spec.resource, f'{rid}#{n}')}" in urls:
@@ -137,7 +137,7 @@ def _entry(spec: CompiledResource, ctx: Context, urls: set[str]) -> dict[str, An
         return None
     urls.add(url)
     ctx.ids.setdefault(spec.resource, rid)
-    ctx.record(spec.key, rid, spec.segment)
+    ctx.record(spec.key, url, spec.segment)
     return {"fullUrl": f"urn:uuid:{rid}", "resource": resource,
             "request": {"method": "PUT", "url": url}}
 

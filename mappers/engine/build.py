@@ -90,7 +90,7 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
                         trace.append((path.text, ref.text, step.rule.type or "", value))
         elif kind == REFERENCE:
             for target in ctx.refer(step.reference or "", step.appends):
-                value = {"reference": f"{step.reference_type}/{target}"}
+                value = {"reference": target}  # "Type/id", as the target recorded it
                 if step.direct_list:
                     body.setdefault(step.direct_list, []).append(value)
                 elif step.direct:
@@ -99,8 +99,7 @@ def build_resource(compiled: CompiledResource, rid: str, ctx: Context) -> dict[s
                 else:
                     put(body, path, value, step.siblings)
                 if trace is not None:
-                    trace.append((path.text, "", "reference",
-                                  f"{step.reference_type}/{target}"))
+                    trace.append((path.text, "", "reference", target))
         else:
             value = thaw(step.value)  # a fresh copy: outputs never share a container
             put(body, path, value, step.siblings)

@@ -27,7 +27,7 @@ class Context:
         self.default_tz = default_tz
         self.issues: list[Issue] = []
         self.ids: dict[str, str] = {}  # resource type -> first id built, for keys and results
-        # spec name -> segment positions, ids and segment ids of the resources it built,
+        # spec name -> segment positions, urls (Type/id) and segment ids of what it built,
         # in message order (parallel lists, searched by position)
         self.built: dict[str, tuple[list[int], list[str], list[str]]] = {}
         self.segment: Segment = message.segments[0]  # the segment being mapped
@@ -93,7 +93,7 @@ class Context:
         return best
 
     def refer(self, name: str, appends: bool) -> list[str]:
-        """Ids of resources built by spec ``name`` that the current resource refers to.
+        """``Type/id`` of resources built by spec ``name`` that the current one refers to.
 
         Those built from the current segment's group come first: from the segment up to
         the next repeat of the structure (the OBX of an OBR, the practitioner of this OBX). A list
@@ -141,13 +141,13 @@ class Context:
             ends[cur.position] = found
         return found
 
-    def record(self, name: str, rid: str, segment_id: str) -> None:
-        """Remember that spec ``name`` built resource ``rid`` from the current segment."""
+    def record(self, name: str, url: str, segment_id: str) -> None:
+        """Remember that spec ``name`` built ``url`` (``Type/id``) from the current segment."""
         built = self.built.get(name)
         if built is None:
             built = self.built[name] = ([], [], [])
         built[0].append(self.segment.position)
-        built[1].append(rid)
+        built[1].append(url)
         built[2].append(segment_id)
 
     def issue(self, code: str, text: str, severity: Severity = "warning",

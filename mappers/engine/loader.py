@@ -206,7 +206,6 @@ def _compile_message(path: Path, msg: MessageSpec,
     segments = frozenset({seg for seg, _ in reads} | {r.segment for r in chosen}
                          | {c for r in chosen for c in r.children})
     by_segment = {seg: frozenset(n for s, n in reads if s == seg) for seg in segments}
-    types = {key: r.resource for key, r in resources.items()}
-    return CompiledMessage(msg, tuple(compile_resource(r, types) for r in chosen),
+    return CompiledMessage(msg, tuple(compile_resource(r) for r in chosen),
                            frozenset(reads), segments, by_segment)
 

@@ -37,7 +37,6 @@ class Step:
     conditions: tuple[tuple[PredicateFn, FieldRef], ...]
     value: Any  # frozen (see paths.freeze)
     reference: str | None  # the name of the resource spec referred to
-    reference_type: str  # its resource type
     siblings: dict[str, Any] | None  # values frozen
     fallback: bool  # an earlier rule of the same resource writes the same single value
     own: bool  # the field is in the resource's own segment
@@ -63,8 +62,7 @@ class CompiledResource:
     id: IdView
 
 
-def compile_rule(rule: Rule, segment: str, fallback: bool = False,
-                 types: dict[str, str] | None = None) -> Step:
+def compile_rule(rule: Rule, segment: str, fallback: bool = False) -> Step:
     """The runtime form of ``rule`` in a spec for ``segment``."""
     kind = FIELD if rule.field is not None else REFERENCE if rule.reference else VALUE
     return Step(
@@ -77,7 +75,6 @@ def compile_rule(rule: Rule, segment: str, fallback: bool = False,
         conditions=tuple((PREDICATES[name], ref) for name, ref in rule.when.items()),
         value=freeze(rule.value),
         reference=rule.reference,
-        reference_type=(types or {}).get(rule.reference or "", rule.reference or ""),
         siblings={key: freeze(v) for key, v in rule.with_.items()} or None,
         fallback=fallback,
         own=rule.field is not None and rule.field.segment == segment,
@@ -88,14 +85,13 @@ def compile_rule(rule: Rule, segment: str, fallback: bool = False,
     )
 
 
-def compile_resource(spec: ResourceSpec, types: dict[str, str] | None = None
-                     ) -> CompiledResource:
-    """The runtime form of a resource spec; ``types`` maps spec names to resource types."""
+def compile_resource(spec: ResourceSpec) -> CompiledResource:
+    """The runtime form of a resource spec."""
     seen: set[str] = set()
     steps = []
     for rule in spec.rules:
         steps.append(compile_rule(rule, spec.segment, fallback=not rule.path.appends
-                                  and rule.path.text in seen, types=types))
+                                  and rule.path.text in seen))
         seen.add(rule.path.text)
     conditions = tuple((PREDICATES[name], ref) for name, ref in spec.when.items())
     return CompiledResource(spec, tuple(steps), conditions, spec.resource, spec.key,
