@@ -20,9 +20,13 @@ class Issue:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, eq=True, slots=True)
 class ConversionResult:
-    """A FHIR R4 transaction Bundle made from one HL7 v2 message, with what was left out."""
+    """A FHIR R4 transaction Bundle made from one HL7 v2 message, with what was left out.
+
+    Read-only by convention; the ``__init__`` is written out so mypyc compiles it (one is
+    made per message).
+    """
 
     bundle: dict[str, Any]
     message_type: str  # "ADT^A01"
@@ -31,3 +35,14 @@ class ConversionResult:
     issues: list[Issue]
     unmapped: list[str]  # "PV1-44", "ZPD-1": valued fields no spec read (never values)
     header: Header
+
+    def __init__(self, bundle: dict[str, Any], message_type: str, control_id: str,
+                 patient_key: str | None, issues: list[Issue], unmapped: list[str],
+                 header: Header) -> None:
+        self.bundle = bundle
+        self.message_type = message_type
+        self.control_id = control_id
+        self.patient_key = patient_key
+        self.issues = issues
+        self.unmapped = unmapped
+        self.header = header

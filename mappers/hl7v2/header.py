@@ -8,13 +8,15 @@ from mappers.errors import RequiredFieldMissing
 from mappers.hl7v2.message import Segment
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(init=False, eq=True, slots=True)
 class Header:
     """What MSH says about a message; whole fields are raw text, parts are decoded values.
 
     ``sending_application`` & co. keep the whole field (``EPICADT^2.16.840.1^ISO``) so an ACK
     can echo it unchanged; ``message_code``, ``trigger_event``, ``structure``,
-    ``processing_id`` and ``version`` are single components.
+    ``processing_id`` and ``version`` are single components. Read-only by convention: the
+    ``__init__`` is written out (not frozen) because one is made per message and mypyc
+    compiles only an explicit one.
     """
 
     field_sep: str
@@ -33,6 +35,39 @@ class Header:
     accept_ack_type: str
     application_ack_type: str
     charset: str
+
+    def __init__(self, *, field_sep: str,
+                 encoding_chars: str,
+                 sending_application: str,
+                 sending_facility: str,
+                 receiving_application: str,
+                 receiving_facility: str,
+                 timestamp: str,
+                 message_code: str,
+                 trigger_event: str,
+                 structure: str,
+                 control_id: str,
+                 processing_id: str,
+                 version: str,
+                 accept_ack_type: str,
+                 application_ack_type: str,
+                 charset: str) -> None:
+        self.field_sep = field_sep
+        self.encoding_chars = encoding_chars
+        self.sending_application = sending_application
+        self.sending_facility = sending_facility
+        self.receiving_application = receiving_application
+        self.receiving_facility = receiving_facility
+        self.timestamp = timestamp
+        self.message_code = message_code
+        self.trigger_event = trigger_event
+        self.structure = structure
+        self.control_id = control_id
+        self.processing_id = processing_id
+        self.version = version
+        self.accept_ack_type = accept_ack_type
+        self.application_ack_type = application_ack_type
+        self.charset = charset
 
     @property
     def message_type(self) -> str:
