@@ -1,0 +1,47 @@
+"""``hl7gw bench intake``: interleaved rounds over real sockets and a real SQLite spool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.bench import BenchResult, _median_of, run_intake_bench
+from gateway.cli import main
+
+pytestmark = pytest.mark.integration
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "adt_a01.hl7"
+
+
+def test_rounds_combine_into_medians_with_ratios_to_their_own_ceiling() -> None:
+    rounds = [BenchResult("x", 100, 1.0, 1.0, 2.0, ratio=0.2),
+              BenchResult("x", 100, 0.5, 3.0, 9.0, ratio=0.6),
+              BenchResult("x", 100, 0.25, 2.0, 4.0, ratio=0.3)]
+    combined = _median_of(rounds)
+    assert combined.rate == 200.0  # rates 100, 200, 400
+    assert combined.ratio == 0.3  # not 200 / median ceiling: each round's own ratio
+    assert (combined.p50_ms, combined.p99_ms, combined.messages, combined.rounds) == \
+        (2.0, 4.0, 300, 3)
+
+
+async def test_every_configuration_is_measured_in_each_round() -> None:
+    results = await run_intake_bench(SAMPLE.read_bytes(), 60, 2, rounds=2)
+    assert [r.name for r in results] == ["bare asyncio echo (ceiling)",
+                                         "gateway listener, no spool", "spool + ACK",
+                                         "intake: check + spool + ACK"]
+    assert results[0].ratio == 1.0
+    for r in results:
+        assert r.rounds == 2 and r.messages == 60 and r.rate > 0 and 0 < r.p50_ms <= r.p99_ms
+
+
+def test_the_cli_prints_the_same_figures_as_json() -> None:
+    out = CliRunner().invoke(main, ["bench", "intake", "-n", "40", "--connections", "2",
+                                    "--rounds", "2", "--sample", str(SAMPLE), "--json"])
+    assert out.exit_code == 0, out.output
+    figures = json.loads(out.output)
+    ceiling = figures["2:bare asyncio echo (ceiling)"]
+    assert ceiling["ratio_to_ceiling"] == 1.0 and ceiling["rounds"] == 2
+    intake = figures["2:intake: check + spool + ACK"]
+    assert 0 < intake["ratio_to_ceiling"] and intake["msg_per_s"] > 0
