@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 ACK_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -50,6 +50,8 @@ class GatewayMetrics:
                                       ["listener"], registry=r)
         self.spool_depth = Gauge("hl7gw_spool_depth", "Spool rows waiting to be published",
                                  registry=r)
+        self.mapper = Info("hl7gw_mapper", "How the mapper runs: compiled, or pure Python "
+                           "(3-4x slower; see mappers/_accel.py)", registry=r)
         self.published = Counter("hl7gw_published", "Events acknowledged by Kafka",
                                  ["topic"], registry=r)
         self.mapping_failures = Counter("hl7gw_mapping_failures",

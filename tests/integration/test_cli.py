@@ -15,6 +15,7 @@ import orjson
 import pytest
 from fhir.resources.R4B.bundle import Bundle
 
+import mappers._accel
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,11 @@ def test_serve_send_metrics_and_sigterm(tmp_path: Path, kafka_bootstrap: str,
         assert "2 sent, 2 accepted, 0 refused" in sent.stderr
         metrics = httpx.get(f"http://127.0.0.1:{http}/metrics").text
         assert 'hl7gw_acks_total{code="CA",listener="adt"} 2.0' in metrics
+        # make test runs against the compiled mapper (make setup builds it) and says so
+        build = httpx.get(f"http://127.0.0.1:{http}/readyz").json()["mapper"]
+        assert build == mappers._accel.status()
+        assert f'hl7gw_mapper_info{{build="{build.split()[0]}",detail="{build}"}} 1.0' \
+            in metrics
         assert httpx.get(f"http://127.0.0.1:{http}/healthz").json() == {"status": "ok"}
         began = time.monotonic()
         server.send_signal(signal.SIGTERM)
