@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit integration lint bench clean
+.PHONY: setup run test unit integration lint bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ lint: setup
 bench: setup  ## mapping and MLLP intake throughput, each next to a same-run ceiling
 	$(BIN)/hl7gw bench map
 	$(BIN)/hl7gw bench intake
+
+bench-instructions: setup  ## instructions per conversion (callgrind): stable on a busy machine
+	@for label in "ADT^A01" "ORU^R01 10 OBX"; do \
+	  run() { PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+	    $(BIN)/python -m mappers.bench "$$label" $$1 2>&1 | sed -n 's/.*Collected : //p'; }; \
+	  a=$$(run 10); b=$$(run 60); \
+	  echo "$$label: $$(( (b - a) / 50 )) instructions per convert"; \
+	done
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build mappers_accel__mypyc.*.so

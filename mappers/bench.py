@@ -86,3 +86,24 @@ def _median_seconds_per_call(fn: Callable[[], object], count: int) -> float:
             fn()
         rounds.append((time.perf_counter() - start) / per_round)
     return statistics.median(rounds)
+
+
+def loop(label: str, count: int) -> None:
+    """Convert one sample ``count`` times after a warm-up, GC off: for instruction counts.
+
+    ``make bench-instructions`` runs this under valgrind's callgrind twice (10 and 60
+    conversions) and prints the difference per conversion, which, unlike wall-clock time
+    on a shared machine, is the same from run to run.
+    """
+    text = SAMPLES[label]
+    for _ in range(20):
+        convert(text)
+    gc.disable()
+    for _ in range(count):
+        convert(text)
+
+
+if __name__ == "__main__":
+    import sys
+
+    loop(sys.argv[1], int(sys.argv[2]))

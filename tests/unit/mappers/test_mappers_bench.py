@@ -44,3 +44,15 @@ def test_run_reports_flat_rates_per_type() -> None:
 def test_run_needs_enough_messages() -> None:
     with pytest.raises(ValueError, match="at least"):
         bench.run(2)
+
+
+def test_the_instruction_count_loop_runs_as_a_module() -> None:
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "mappers.bench", "ORU^R01 10 OBX", "2"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "mappers.bench", "ADT^Z99", "1"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "ADT^Z99" in bad.stderr
