@@ -116,6 +116,40 @@ class SpoolSettings(_Strict):
     prune_interval_s: float = Field(default=600, gt=0)
 
 
+class ProfilesSettings(_Strict):
+    """Per-sender mapping profiles (``mappers.profiles``): a folder of YAML files.
+
+    Checked at start-up (a bad file stops the start with file:line: field). While running,
+    a change is picked up on SIGHUP or when the folder's files change (polled every
+    ``watch_interval_s``; 0 turns polling off); a bad edit keeps the last good set live.
+    """
+
+    dir: Path | None = None
+    watch_interval_s: float = Field(default=2.0, ge=0)
+
+
+class ConsoleUser(_Strict):
+    """Someone allowed into the admin API and web console, by bearer token.
+
+    Only the token's SHA-256 is kept in the file (``hl7gw console token NAME`` prints a new
+    token and its line). ``viewer`` sees message metadata; ``operator`` also sees message
+    bodies and may replay.
+    """
+
+    name: str = Field(min_length=1)
+    role: Literal["viewer", "operator"]
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class ConsoleSettings(_Strict):
+    """The web console and admin API served on the HTTP port."""
+
+    enabled: bool = True
+    users: list[ConsoleUser] = Field(default_factory=list)  # none: console refuses everyone
+    audit_path: Path = Path("var/audit.jsonl")  # every body view and replay: who, what, when
+    session_hours: float = Field(default=8.0, gt=0)  # a console login lasts this long
+
+
 class GatewaySettings(_Strict):
     """Everything ``hl7gw serve``, ``bridge`` and ``dev up`` need."""
 
@@ -125,6 +159,8 @@ class GatewaySettings(_Strict):
     listeners: list[ListenerSettings] = Field(default_factory=lambda: [ListenerSettings()])
     http: HttpSettings = Field(default_factory=HttpSettings)
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    profiles: ProfilesSettings = Field(default_factory=ProfilesSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     kafka: KafkaSettings
     bridge: BridgeSettings | None = None
     function: FunctionSettings = Field(default_factory=lambda: FunctionSettings(port=8090))

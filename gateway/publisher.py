@@ -134,7 +134,8 @@ class Publisher:
                            "retry_in_s": round(state.upcoming_sleep, 2)})
 
     async def _idle(self) -> None:
-        self.metrics.spool_depth.set(self.spool.pending_rows)
+        # A count, not the writer's tally: ``hl7gw replay`` may queue rows from outside.
+        self.metrics.spool_depth.set(await self.spool.depth())
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=1.0)
         except TimeoutError:

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS messages (
     published_at REAL,
     kafka_topic TEXT,
     kafka_partition INTEGER,
-    kafka_offset INTEGER
+    kafka_offset INTEGER,
+    replays INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS messages_by_sender_id ON messages (sender, control_id);
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (id) WHERE status = 'pending';
@@ -143,6 +144,110 @@ class PublishedMark:
     summary: str = "{}"
 
 
+@dataclass(frozen=True)
+class MessageFilter:
+    """Which rows the console, the admin API and ``hl7gw replay`` mean.
+
+    ``message_type`` may end in ``*`` (``ADT^*``); ``status`` is pending, published,
+    failed or conflict (a flag on any status); times are Unix seconds (received).
+    """
+
+    ids: tuple[int, ...] = ()
+    sender: str | None = None  # "APP|FAC", or "APP" for every facility of that application
+    message_type: str | None = None
+    status: str | None = None
+    control_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+    def where(self) -> tuple[str, list[object]]:
+        """The SQL ``WHERE`` text (``1`` when empty) and its parameters."""
+        parts: list[str] = []
+        args: list[object] = []
+        if self.ids:
+            parts.append(f"id IN ({','.join('?' * len(self.ids))})")
+            args.extend(self.ids)
+        if self.sender:
+            if "|" in self.sender:
+                parts.append("sender = ?")
+                args.append(self.sender)
+            else:
+                parts.append("substr(sender, 1, instr(sender, '|') - 1) = ?")
+                args.append(self.sender)
+        if self.message_type:
+            if self.message_type.endswith("*"):
+                parts.append("substr(message_type, 1, ?) = ?")
+                prefix = self.message_type[:-1]
+                args.extend((len(prefix), prefix))
+            else:
+                parts.append("message_type = ?")
+                args.append(self.message_type)
+        if self.status == "conflict":
+            parts.append("conflict = 1")
+        elif self.status:
+            parts.append("status = ?")
+            args.append(self.status)
+        if self.control_id:
+            parts.append("control_id = ?")
+            args.append(self.control_id)
+        if self.since is not None:
+            parts.append("received_at >= ?")
+            args.append(self.since)
+        if self.until is not None:
+            parts.append("received_at < ?")
+            args.append(self.until)
+        return (" AND ".join(parts) or "1"), args
+
+
+@dataclass(frozen=True)
+class MessageInfo:
+    """A spooled message without its body: what a viewer may see."""
+
+    id: int
+    received_at: float
+    listener: str
+    peer: str
+    sender: str
+    control_id: str
+    message_type: str
+    status: str
+    conflict: bool
+    attempts: int
+    last_error: str | None
+    published_at: float | None
+    kafka_topic: str | None
+    kafka_partition: int | None
+    kafka_offset: int | None
+    summary: str  # JSON: issues and unmapped fields, no values
+    replays: int
+    size: int
+    charset: str
+    timezone: str
+
+
+@dataclass(frozen=True)
+class RejectedInfo:
+    """A refused message without its body."""
+
+    id: int
+    received_at: float
+    listener: str
+    peer: str
+    sender: str
+    control_id: str
+    ack_code: str
+    err_code: str
+    reason: str
+    size: int
+
+
+_INFO_COLUMNS = ("id, received_at, listener, peer, sender, control_id, message_type, status,"
+                 " conflict, attempts, last_error, published_at, kafka_topic, kafka_partition,"
+                 " kafka_offset, summary, replays, length(raw), charset, timezone")
+_REJECTED_COLUMNS = ("id, received_at, listener, peer, sender, control_id, ack_code, err_code,"
+                     " reason, length(raw)")
+
+
 _Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
 
 
@@ -222,6 +327,34 @@ class Spool:
         """Rows waiting to be published, as counted by the writer (no query)."""
         return self._pending_rows
 
+    async def find(self, where: MessageFilter, *, limit: int = 100,
+                   before_id: int | None = None) -> list[MessageInfo]:
+        """Accepted messages matching ``where``, newest first (page with ``before_id``)."""
+        return await self._run(self._find, where, limit, before_id)
+
+    async def find_rejected(self, where: MessageFilter, *, limit: int = 100,
+                            before_id: int | None = None) -> list[RejectedInfo]:
+        """Refused messages matching ``where`` (sender, control id, times), newest first."""
+        return await self._run(self._find_rejected, where, limit, before_id)
+
+    async def body(self, row_id: int) -> tuple[bytes, bytes] | None:
+        """(raw bytes as received, ACK sent) of an accepted message, or None."""
+        return await self._run(self._body, "messages", row_id)
+
+    async def rejected_body(self, row_id: int) -> tuple[bytes, bytes] | None:
+        """(raw bytes as received, NAK sent) of a refused message, or None."""
+        return await self._run(self._body, "rejected", row_id)
+
+    async def replay(self, where: MessageFilter) -> list[int]:
+        """Queue published or failed rows matching ``where`` to be mapped and published again.
+
+        Each gets ``replays + 1`` (so its events carry a new id, ``<event id>-r<n>``) and
+        goes back to ``pending``; the publisher re-maps it with the profiles live then, in
+        spool order. Rows already pending are left as they are. Returns the ids queued.
+        """
+        ids = await self._run(self._replay, where)
+        return ids
+
     async def counts(self) -> dict[str, int]:
         """Row counts by status plus rejected, for health and metrics."""
         return await self._run(self._counts)
@@ -269,6 +402,9 @@ class Spool:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
+        if "replays" not in columns:  # a spool made before replay existed
+            conn.execute("ALTER TABLE messages ADD COLUMN replays INTEGER NOT NULL DEFAULT 0")
         self._conn = conn
         self._pending_rows = self._depth()
 
@@ -324,12 +460,62 @@ class Spool:
     def _pending(self, limit: int, after_id: int) -> list[PendingRow]:
         rows = self._db().execute(
             "SELECT id, received_at, sender, control_id, message_type, event_id,"
-            " raw, charset, timezone FROM messages"
+            " raw, charset, timezone, replays FROM messages"
             " WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?",
             (after_id, limit),
         ).fetchall()
-        return [PendingRow(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8])
+        return [PendingRow(r[0], r[1], r[2], r[3], r[4],
+                           f"{r[5]}-r{r[9]}" if r[9] else r[5], bytes(r[6]), r[7], r[8])
                 for r in rows]
+
+    def _find(self, where: MessageFilter, limit: int, before_id: int | None
+              ) -> list[MessageInfo]:
+        sql, args = where.where()
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        rows = self._db().execute(
+            f"SELECT {_INFO_COLUMNS} FROM messages WHERE {sql} ORDER BY id DESC LIMIT ?",
+            (*args, limit)).fetchall()
+        return [MessageInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
+                            r[10], r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18],
+                            r[19]) for r in rows]
+
+    def _find_rejected(self, where: MessageFilter, limit: int, before_id: int | None
+                       ) -> list[RejectedInfo]:
+        only = MessageFilter(ids=where.ids, sender=where.sender, control_id=where.control_id,
+                             since=where.since, until=where.until)
+        sql, args = only.where()
+        if before_id is not None:
+            sql += " AND id < ?"
+            args.append(before_id)
+        rows = self._db().execute(
+            f"SELECT {_REJECTED_COLUMNS} FROM rejected WHERE {sql} ORDER BY id DESC LIMIT ?",
+            (*args, limit)).fetchall()
+        return [RejectedInfo(*r) for r in rows]
+
+    def _body(self, table: str, row_id: int) -> tuple[bytes, bytes] | None:
+        row = self._db().execute(f"SELECT raw, ack FROM {table} WHERE id = ?",
+                                 (row_id,)).fetchone()
+        return (bytes(row[0]), bytes(row[1])) if row is not None else None
+
+    def _replay(self, where: MessageFilter) -> list[int]:
+        conn = self._db()
+        sql, args = where.where()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [int(r[0]) for r in conn.execute(
+                f"SELECT id FROM messages WHERE ({sql}) AND status != 'pending' ORDER BY id",
+                args)]
+            conn.executemany(
+                "UPDATE messages SET status = 'pending', replays = replays + 1,"
+                " last_error = NULL WHERE id = ?", [(i,) for i in ids])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._pending_rows += len(ids)
+        return ids
 
     def _mark_published(self, marks: list[PublishedMark]) -> None:
         conn = self._db()
@@ -369,8 +555,10 @@ class Spool:
         return int(a + b)
 
     def _depth(self) -> int:
-        return int(self._db().execute(
+        # Also resets the writer's count: ``hl7gw replay`` may have queued rows from outside.
+        self._pending_rows = int(self._db().execute(
             "SELECT count(*) FROM messages WHERE status = 'pending'").fetchone()[0])
+        return self._pending_rows
 
     def _counts(self) -> dict[str, int]:
         conn = self._db()
