@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mappers.engine.build import build_resource, find_unmapped
 from mappers.engine.context import Context
@@ -21,6 +21,9 @@ from mappers.ids import assign_id, resource_id, resource_key
 from mappers.result import ConversionResult
 from mappers.timestamps import TimestampError, to_fhir, zone
 
+if TYPE_CHECKING:
+    from mappers.profiles import Profile
+
 
 @cache
 def default_specs() -> SpecSet:
@@ -33,19 +36,23 @@ def supported_message_types() -> frozenset[str]:
     return frozenset(f"{code}^{event}" for code, event in default_specs().messages)
 
 
-def convert(text: str, *, validate: bool = False, default_tz: str = "UTC") -> ConversionResult:
+def convert(text: str, *, validate: bool = False, default_tz: str | None = None,
+            profile: Profile | None = None) -> ConversionResult:
     """Convert one HL7 v2 message to a FHIR R4 transaction Bundle (same input, same bytes).
 
-    ``default_tz`` gives the offset of timestamps that have a time but no offset.
+    ``default_tz`` gives the offset of timestamps that have a time but no offset (default:
+    the profile's time zone, else UTC). ``profile`` is the sender's profile
+    (``mappers.profiles``): its code tables, field rules and identifier choices apply.
     ``validate=True`` also checks the Bundle with the fhir.resources models (slow, ~ms).
     """
-    return _convert(text, validate, default_tz, trace=None)
+    return _convert(text, validate, default_tz, None, profile)
 
 
-def _convert(text: str, validate: bool, default_tz: str,
-             trace: list[tuple[str, str, str, Any]] | None) -> ConversionResult:
+def _convert(text: str, validate: bool, default_tz: str | None,
+             trace: list[tuple[str, str, str, Any]] | None,
+             profile: Profile | None = None) -> ConversionResult:
     """``convert``; with a ``trace`` list, every rule application is recorded in it."""
-    message, compiled, ctx = _prepare(text, default_tz)
+    message, compiled, ctx = _prepare(text, default_tz, profile)
     ctx.trace = trace
     entries = _entries(compiled, message, ctx)
     unmapped = find_unmapped(message, compiled, ctx)
@@ -59,14 +66,15 @@ def _convert(text: str, validate: bool, default_tz: str,
                             ctx.ids.get("Patient"), ctx.issues, unmapped, header)
 
 
-def check(text: str, *, default_tz: str = "UTC") -> Header:
+def check(text: str, *, default_tz: str | None = None, profile: Profile | None = None
+          ) -> Header:
     """Refuse what ``convert`` would refuse for the envelope and structure; build nothing.
 
     Cheap enough to run before the ACK: tokenizes, reads MSH, checks type, event, version,
     required segments and the identifiers required resource ids are keyed on. Raises the
     same ``MessageError`` subclass (same segment and field) that ``convert`` raises.
     """
-    message, compiled, ctx = _prepare(text, default_tz)
+    message, compiled, ctx = _prepare(text, default_tz, profile)
     for spec in compiled.resources:
         if not spec.id.required:
             continue
@@ -78,14 +86,30 @@ def check(text: str, *, default_tz: str = "UTC") -> Header:
     return message.header
 
 
-def _prepare(text: str, default_tz: str) -> tuple[Message, CompiledMessage, Context]:
+def _prepare(text: str, default_tz: str | None, profile: Profile | None
+             ) -> tuple[Message, CompiledMessage, Context]:
     """Tokenize, choose the message spec and check the envelope: shared by convert and check."""
-    zone(default_tz)  # an unknown zone is the caller's error: raise before reading anything
+    if profile is None:
+        tz = default_tz or "UTC"
+        specs = default_specs()
+        overlay = None
+    else:
+        tz = default_tz or profile.timezone or "UTC"
+        specs = profile.specs
+        overlay = profile.overlay
+        if profile.ignore_segments:
+            text = _without(text, profile.ignore_segments)
+    zone(tz)  # an unknown zone is the caller's error: raise before reading anything
     message = parse(text)
-    specs = default_specs()
     compiled = _message_spec(specs, message.header)
     _check_message(compiled, message)
-    return message, compiled, Context(message, specs.tables, specs.resolved_tables, default_tz)
+    return message, compiled, Context(message, specs.tables, specs.resolved_tables, tz, overlay)
+
+
+def _without(text: str, segments: frozenset[str]) -> str:
+    """``text`` without the segments a profile ignores (neither mapped nor reported)."""
+    lines = text.replace("\r\n", "\r").replace("\n", "\r").split("\r")
+    return "\r".join(line for line in lines if line[:3] not in segments or line.startswith("MSH"))
 
 
 def _entries(compiled: CompiledMessage, message: Message, ctx: Context) -> list[dict[str, Any]]:

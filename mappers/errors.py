@@ -102,6 +102,10 @@ class SpecError(Hl7gwError):
     """A mapping spec or profile file is invalid; the message names file, line and field."""
 
 
+class ProfileError(SpecError):
+    """A per-sender profile is invalid: ``file:line: field: what is wrong``, one per line."""
+
+
 class InvalidOutput(Hl7gwError):
     """A Bundle the mapping produced failed FHIR validation: a mapping bug, not the sender's.
 

@@ -7,10 +7,13 @@ translations under the element they fed, then the issues and the unmapped fields
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mappers.conversion import _convert
 from mappers.result import ConversionResult
+
+if TYPE_CHECKING:
+    from mappers.profiles import Profile
 
 # Which component of a v2 datatype fills which element of its FHIR value (IG datatype maps).
 _PARTS: dict[str, dict[str, str]] = {
@@ -33,16 +36,19 @@ for _alias, _same in (("CE", "CWE"), ("CNE", "CWE"), ("CF", "CWE")):
     _PARTS[_alias] = _PARTS[_same]
 
 
-def explain(text: str, *, default_tz: str = "UTC") -> str:
+def explain(text: str, *, default_tz: str | None = None, profile: Profile | None = None
+            ) -> str:
     """A readable report of one conversion: element <- source field, translations, issues.
 
-    Shows element paths, field references and codes, never names or identifiers.
+    Shows element paths, field references and codes, never names or identifiers. With a
+    ``profile``, says so and shows its translations like the code tables'.
     Raises the same ``MessageError`` as ``convert`` for a message it refuses.
     """
     trace: list[tuple[str, str, str, Any]] = []
-    result = _convert(text, False, default_tz, trace)
+    result = _convert(text, False, default_tz, trace, profile)
+    used = f", sender profile {profile.name!r} ({profile.path})" if profile is not None else ""
     lines = [f"{result.message_type} (MSH-10 control id) -> transaction Bundle with "
-             f"{len(result.bundle['entry'])} resources", ""]
+             f"{len(result.bundle['entry'])} resources{used}", ""]
     lines += _element_lines(trace)
     lines += _closing_lines(result)
     return "\n".join(lines) + "\n"

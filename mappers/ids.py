@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Final
 
-from mappers.datatypes.identity import choose_identifier, component_authority
+from mappers.datatypes.identity import choose_by, choose_identifier, system_for
 from mappers.engine.context import Context
 from mappers.engine.refs import IdView
 from mappers.engine.steps import CompiledResource
@@ -82,10 +82,21 @@ def identifier_key(ctx: Context, segment: Segment, spec: IdView) -> str | None:
     """``system|value`` of the chosen CX; ids without authority are scoped by MSH-4."""
     if spec.field is None:
         return None
-    rep = choose_identifier(ctx.values(spec.field))
+    reps = ctx.values(spec.field)
+    overlay = ctx.overlay
+    rep = None
+    if overlay is not None and spec.field.segment == "PID" and (
+            overlay.key_authority is not None or overlay.key_type is not None):
+        # the sender's profile says which identifier is the patient's key (its MRN)
+        rep = choose_by(reps, overlay.key_authority, overlay.key_type)
+        if rep is None and reps:
+            ctx.issue("patient-key", f"no {spec.field.text} identifier of the profile's "
+                      "authority/type: keyed on the usual choice", location=spec.field.text)
+    if rep is None:
+        rep = choose_identifier(reps)
     if rep is None:
         return None
-    system = component_authority(rep, 4) or f"facility:{ctx.header.sending_facility}"
+    system = system_for(ctx, rep, 4) or f"facility:{ctx.header.sending_facility}"
     return f"{system}|{rep.component(1).strip()}"
 
 

@@ -40,6 +40,9 @@ def codeable_concept(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str,
         if not display:
             del coding["display"]
         codings.append(coding)
+    overlay = ctx.overlay
+    if overlay is not None and overlay.local_codes:
+        _translate(ctx, c, codings, overlay.local_codes)
     first = c[0]
     if first and rule.table is not None:
         found, mapped = ctx.lookup(rule.table, first)
@@ -49,6 +52,25 @@ def codeable_concept(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str,
     if not codings:
         return {"text": text} if text else None
     return {"coding": codings, "text": text} if text else {"coding": codings}
+
+
+def _translate(ctx: Context, c: list[str], codings: list[dict[str, Any]],
+               local: dict[tuple[str, str], dict[str, str]]) -> None:
+    """Put the standard coding a sender profile gives for a local code first."""
+    for at in (0, 3, 9):
+        code = c[at]
+        if not code:
+            continue
+        found = local.get((c[at + 2], code)) or local.get(("*", code))
+        if found is None:
+            continue
+        if ctx.trace is not None:
+            ctx.trace.append(("", ctx.location, "table",
+                              f"profile local_codes: {c[at + 2] or '-'} {code} -> "
+                              f"{found.get('system', '')} {found['code']}"))
+        if not any(_same(found, known) for known in codings):
+            codings.insert(0, dict(found))
+        return
 
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:

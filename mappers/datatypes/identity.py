@@ -75,6 +75,19 @@ def _remember(key: tuple[str, str, str], system: str | None) -> str | None:
     return system
 
 
+def system_for(ctx: Context, rep: Repetition, at: int) -> str | None:
+    """``component_authority``, unless the sender's profile names the authority's system."""
+    overlay = ctx.overlay
+    if overlay is not None and overlay.systems:
+        raw = rep.raw_component(at)
+        if raw:
+            hd = Repetition(raw, rep.encoding, sep=rep.encoding.subcomponent).decoded(2)
+            found = overlay.systems.get(hd[0]) or (overlay.systems.get(hd[1]) if hd[1] else None)
+            if found is not None:
+                return found
+    return component_authority(rep, at)
+
+
 def choose_identifier(reps: list[Repetition]) -> Repetition | None:
     """The identifier a resource id is keyed on: the first with an assigning authority."""
     valued = [rep for rep in reps if rep.component(1).strip()]
@@ -82,6 +95,25 @@ def choose_identifier(reps: list[Repetition]) -> Repetition | None:
         if component_authority(rep, 4):
             return rep
     return valued[0] if valued else None
+
+
+def choose_by(reps: list[Repetition], authority: str | None, kind: str | None
+              ) -> Repetition | None:
+    """The first valued CX whose authority (CX.4.1 or .2) and type (CX.5) are those given."""
+    for rep in reps:
+        c = rep.decoded(5)
+        if not c[0].strip():
+            continue
+        if kind is not None and c[4] != kind:
+            continue
+        if authority is not None:
+            raw = rep.raw_component(4)
+            hd = Repetition(raw, rep.encoding, sep=rep.encoding.subcomponent).decoded(2) \
+                if raw else ["", ""]
+            if authority not in (hd[0], hd[1]):
+                continue
+        return rep
+    return None
 
 
 @datatype("CX", args={"default_type": str})
@@ -92,7 +124,7 @@ def identifier(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] 
     if not value:
         return None
     out: dict[str, Any] = {"value": value}
-    system = component_authority(rep, 4)
+    system = system_for(ctx, rep, 4)
     if system:
         out["system"] = system
     type_code = c[4] or rule.args.get("default_type")
@@ -121,7 +153,7 @@ def practitioner(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any
     display = " ".join(p for p in (c[5], c[2], c[3], c[1], c[4], c[6]) if p)
     out: dict[str, Any] = {"display": display} if display else {}
     if c[0]:
-        system = component_authority(rep, 9)
+        system = system_for(ctx, rep, 9)
         out["identifier"] = {"value": c[0], "system": system} if system else {"value": c[0]}
     return out or None
 
@@ -180,7 +212,7 @@ def practitioner_identifier(rep: Repetition, ctx: Context, rule: RuleView) -> di
     value = rep.component(1).strip()
     if not value:
         return None
-    system = component_authority(rep, 9)
+    system = system_for(ctx, rep, 9)
     return {"system": system, "value": value} if system else {"value": value}
 
 

@@ -6,7 +6,7 @@ from bisect import bisect_left
 from typing import Any
 
 from mappers.engine.models import CodeTable
-from mappers.engine.refs import FieldRef
+from mappers.engine.refs import FieldRef, Overlay
 from mappers.hl7v2 import NULL, Field, Header, Message, Repetition, Segment
 from mappers.result import Issue, Severity
 
@@ -15,12 +15,14 @@ class Context:
     """What datatype functions, predicates and id keys may look at while mapping a message."""
 
     __slots__ = ("_before", "_children", "_ends", "_resolved", "built", "children", "consumed",
-                 "default_tz", "header", "ids", "issues", "location", "message", "rids", "scratch",
-                 "segment", "tables", "times", "trace")
+                 "default_tz", "header", "ids", "issues", "location", "message", "overlay",
+                 "rids", "scratch", "segment", "tables", "times", "trace")
 
     def __init__(self, message: Message, tables: dict[str, CodeTable],
-                 resolved: dict[str, dict[str, Any]], default_tz: str) -> None:
+                 resolved: dict[str, dict[str, Any]], default_tz: str,
+                 overlay: Overlay | None = None) -> None:
         self.message = message
+        self.overlay = overlay  # the sender profile's per-value changes, if any
         self.header: Header = message.header
         self.tables = tables
         self._resolved = resolved

@@ -55,8 +55,23 @@ class SpecSet:
     resolved_tables: dict[str, dict[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class SpecSources:
+    """The spec models as read from their files, before compiling: what profiles layer on."""
+
+    tables: dict[str, CodeTable]
+    resources: dict[str, ResourceSpec]
+    messages: list[tuple[Path, MessageSpec]]
+    origin: dict[str, Path]  # resource spec name -> its file
+
+
 def load_specs(*roots: Path) -> SpecSet:
     """Load specs from ``roots`` (default: the built-in ones); later roots override by name."""
+    return compile_specs(read_specs(*roots))
+
+
+def read_specs(*roots: Path) -> SpecSources:
+    """Parse and check each spec file on its own (no cross-checks yet)."""
     files: dict[tuple[str, str], Path] = {}
     for root in roots or (SPEC_ROOT,):
         for kind in ("messages", "resources", "codes"):
@@ -65,7 +80,7 @@ def load_specs(*roots: Path) -> SpecSet:
     tables: dict[str, CodeTable] = {}
     resources: dict[str, ResourceSpec] = {}
     messages: list[tuple[Path, MessageSpec]] = []
-    origin: dict[int, Path] = {}
+    origin: dict[str, Path] = {}
     for (kind, _stem), path in files.items():
         if kind == "codes":
             table = _load(path, CodeTable)
@@ -73,13 +88,19 @@ def load_specs(*roots: Path) -> SpecSet:
         elif kind == "resources":
             res = _load(path, ResourceSpec)
             resources[res.key] = res
-            origin[id(res)] = path
+            origin[res.key] = path
         else:
             messages.append((path, _load(path, MessageSpec)))
-    for res in resources.values():
-        _check_resource(origin[id(res)], res, tables)
+    return SpecSources(tables, resources, messages, origin)
+
+
+def compile_specs(src: SpecSources) -> SpecSet:
+    """Cross-check the models (tables, references, paths) and compile them for conversion."""
+    tables, resources = src.tables, src.resources
+    for key, res in resources.items():
+        _check_resource(src.origin[key], res, tables)
     compiled: dict[tuple[str, str], CompiledMessage] = {}
-    for path, msg in messages:
+    for path, msg in src.messages:
         built = _compile_message(path, msg, resources)
         for event in msg.events:
             if (msg.message, event) in compiled:

@@ -63,3 +63,21 @@ class IdView:
         self.scope = scope
         self.required = required
         self.shared = shared
+
+
+class Overlay:
+    """What a per-sender profile changes while a message converts (``mappers.profiles``).
+
+    The rest of a profile (code tables, extra field rules, the patient key's field) is
+    compiled into the profile's own spec set; these are the parts datatype functions and
+    id keys consult per value: assigning authority -> identifier system, local codings ->
+    standard ones, and which PID-3 repetition keys the Patient.
+    """
+
+    def __init__(self, systems: dict[str, str],
+                 local_codes: dict[tuple[str, str], dict[str, str]],
+                 key_authority: str | None, key_type: str | None) -> None:
+        self.systems = systems  # HD.1 namespace or HD.2 universal id -> system URI
+        self.local_codes = local_codes  # (CWE.3 as sent or "*", code) -> Coding
+        self.key_authority = key_authority  # CX.4 namespace or universal id
+        self.key_type = key_type  # CX.5 identifier type code
