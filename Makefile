@@ -38,7 +38,7 @@ bench: setup  ## mapping and MLLP intake throughput, each next to a same-run cei
 	$(BIN)/hl7gw bench intake
 
 bench-instructions: setup  ## instructions per conversion (callgrind): stable on a busy machine
-	@for label in "ADT^A01" "ORU^R01 10 OBX"; do \
+	@for label in "ADT^A01" "ORU^R01 10 OBX" "ORU^R01 10 OBX, sender profile"; do \
 	  run() { PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
 	    $(BIN)/python -m mappers.bench "$$label" $$1 2>&1 | sed -n 's/.*Collected : //p'; }; \
 	  a=$$(run 10); b=$$(run 60); \

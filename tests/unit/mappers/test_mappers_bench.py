@@ -37,6 +37,19 @@ def test_run_reports_flat_rates_per_type() -> None:
         assert f"{label} convert msg/s" in figures
     assert "ADT^A01 convert+validate msg/s" in figures
     assert "ORU^R01 10 OBX convert+validate msg/s" in figures
+    assert f"{bench.PROFILED} convert msg/s" in figures
+
+
+def test_the_profiled_sample_uses_every_kind_of_profile_change() -> None:
+    text, profile = bench._profiled()
+    result = convert(text, profile=profile)
+    observations = [e["resource"] for e in result.bundle["entry"]
+                    if e["resource"]["resourceType"] == "Observation"]
+    assert len(observations) == 10
+    assert all(o["extension"][0]["valueString"] == "Cobas 8000" for o in observations)
+    assert any(o["code"]["coding"][0]["system"] == "https://riverside.example/tests"
+               for o in observations)
+    assert convert(text).bundle != result.bundle
     assert figures["ADT^A01 parse msg/s"] > figures["ADT^A01 check msg/s"] > \
         figures["ADT^A01 convert msg/s"] > figures["ADT^A01 convert+validate msg/s"]
 
