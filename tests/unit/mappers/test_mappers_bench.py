@@ -38,6 +38,8 @@ def test_run_reports_flat_rates_per_type() -> None:
     assert "ADT^A01 convert+validate msg/s" in figures
     assert "ORU^R01 10 OBX convert+validate msg/s" in figures
     assert f"{bench.PROFILED} convert msg/s" in figures
+    assert figures["ADT^A01 parse msg/s"] > figures["ADT^A01 check msg/s"] > \
+        figures["ADT^A01 convert msg/s"] > figures["ADT^A01 convert+validate msg/s"]
 
 
 def test_the_profiled_sample_uses_every_kind_of_profile_change() -> None:
@@ -50,8 +52,6 @@ def test_the_profiled_sample_uses_every_kind_of_profile_change() -> None:
     assert any(o["code"]["coding"][0]["system"] == "https://riverside.example/tests"
                for o in observations)
     assert convert(text).bundle != result.bundle
-    assert figures["ADT^A01 parse msg/s"] > figures["ADT^A01 check msg/s"] > \
-        figures["ADT^A01 convert msg/s"] > figures["ADT^A01 convert+validate msg/s"]
 
 
 def test_run_needs_enough_messages() -> None:
