@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -28,7 +30,7 @@ from connectors.bridge import Bridge
 from connectors.cloud import create_app as create_function_app
 from connectors.settings import BridgeSettings
 from gateway.ack import ack_code_of
-from gateway.config import GatewaySettings
+from gateway.config import ConsoleUser, GatewaySettings
 from gateway.dev.kafka import LocalKafka, default_cache_dir
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
@@ -64,8 +66,8 @@ def run_dev_up(settings: GatewaySettings, samples: Path, *, once: bool = False) 
             broker = LocalKafka(data_dir=WORKSPACE / "kafka", cache_dir=default_cache_dir())
             bootstrap = broker.start()
             say(f"Kafka ready at {bootstrap} in {time.monotonic() - began:.1f}s")
-        settings = _local(settings, bootstrap)
-        return asyncio.run(_pipeline(settings, files, once=once))
+        settings, token = _local(settings, bootstrap)
+        return asyncio.run(_pipeline(settings, files, once=once, token=token))
     except KeyboardInterrupt:
         say("\nstopped")
         return 0
@@ -75,14 +77,27 @@ def run_dev_up(settings: GatewaySettings, samples: Path, *, once: bool = False) 
             broker.stop()
 
 
-def _local(settings: GatewaySettings, bootstrap: str) -> GatewaySettings:
+def _local(settings: GatewaySettings, bootstrap: str) -> tuple[GatewaySettings, str | None]:
+    """The settings for this run's workspace, and a console token made for this run only.
+
+    With no console users configured, an operator is added for the run, so the demo's
+    console can be opened at once; its token is printed, never stored (only its hash).
+    """
     kafka = settings.kafka.model_copy(update={"bootstrap_servers": bootstrap})
     spool = settings.spool.model_copy(update={"path": WORKSPACE / "spool.db"})
     fn = settings.function
     bridge = settings.bridge or BridgeSettings(
         topic=kafka.topic, group_id="hl7gw-dev-bridge",
         target_url=f"http://{fn.host}:{fn.port}/events")
-    return settings.model_copy(update={"kafka": kafka, "spool": spool, "bridge": bridge})
+    console = settings.console.model_copy(update={"audit_path": WORKSPACE / "audit.jsonl"})
+    token = None
+    if console.enabled and not console.users:
+        token = secrets.token_urlsafe(24)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        console = console.model_copy(update={"users": [
+            ConsoleUser(name="dev-up", role="operator", token_sha256=digest)]})
+    return settings.model_copy(update={"kafka": kafka, "spool": spool, "bridge": bridge,
+                                       "console": console}), token
 
 
 async def _create_topics(settings: GatewaySettings) -> None:
@@ -102,7 +117,8 @@ async def _create_topics(settings: GatewaySettings) -> None:
         await admin.close()
 
 
-async def _pipeline(settings: GatewaySettings, files: list[Path], *, once: bool) -> int:
+async def _pipeline(settings: GatewaySettings, files: list[Path], *, once: bool,
+                    token: str | None = None) -> int:
     await _create_topics(settings)
     fn = settings.function
     function_server = uvicorn.Server(uvicorn.Config(
@@ -120,8 +136,11 @@ async def _pipeline(settings: GatewaySettings, files: list[Path], *, once: bool)
     try:
         async with GatewayService(settings) as gateway:
             port = gateway.listeners[0].port
-            say(f"gateway: MLLP 127.0.0.1:{port}, health http://{settings.http.host}:"
-                f"{gateway.http_port}/readyz, metrics /metrics")
+            base = f"http://{settings.http.host}:{gateway.http_port}"
+            say(f"gateway: MLLP 127.0.0.1:{port}, health {base}/readyz, metrics /metrics")
+            if settings.console.enabled:
+                login = f" (sign in with token {token}, made for this run)" if token else ""
+                say(f"console: {base}/console{login}")
             sent = await _send_samples(port, files)
             events = await _wait_for_events(f"http://{fn.host}:{fn.port}/events", sent)
             await _show_kafka(settings, sent)
