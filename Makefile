@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit integration lint bench bench-instructions clean
+.PHONY: setup run test unit integration browser lint bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ unit: setup
 
 integration: setup
 	$(BIN)/pytest tests/integration
+
+browser: setup  ## Debian's Chromium for the console's browser tests (root; never `playwright install`)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	$(BIN)/pytest -m browser tests/browser
 
 lint: setup
 	$(BIN)/ruff check .

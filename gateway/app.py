@@ -1,12 +1,21 @@
-"""The gateway's HTTP face: health, readiness and Prometheus metrics."""
+"""The gateway's HTTP face: health, readiness, Prometheus metrics, and the console.
+
+The console (``gateway.console``: web pages under ``/console``, JSON under ``/api/v1``) is
+added when a console runtime is passed and ``console.enabled`` is true; its dashboard
+sampler runs with the app's lifespan, so serve the app with ``lifespan="on"``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from gateway.console import Console, ConsoleRuntime, mount_console
 
 
 class Runtime(Protocol):
@@ -19,9 +28,21 @@ class Runtime(Protocol):
         ...
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the admin app for a running gateway."""
-    app = FastAPI(title="hl7gw gateway", docs_url="/docs", redoc_url=None)
+def create_app(runtime: Runtime, *, console: ConsoleRuntime | None = None) -> FastAPI:
+    """Build the admin app for a running gateway (with the console when ``console`` is set)."""
+    mounted: list[Console] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for c in mounted:
+            c.sampler.start()
+        try:
+            yield
+        finally:
+            for c in mounted:
+                await c.sampler.stop()
+
+    app = FastAPI(title="hl7gw gateway", docs_url="/docs", redoc_url=None, lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -39,5 +60,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def metrics() -> Response:
         """Prometheus text exposition."""
         return Response(generate_latest(runtime.registry), media_type=CONTENT_TYPE_LATEST)
+
+    if console is not None:
+        added = mount_console(app, console, console.settings.console)
+        if added is not None:
+            mounted.append(added)
+
+            @app.get("/", include_in_schema=False)
+            async def root() -> RedirectResponse:
+                """The console's dashboard is the front page."""
+                return RedirectResponse("/console", status_code=307)
 
     return app

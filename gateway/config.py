@@ -148,6 +148,7 @@ class ConsoleSettings(_Strict):
     users: list[ConsoleUser] = Field(default_factory=list)  # none: console refuses everyone
     audit_path: Path = Path("var/audit.jsonl")  # every body view and replay: who, what, when
     session_hours: float = Field(default=8.0, gt=0)  # a console login lasts this long
+    sample_interval_s: float = Field(default=5.0, ge=0.1)  # dashboard series, one hour kept
 
 
 class GatewaySettings(_Strict):

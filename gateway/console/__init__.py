@@ -1,0 +1,94 @@
+"""The gateway's web console and JSON admin API, on the gateway's HTTP port.
+
+``mount_console`` adds ``/console`` (HTML pages), ``/console/static`` (CSS and a little
+JavaScript, served locally: no CDN, works offline) and ``/api/v1`` (JSON) to the app, with
+authentication, two roles and an audit log (see docs/console.md). With
+``console.enabled: false`` none of these routes exist.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.base import RequestResponseEndpoint
+
+from gateway.config import ConsoleSettings
+from gateway.console.api import build_api
+from gateway.console.audit import AuditError
+from gateway.console.core import Console, ConsoleRuntime, Denied
+from gateway.console.pages import build_pages, make_environment
+
+STATIC = Path(__file__).parent / "static"
+
+# Pages show patient data: no caching, no framing, scripts and styles from here only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                "img-src 'self' data:; frame-ancestors 'none'; "
+                                "form-action 'self'; base-uri 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+def _is_console(path: str) -> bool:
+    return path == "/console" or path.startswith(("/console/", "/api/v1/"))
+
+
+def mount_console(app: FastAPI, runtime: ConsoleRuntime, settings: ConsoleSettings
+                  ) -> Console | None:
+    """Add the console and API routes to ``app``; None (and no routes) when disabled.
+
+    The caller starts ``console.sampler`` with the app (lifespan) and stops it after.
+    """
+    if not settings.enabled:
+        return None
+    console = Console(runtime, settings)
+    env = make_environment()
+    app.include_router(build_api(console))
+    app.include_router(build_pages(console))
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
+
+    @app.exception_handler(Denied)
+    async def denied(request: Request, exc: Denied) -> Response:
+        if request.url.path.startswith("/api/"):
+            headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+            return JSONResponse({"error": exc.message}, status_code=exc.status,
+                                headers=headers)
+        if exc.status == 401 and console.users.configured:
+            target = quote(request.url.path, safe="/")
+            return RedirectResponse(f"/console/login?next={target}", status_code=303)
+        caller = console.caller(request)
+        html = env.get_template("error.html").render(
+            status=exc.status, message=exc.message, path=request.url.path,
+            user=caller.user if caller else None,
+            csrf=caller.session.csrf if caller and caller.session else "")
+        return HTMLResponse(html, status_code=exc.status)
+
+    @app.exception_handler(AuditError)
+    async def audit_failed(request: Request, exc: AuditError) -> Response:
+        message = f"refused: the audit log cannot be written ({exc})"
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status_code=503)
+        html = env.get_template("error.html").render(status=503, message=message, user=None,
+                                                     path="", csrf="")
+        return HTMLResponse(html, status_code=503)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: RequestResponseEndpoint
+                               ) -> Response:
+        response = await call_next(request)
+        if _is_console(request.url.path):
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    return console
+
+
+__all__ = ["Console", "ConsoleRuntime", "mount_console"]

@@ -1,0 +1,355 @@
+"""What the console's pages and the admin API share: the runtime, users, audit, queries.
+
+Both faces authenticate the same way (a bearer token, or a browser session cookie), audit
+the same actions and read the spool through the same helpers here, so the JSON API and the
+HTML pages cannot drift apart in who may see what.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from starlette.requests import Request
+
+from gateway.config import ConsoleSettings, GatewaySettings
+from gateway.console.audit import AuditLog
+from gateway.console.auth import NO_USERS, Principal, Session, Sessions, Users
+from gateway.console.dashboard import Sampler
+from gateway.console.mapview import MappingView, map_text, parse_summary
+from gateway.intake import Intake
+from gateway.metrics import GatewayMetrics
+from gateway.publisher import Publisher
+from gateway.spool import MessageFilter, MessageInfo, RejectedInfo, Spool
+from mappers.profiles import EMPTY_PROFILES, ProfileSet
+
+COOKIE = "hl7gw_console"
+STATUSES = ("pending", "published", "failed", "conflict")
+PAGE_SIZE = 50
+
+
+class ConsoleRuntime(Protocol):
+    """What the console needs from the running gateway (``GatewayService`` has it all)."""
+
+    @property
+    def settings(self) -> GatewaySettings: ...
+
+    @property
+    def spool(self) -> Spool: ...
+
+    @property
+    def metrics(self) -> GatewayMetrics: ...
+
+    @property
+    def publisher(self) -> Publisher: ...
+
+    @property
+    def intakes(self) -> Mapping[str, Intake]: ...
+
+
+class Denied(Exception):
+    """A request the console refuses: 400 (bad filter), 401, 403, 404 or 409, with why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, and how (a session for browsers; None for bearer tokens)."""
+
+    user: Principal
+    session: Session | None
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed message filter plus paging, and the raw values to echo into forms."""
+
+    filter: MessageFilter
+    limit: int
+    before: int | None
+    values: dict[str, str]
+
+
+def parse_time(value: str) -> float:
+    """Unix seconds, or ISO 8601 (``2024-01-15T10:30``; no offset means UTC)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise Denied(400, f"not a time: {value!r} (use ISO 8601 like 2024-01-15T10:30, "
+                          "UTC unless an offset is given, or Unix seconds)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def iso(ts: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC (``...Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_query(params: Mapping[str, str]) -> Query:
+    """A filter from query parameters: sender, type, status, control_id, since, until."""
+    values = {k: params.get(k, "").strip() for k in
+              ("sender", "type", "status", "control_id", "since", "until")}
+    status = values["status"] or None
+    if status is not None and status not in STATUSES:
+        raise Denied(400, f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    try:
+        limit = min(max(int(params.get("limit") or PAGE_SIZE), 1), 500)
+        before = int(params["before"]) if params.get("before") else None
+    except ValueError:
+        raise Denied(400, "limit and before must be whole numbers") from None
+    flt = MessageFilter(sender=values["sender"] or None, message_type=values["type"] or None,
+                        status=status, control_id=values["control_id"] or None,
+                        since=parse_time(values["since"]) if values["since"] else None,
+                        until=parse_time(values["until"]) if values["until"] else None)
+    return Query(flt, limit, before, values)
+
+
+def filter_from_json(body: Any) -> MessageFilter:
+    """A replay filter from a JSON body; an empty one needs ``"all": true`` (no accidents)."""
+    if not isinstance(body, dict):
+        raise Denied(400, "send a JSON object: ids, sender, message_type, status, "
+                          "control_id, since, until (or all: true)")
+    known = {"ids", "sender", "message_type", "status", "control_id", "since", "until", "all"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise Denied(400, f"unknown filter field(s): {', '.join(unknown)}")
+    ids = body.get("ids") or []
+    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+        raise Denied(400, "ids must be a list of row ids (integers)")
+    status = body.get("status")
+    if status is not None and status not in STATUSES:
+        raise Denied(400, f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+
+    def text(key: str) -> str | None:
+        value = body.get(key)
+        if value is not None and not isinstance(value, str):
+            raise Denied(400, f"{key} must be a string")
+        return value or None
+
+    def moment(key: str) -> float | None:
+        value = body.get(key)
+        if value is None or value == "":
+            return None
+        return float(value) if isinstance(value, int | float) else parse_time(str(value))
+
+    flt = MessageFilter(ids=tuple(ids), sender=text("sender"),
+                        message_type=text("message_type"), status=status,
+                        control_id=text("control_id"), since=moment("since"),
+                        until=moment("until"))
+    if flt == MessageFilter() and body.get("all") is not True:
+        raise Denied(400, "an empty filter would replay every message; "
+                          'send "all": true if that is what you mean')
+    return flt
+
+
+def filter_record(flt: MessageFilter) -> dict[str, Any]:
+    """A filter for the audit log: only the fields that were set."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(flt).items()
+            if v not in (None, ())}
+
+
+def message_json(info: MessageInfo) -> dict[str, Any]:
+    """A spooled message's metadata for the API (summary parsed, times also as ISO)."""
+    data = asdict(info)
+    data["summary"] = parse_summary(info.summary)
+    data["received"] = iso(info.received_at)
+    data["published"] = iso(info.published_at)
+    return data
+
+
+def rejected_json(info: RejectedInfo) -> dict[str, Any]:
+    """A refused message's metadata for the API."""
+    data = asdict(info)
+    data["received"] = iso(info.received_at)
+    return data
+
+
+def peer_of(request: Request) -> str:
+    """``host:port`` of the HTTP client, for the audit log."""
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "unknown"
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the request came from another site (CSRF defence)."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return origin.split("://", 1)[-1] == request.headers.get("host", "")
+    site = request.headers.get("sec-fetch-site")
+    return site in (None, "same-origin", "none")
+
+
+class Console:
+    """The console's state for one running gateway."""
+
+    def __init__(self, runtime: ConsoleRuntime, settings: ConsoleSettings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.users = Users(settings.users)
+        self.sessions = Sessions(settings.session_hours)
+        self.audit = AuditLog(settings.audit_path)
+        self.sampler = Sampler(runtime.metrics, runtime.spool,
+                               interval_s=settings.sample_interval_s)
+
+    # -- who is asking --------------------------------------------------------------------
+
+    def caller(self, request: Request) -> Caller | None:
+        """The bearer token's user, else the session cookie's, else None."""
+        header = request.headers.get("authorization", "")
+        if header:
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            user = self.users.authenticate(token.strip())
+            return Caller(user, None) if user else None
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        return Caller(session.user, session) if session else None
+
+    def require(self, request: Request, role: str) -> Caller:
+        """The caller if they hold ``role``; Denied(401/403) otherwise."""
+        caller = self.caller(request)
+        if caller is None:
+            if not self.users.configured:
+                raise Denied(401, NO_USERS)
+            if request.headers.get("authorization"):
+                raise Denied(401, "unknown or malformed token: send Authorization: Bearer "
+                                  "<token> with a token listed (as its SHA-256) in "
+                                  "console.users")
+            raise Denied(401, "authentication required: send Authorization: Bearer <token>"
+                              " (or log in at /console/login)")
+        if not caller.user.may(role):
+            raise Denied(403, f"{caller.user.role}s may not do this; it needs the {role} role")
+        return caller
+
+    def check_write(self, request: Request, caller: Caller, csrf: str | None) -> None:
+        """For a change made with a session cookie: same origin and the session's token."""
+        if caller.session is None:
+            return  # bearer tokens are not sent by browsers on their own: no CSRF risk
+        if not same_origin(request) or csrf != caller.session.csrf:
+            raise Denied(403, "refused: this form did not come from this console "
+                              "(reload the page and try again)")
+
+    async def record(self, request: Request, caller: Caller, action: str, *,
+                     targets: list[int] | None = None, filter: dict[str, Any] | None = None,
+                     outcome: str | None = None) -> None:
+        """Append an audit entry for ``caller``; AuditError propagates (action refused)."""
+        await self.audit.record(user=caller.user.name, role=caller.user.role, action=action,
+                                peer=peer_of(request), targets=targets, filter=filter,
+                                outcome=outcome)
+
+    # -- profiles -------------------------------------------------------------------------
+
+    def profile_state(self) -> tuple[ProfileSet, int | None, str | None]:
+        """(live profiles, reload generation, last reload error), whatever the runtime has."""
+        store = getattr(self.runtime, "profiles", None)
+        if store is None:
+            return EMPTY_PROFILES, None, None
+        current = getattr(store, "current", None)
+        profiles = current if isinstance(current, ProfileSet) else EMPTY_PROFILES
+        return profiles, getattr(store, "generation", None), getattr(store, "last_error", None)
+
+    def profiles_json(self) -> dict[str, Any]:
+        """Names, matches and the last reload error, for the API and the pages."""
+        profiles, generation, error = self.profile_state()
+        return {"generation": generation, "last_error": error, "profiles": [
+            {"name": p.name, "description": p.description, "path": p.path,
+             "match": {"application": p.application, "facility": p.facility,
+                       "version": p.version},
+             "timezone": p.timezone, "charset": p.charset} for p in profiles.profiles]}
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def message(self, row_id: int) -> MessageInfo:
+        """One accepted message's metadata; Denied(404) when there is no such row."""
+        found = await self.runtime.spool.find(MessageFilter(ids=(row_id,)), limit=1)
+        if not found:
+            raise Denied(404, f"no message with id {row_id} (pruned, or never stored)")
+        return found[0]
+
+    async def rejected(self, row_id: int) -> RejectedInfo:
+        """One refused message's metadata; Denied(404) when there is no such row."""
+        found = await self.runtime.spool.find_rejected(MessageFilter(ids=(row_id,)), limit=1)
+        if not found:
+            raise Denied(404, f"no rejected message with id {row_id} (pruned, or never kept)")
+        return found[0]
+
+    def listener_charset(self, listener: str) -> str:
+        """The charset a listener reads with (for refused rows, which keep none)."""
+        for ls in self.runtime.settings.listeners:
+            if ls.name == listener:
+                return ls.charset
+        return "utf-8"
+
+    def map_row(self, text: str, row_timezone: str) -> MappingView:
+        """Map a stored message as the gateway would now: profile by MSH, zone fallback."""
+        profiles, _, _ = self.profile_state()
+        return map_text(text, profile=profiles.select_text(text), fallback_tz=row_timezone)
+
+    async def body(self, request: Request, caller: Caller, row_id: int) -> dict[str, Any]:
+        """An accepted message's raw text, ACK and Bundle as mapped now; audited first."""
+        info = await self.message(row_id)
+        stored = await self.runtime.spool.body(row_id)
+        if stored is None:
+            raise Denied(404, f"no message with id {row_id}")
+        await self.record(request, caller, "view_body", targets=[row_id])
+        raw, ack = stored
+        text = raw.decode(info.charset, "replace")
+        view = self.map_row(text, info.timezone)
+        return {"id": row_id, "charset": info.charset, "raw": text,
+                "ack": ack.decode(info.charset, "replace"), "mapping": view}
+
+    async def rejected_body(self, request: Request, caller: Caller, row_id: int
+                            ) -> dict[str, Any]:
+        """A refused message's raw text and NAK; audited first."""
+        info = await self.rejected(row_id)
+        stored = await self.runtime.spool.rejected_body(row_id)
+        if stored is None:
+            raise Denied(404, f"no rejected message with id {row_id}")
+        await self.record(request, caller, "view_rejected_body", targets=[row_id])
+        raw, ack = stored
+        charset = self.listener_charset(info.listener)
+        text = raw.decode(charset, "replace")
+        return {"id": row_id, "charset": charset, "raw": text,
+                "ack": ack.decode(charset, "replace"),
+                "mapping": self.map_row(text, self.runtime.settings.default_timezone)}
+
+    async def replay(self, request: Request, caller: Caller, flt: MessageFilter) -> list[int]:
+        """Queue matching published/failed rows again; audited with the ids queued."""
+        ids = await self.runtime.spool.replay(flt)
+        await self.record(request, caller, "replay", targets=ids, filter=filter_record(flt))
+        if ids:
+            self.runtime.publisher.wake()
+        return ids
+
+    async def reprocess(self, request: Request, caller: Caller, row_id: int
+                        ) -> dict[str, Any]:
+        """Run a refused message through its listener's intake again; audited."""
+        info = await self.rejected(row_id)
+        intake = self.runtime.intakes.get(info.listener)
+        if intake is None:
+            raise Denied(409, f"listener {info.listener!r} no longer exists; "
+                              "cannot reprocess this message")
+        stored = await self.runtime.spool.rejected_body(row_id)
+        if stored is None:
+            raise Denied(404, f"no rejected message with id {row_id}")
+        result = await intake.handle(stored[0], peer=f"console:{caller.user.name}")
+        outcome = result.outcome
+        new = {"status": outcome.status, "row_id": outcome.row_id} if outcome else None
+        await self.record(request, caller, "reprocess", targets=[row_id],
+                          outcome=f"{result.code}" + (f" {outcome.status} row {outcome.row_id}"
+                                                      if outcome else ""))
+        return {"id": row_id, "ack_code": result.code, "result": new}

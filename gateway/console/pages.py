@@ -1,0 +1,295 @@
+"""The web console's HTML pages: server-rendered Jinja2, usable without JavaScript.
+
+Every page checks the caller first (a session cookie from ``/console/login``, or a bearer
+token); a missing login redirects to the login form, a missing role gets a 403 page. Forms
+that change something (replay, reprocess, logout) carry the session's CSRF token and must
+come from this origin; the session cookie is also ``SameSite=Strict``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from gateway.console.api import MAX_PLAYGROUND_BYTES
+from gateway.console.auth import NO_USERS
+from gateway.console.core import (
+    COOKIE,
+    STATUSES,
+    Caller,
+    Console,
+    Denied,
+    parse_query,
+    peer_of,
+    same_origin,
+)
+from gateway.console.dashboard import charts
+from gateway.console.hl7view import segments
+from gateway.console.mapview import AUTO, NONE, map_text, parse_summary, pick_profile
+from gateway.spool import MessageFilter
+from mappers.errors import Hl7gwError
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _ts(value: float | None) -> str:
+    if value is None:
+        return ""
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "none pending"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def make_environment() -> Environment:
+    """Jinja2 with autoescaping on for every template (values are escaped, always)."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["ts"] = _ts
+    env.filters["age"] = _age
+    return env
+
+
+def build_pages(console: Console) -> APIRouter:
+    """Routes for ``/console``."""
+    pages = APIRouter(prefix="/console")
+    env = make_environment()
+    spool = console.runtime.spool
+
+    def render(name: str, request: Request, caller: Caller | None, status: int = 200,
+               **context: Any) -> HTMLResponse:
+        context.update(user=caller.user if caller else None,
+                       csrf=caller.session.csrf if caller and caller.session else "",
+                       path=request.url.path)
+        return HTMLResponse(env.get_template(name).render(**context), status_code=status)
+
+    def page_caller(request: Request, role: str) -> Caller:
+        return console.require(request, role)
+
+    async def form(request: Request) -> dict[str, str]:
+        data = await request.form()
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+
+    # -- login ----------------------------------------------------------------------------
+
+    @pages.get("/login")
+    async def login_form(request: Request, next: str = "/console") -> HTMLResponse:
+        problem = None if console.users.configured else NO_USERS
+        return render("login.html", request, None, next=_safe_next(next), problem=problem)
+
+    @pages.post("/login", response_model=None)
+    async def login(request: Request) -> Response:
+        data = await form(request)
+        target = _safe_next(data.get("next", "/console"))
+        if not console.users.configured:
+            return render("login.html", request, None, 403, next=target, problem=NO_USERS)
+        if not same_origin(request):
+            return render("login.html", request, None, 403, next=target,
+                          problem="refused: the login form must be sent from this console")
+        user = console.users.authenticate(data.get("token", "").strip())
+        if user is None:
+            await console.audit.record(user="", role="", action="login_failed",
+                                       peer=peer_of(request))
+            return render("login.html", request, None, 401, next=target,
+                          problem="That token is not valid.")
+        await console.audit.record(user=user.name, role=user.role, action="login",
+                                   peer=peer_of(request))
+        console.sessions.drop(request.cookies.get(COOKIE))  # a new login, a new session id
+        session = console.sessions.create(user)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(COOKIE, session.id, max_age=int(console.sessions.lifetime_s),
+                            path="/", httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
+        return response
+
+    @pages.post("/logout")
+    async def logout(request: Request) -> RedirectResponse:
+        caller = page_caller(request, "viewer")
+        console.check_write(request, caller, (await form(request)).get("csrf"))
+        if caller.session is not None:
+            console.sessions.drop(caller.session.id)
+            await console.record(request, caller, "logout")
+        response = RedirectResponse("/console/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- dashboard ------------------------------------------------------------------------
+
+    @pages.get("")
+    async def dashboard(request: Request) -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        counts = await spool.counts()
+        oldest = await spool.pending(limit=1)
+        age = time.time() - oldest[0].received_at if oldest else None
+        series = console.sampler.series()
+        return render("dashboard.html", request, caller, counts=counts, oldest_age=age,
+                      interval_s=f"{console.sampler.interval_s:g}",
+                      charts=charts(series), profiles=console.profiles_json(),
+                      kafka=console.runtime.publisher.connected)
+
+    # -- messages -------------------------------------------------------------------------
+
+    @pages.get("/messages")
+    async def messages(request: Request) -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        try:
+            q = parse_query(request.query_params)
+            rows = await spool.find(q.filter, limit=q.limit, before_id=q.before)
+            problem = None
+        except Denied as exc:
+            if exc.status != 400:
+                raise
+            q, rows, problem = None, [], exc.message
+        values = q.values if q else dict(request.query_params)
+        older = (_url("/console/messages", values, rows[-1].id)
+                 if q and len(rows) == q.limit else None)
+        return render("messages.html", request, caller, rows=rows, values=values,
+                      statuses=STATUSES, older=older, problem=problem,
+                      newest=_url("/console/messages", values, None) if q and q.before
+                      else None)
+
+    @pages.get("/messages/{row_id}")
+    async def message(request: Request, row_id: int, show: str = "") -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        info = await console.message(row_id)
+        body = None
+        if show == "body":
+            if not caller.user.may("operator"):
+                raise Denied(403, "viewers may not see message bodies; it needs the "
+                                  "operator role")
+            body = await console.body(request, caller, row_id)
+            body["segments"] = segments(body["raw"])
+        notice = {"replayed": "Queued for replay: it is published again shortly.",
+                  "pending": "The message is pending already; nothing to replay."
+                  }.get(request.query_params.get("notice", ""))
+        return render("message.html", request, caller, info=info, body=body, notice=notice,
+                      summary=parse_summary(info.summary))
+
+    @pages.post("/messages/{row_id}/replay")
+    async def replay(request: Request, row_id: int) -> RedirectResponse:
+        caller = page_caller(request, "operator")
+        console.check_write(request, caller, (await form(request)).get("csrf"))
+        await console.message(row_id)
+        ids = await console.replay(request, caller, MessageFilter(ids=(row_id,)))
+        notice = "replayed" if ids else "pending"
+        return RedirectResponse(f"/console/messages/{row_id}?notice={notice}", status_code=303)
+
+    # -- rejected -------------------------------------------------------------------------
+
+    @pages.get("/rejected")
+    async def rejected(request: Request) -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        try:
+            q = parse_query(request.query_params)
+            rows = await spool.find_rejected(q.filter, limit=q.limit, before_id=q.before)
+            problem = None
+        except Denied as exc:
+            if exc.status != 400:
+                raise
+            q, rows, problem = None, [], exc.message
+        values = q.values if q else dict(request.query_params)
+        older = (_url("/console/rejected", values, rows[-1].id)
+                 if q and len(rows) == q.limit else None)
+        return render("rejected.html", request, caller, rows=rows, values=values,
+                      older=older, problem=problem)
+
+    async def rejected_page(request: Request, caller: Caller, row_id: int, show: bool,
+                            result: dict[str, Any] | None = None) -> HTMLResponse:
+        info = await console.rejected(row_id)
+        body = None
+        if show:
+            if not caller.user.may("operator"):
+                raise Denied(403, "viewers may not see message bodies; it needs the "
+                                  "operator role")
+            body = await console.rejected_body(request, caller, row_id)
+            body["segments"] = segments(body["raw"])
+        return render("rejected_one.html", request, caller, info=info, body=body,
+                      result=result)
+
+    @pages.get("/rejected/{row_id}")
+    async def rejected_one(request: Request, row_id: int, show: str = "") -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        return await rejected_page(request, caller, row_id, show == "body")
+
+    @pages.post("/rejected/{row_id}/reprocess")
+    async def reprocess(request: Request, row_id: int) -> HTMLResponse:
+        caller = page_caller(request, "operator")
+        console.check_write(request, caller, (await form(request)).get("csrf"))
+        result = await console.reprocess(request, caller, row_id)
+        return await rejected_page(request, caller, row_id, False, result)
+
+    # -- playground -----------------------------------------------------------------------
+
+    def playground_page(request: Request, caller: Caller, text: str, choice: str,
+                        status: int = 200) -> HTMLResponse:
+        profiles, _, _ = console.profile_state()
+        view, problem = None, None
+        if len(text.encode()) > MAX_PLAYGROUND_BYTES:
+            problem = "the playground maps messages up to 1 MiB"
+        elif text.strip():
+            try:
+                profile = pick_profile(profiles, text, choice)
+                view = map_text(text, profile=profile, explain=True,
+                                fallback_tz=console.runtime.settings.default_timezone)
+            except Hl7gwError as exc:
+                problem = str(exc)
+        return render("playground.html", request, caller, status, text=text, choice=choice,
+                      names=profiles.names(), auto=AUTO, none=NONE, view=view,
+                      problem=problem)
+
+    @pages.get("/playground")
+    async def playground(request: Request) -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        return playground_page(request, caller, "", AUTO)
+
+    @pages.post("/playground")
+    async def playground_post(request: Request) -> HTMLResponse:
+        caller = page_caller(request, "viewer")
+        data = await form(request)
+        console.check_write(request, caller, data.get("csrf"))
+        return playground_page(request, caller, data.get("text", ""),
+                               data.get("profile", AUTO))
+
+    # -- audit ----------------------------------------------------------------------------
+
+    @pages.get("/audit")
+    async def audit(request: Request) -> HTMLResponse:
+        caller = page_caller(request, "operator")
+        entries = console.audit.latest(200)
+        return render("audit.html", request, caller, entries=entries,
+                      path_shown=str(console.audit.path),
+                      as_json=lambda v: json.dumps(v, ensure_ascii=False))
+
+    pages.add_api_route("/", dashboard, methods=["GET"], include_in_schema=False)
+    return pages
+
+
+def _safe_next(target: str) -> str:
+    """Only console-local paths: a login must never redirect to another site."""
+    if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/console"
+
+
+def _url(base: str, values: dict[str, str], before: int | None) -> str:
+    params = {k: v for k, v in values.items() if v}
+    if before is not None:
+        params["before"] = str(before)
+    return f"{base}?{urlencode(params)}" if params else base
+
