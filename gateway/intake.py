@@ -1,10 +1,24 @@
 """Intake: one framed message in, one ACK out, with the message durable before the ACK.
 
-Order of work for a frame: decode the bytes (sender setting, else MSH-18, else the
-listener's charset), check the header against what the listener accepts and the message's
-structure against its spec (required segments and identifiers — cheap, no FHIR built),
-commit the raw bytes to the spool, and only then answer. Mapping to FHIR happens after
+Order of work for a frame: choose the sender's mapping profile, decode the bytes, check
+the header against what the listener accepts and the message's structure against its spec
+(required segments and identifiers — cheap, no FHIR built), commit the raw bytes to the
+spool, and only then answer. Mapping to FHIR happens after
 the ACK, in the publisher, so the ACK path costs a parse and a commit, not a mapping.
+
+Per-sender settings, first found wins:
+
+- profile: the live ``ProfileSet`` (``gateway.profiles.ProfileStore``) picks the most
+  specific profile for MSH-3.1, MSH-4.1 and MSH-12 read from the envelope (string
+  compares only, no parse); its specs are the ones the structure is checked against;
+- charset: the profile's ``charset``, else the listener's ``senders:`` entry, else MSH-18,
+  else the listener's ``charset``;
+- time zone: the profile's ``timezone``, else the sender entry's ``default_timezone``,
+  else the gateway's ``default_timezone``.
+
+The charset and zone used are stored with the row; the publisher maps with the profile
+live at mapping time, whose charset and zone win over the row's (so a replay after a
+profile fix uses the fix).
 
 Every refusal is stored with its raw bytes in the spool's ``rejected`` table, except a
 refusal because the spool is at capacity (there is no room to keep it; the sender keeps
@@ -18,6 +32,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import mappers
 from gateway.ack import Envelope, answer_code, build_ack, sniff_envelope
@@ -35,6 +50,10 @@ from mappers.errors import (
     UnsupportedProcessingId,
     UnsupportedVersion,
 )
+
+if TYPE_CHECKING:
+    from gateway.profiles import ProfileStore
+    from mappers.profiles import Profile
 
 log = logging.getLogger("hl7gw.intake")
 
@@ -83,8 +102,10 @@ class Intake:
     """Turns frames into durable spool rows and ACKs for one listener."""
 
     def __init__(self, listener: ListenerSettings, spool: Spool, metrics: GatewayMetrics,
-                 *, default_timezone: str = "UTC", max_pending: int = 1_000_000) -> None:
+                 *, default_timezone: str = "UTC", max_pending: int = 1_000_000,
+                 profiles: ProfileStore | None = None) -> None:
         self.listener = listener
+        self.profiles = profiles  # passed in by the service; None: no profiles
         self.spool = spool
         self.metrics = metrics
         self.default_timezone = default_timezone
@@ -124,9 +145,11 @@ class Intake:
     def _check(self, frame: bytes, latin: str, env: Envelope, peer: str) -> _Checked:
         """Everything that decides AA/AE/AR before the commit; raises MessageError."""
         sender = self._sender(env)
-        text, charset = self._decode(frame, latin, sender)
-        tz = (sender.default_timezone if sender else None) or self.default_timezone
-        header = self._check_content(text, tz)
+        profile = self._profile(env)
+        text, charset = self._decode(frame, latin, sender, profile)
+        tz = (profile.timezone if profile else None) \
+            or (sender.default_timezone if sender else None) or self.default_timezone
+        header = self._check_content(text, tz, profile)
         if self.spool.pending_rows >= self.max_pending:
             raise SpoolAtCapacity(
                 f"spool holds {self.max_pending} unpublished messages; resend later")
@@ -150,17 +173,30 @@ class Intake:
         facility = env.sending_facility.split(comp)[0]
         return next((s for s in self.listener.senders if s.matches(app, facility)), None)
 
-    def _decode(self, frame: bytes, latin: str,
-                sender: SenderSettings | None) -> tuple[str, str]:
+    def _profile(self, env: Envelope) -> Profile | None:
+        """The live profile for this envelope's MSH-3.1, MSH-4.1 and MSH-12 (or None)."""
+        if self.profiles is None:
+            return None
+        current = self.profiles.current
+        if not current.profiles:
+            return None
+        comp = env.encoding_chars[0]
+        return current.select(env.sending_application.split(comp)[0].strip(),
+                              env.sending_facility.split(comp)[0].strip(), env.version)
+
+    def _decode(self, frame: bytes, latin: str, sender: SenderSettings | None,
+                profile: Profile | None = None) -> tuple[str, str]:
         if not frame.strip(b" \r\n\x00"):
             raise UnreadableMessage("empty message: the frame holds no HL7 segments")
-        charset = (sender.charset if sender else None) or self._declared_charset(latin)
+        charset = (profile.charset if profile else None) \
+            or (sender.charset if sender else None) or self._declared_charset(latin)
         try:
             return frame.decode(charset), charset
         except UnicodeDecodeError as exc:
             raise UndecodableMessage(
                 f"bytes not valid {charset} at offset {exc.start};"
-                " set MSH-18 or the sender's charset", segment="MSH", sequence=1, field=18
+                " set MSH-18, the sender's or the profile's charset",
+                segment="MSH", sequence=1, field=18
             ) from None
 
     def _declared_charset(self, latin: str) -> str:
@@ -172,11 +208,12 @@ class Intake:
                 return HL7_CHARSETS.get(declared, self.listener.charset)
         return self.listener.charset
 
-    def _check_content(self, text: str, tz: str) -> mappers.Header:
+    def _check_content(self, text: str, tz: str, profile: Profile | None = None
+                       ) -> mappers.Header:
         # One parse: mappers.check reads the header and the structure; the listener's own
         # limits (types, versions, processing ids) are checked on the header it returns.
         try:
-            header = mappers.check(text, default_tz=tz)
+            header = mappers.check(text, default_tz=tz, profile=profile)
         except MessageError:
             raise
         except Exception as exc:  # noqa: BLE001 - a checker bug must not kill the listener

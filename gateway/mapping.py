@@ -4,6 +4,13 @@ The publisher hands batches of raw messages to a small process pool (``mapping_w
 default 1): on a 2-core machine the event loop keeps one core for MLLP and the spool while
 the other maps. Batches, not single messages, cross the process boundary, so the pickling
 cost is paid once per batch. ``mapping_workers: 0`` maps inline (tests, tiny sites).
+
+Profiles: each batch carries the live profile set as a snapshot, (generation, file name ->
+YAML text). A worker process builds the ``ProfileSet`` from it once and keeps only the
+latest one, so a reload costs one rebuild per worker and a batch costs a comparison. Each
+message is matched to its profile by MSH (``select_text``, as intake did) at mapping time,
+and the profile's ``charset`` and ``timezone`` win over the ones stored with the row: a
+replay after a profile fix maps with the fix.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import orjson
 
 import mappers
-from mappers.errors import MessageError
+from mappers.errors import MessageError, ProfileError
+from mappers.profiles import EMPTY_PROFILES, Profile, ProfileSet
 
 
 @dataclass(frozen=True)
@@ -26,33 +35,85 @@ class Mapped:
 
     payload: bytes | None
     patient_key: str | None
-    summary: str  # JSON: issues and unmapped fields (names and codes, never values)
+    summary: str  # JSON: issues, unmapped fields, profile (names and codes, never values)
     error: str | None = None
     resource_types: tuple[str, ...] = ()  # what the Bundle holds, for topic routing
 
 
-MapRequest = tuple[bytes, str, str]  # raw bytes, charset, default time zone
+# raw bytes, charset and time zone stored with the row, and the generation of the profile
+# set the publisher took the batch under: the one the batch's snapshot carries, so a batch
+# is never mapped half with one set and half with the next.
+MapRequest = tuple[bytes, str, str, int]
+ProfileSnapshot = tuple[int, Mapping[str, str]]  # generation, file name -> YAML text
+NO_PROFILES: ProfileSnapshot = (0, {})
+
+# The worker's profile set: (generation, sources it was built from, the set); the latest only.
+_built: tuple[int, Mapping[str, str], ProfileSet] = (0, {}, EMPTY_PROFILES)
 
 
-def map_one(raw: bytes, charset: str, timezone: str) -> Mapped:
-    """Map one message; never raises (a failure is returned as ``error``)."""
+def profiles_for(snapshot: ProfileSnapshot) -> ProfileSet:
+    """The ``ProfileSet`` of a snapshot, built once per generation and process.
+
+    The sources are compared too, not just the generation: two gateways in one process
+    (tests with inline mapping) count generations independently.
+    """
+    global _built
+    generation, sources = snapshot
+    if not sources:
+        return EMPTY_PROFILES
+    if _built[0] != generation or _built[1] != sources:
+        _built = (generation, dict(sources), ProfileSet.from_sources(sources))
+    return _built[2]
+
+
+def _summary(result: mappers.ConversionResult | None, profile: Profile | None) -> str:
+    name = profile.name if profile is not None else None
+    if result is None:
+        return orjson.dumps({"profile": name}).decode()
+    return orjson.dumps({"issues": [asdict(i) for i in result.issues],
+                         "unmapped": result.unmapped, "profile": name}).decode()
+
+
+def map_one(raw: bytes, charset: str, timezone: str,
+            profiles: ProfileSet = EMPTY_PROFILES) -> Mapped:
+    """Map one message; never raises (a failure is returned as ``error``).
+
+    The profile is chosen from MSH-3.1, MSH-4.1 and MSH-12 (most specific wins); its
+    charset and time zone win over the row's ``charset`` and ``timezone``.
+    """
+    profile = None
     try:
-        result = mappers.convert(raw.decode(charset, "replace"), default_tz=timezone)
+        if profiles.profiles:
+            # MSH is ASCII in every charset HL7 allows: latin-1 reads it without failing.
+            profile = profiles.select_text(raw.decode("latin-1"))
+        if profile is not None:
+            charset = profile.charset or charset
+            timezone = profile.timezone or timezone
+        result = mappers.convert(raw.decode(charset, "replace"), default_tz=timezone,
+                                 profile=profile)
     except MessageError as exc:
         where = f" at {exc.location}" if exc.location else ""
-        return Mapped(None, None, "{}", f"{type(exc).__name__}{where}: {exc}")
+        return Mapped(None, None, _summary(None, profile),
+                      f"{type(exc).__name__}{where}: {exc}")
     except Exception as exc:  # noqa: BLE001 - a mapping bug is kept on the row, not raised
-        return Mapped(None, None, "{}", f"internal mapping error ({type(exc).__name__})")
-    summary = orjson.dumps({"issues": [asdict(i) for i in result.issues],
-                            "unmapped": result.unmapped}).decode()
+        return Mapped(None, None, _summary(None, profile),
+                      f"internal mapping error ({type(exc).__name__})")
     kinds = tuple(sorted({e["resource"]["resourceType"] for e in result.bundle["entry"]}))
-    return Mapped(orjson.dumps(result.bundle), result.patient_key, summary,
+    return Mapped(orjson.dumps(result.bundle), result.patient_key, _summary(result, profile),
                   resource_types=kinds)
 
 
-def map_batch(requests: list[MapRequest]) -> list[Mapped]:
-    """Map a batch (the unit of work sent to a worker process)."""
-    return [map_one(*req) for req in requests]
+def map_batch(requests: list[MapRequest], snapshot: ProfileSnapshot = NO_PROFILES
+              ) -> list[Mapped]:
+    """Map a batch (the unit of work sent to a worker process) with the snapshot's profiles."""
+    try:
+        profiles = profiles_for(snapshot)
+    except ProfileError as exc:
+        # Cannot happen for a snapshot the gateway loaded itself; if it does, say so on
+        # every row instead of guessing a mapping without the sender's profile.
+        reason = f"ProfileError: the live profiles did not build in the worker: {exc}"
+        return [Mapped(None, None, _summary(None, None), reason[:500]) for _ in requests]
+    return [map_one(raw, charset, tz, profiles) for raw, charset, tz, _ in requests]
 
 
 def _worker_ready() -> None:
@@ -81,9 +142,16 @@ class MappingPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    async def map(self, requests: list[MapRequest]) -> list[Mapped]:
-        """Map ``requests`` in order."""
+    async def map(self, requests: list[MapRequest],
+                  live: tuple[int, ProfileSet] = (0, EMPTY_PROFILES)) -> list[Mapped]:
+        """Map ``requests`` in order with the profile set ``live`` = (generation, set).
+
+        Inline, the live set itself is used; a worker gets its sources and rebuilds it
+        once per generation.
+        """
+        generation, profiles = live
         if self._pool is None:
-            return map_batch(requests)
+            return [map_one(raw, charset, tz, profiles) for raw, charset, tz, _ in requests]
+        snapshot: ProfileSnapshot = (generation, dict(profiles.sources))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, map_batch, requests)
+        return await loop.run_in_executor(self._pool, map_batch, requests, snapshot)

@@ -59,3 +59,14 @@ class GatewayMetrics:
                                         registry=r)
         self.publish_errors = Counter("hl7gw_publish_errors", "Failed publish attempts",
                                       ["topic"], registry=r)
+        # Per-sender mapping profiles (gateway/profiles.py): what is live, and reloads.
+        self.profiles_loaded = Gauge("hl7gw_profiles_loaded",
+                                     "Sender profiles in the live set", registry=r)
+        self.profiles_generation = Gauge("hl7gw_profiles_generation",
+                                         "Successful profile loads since start (the live "
+                                         "set's generation)", registry=r)
+        self.profile_reloads = Counter("hl7gw_profile_reloads",
+                                       "Profile reloads, by result (ok, or rejected: the "
+                                       "last good set stays live)", ["result"], registry=r)
+        for result in ("ok", "rejected"):  # both series exist from the start, at 0
+            self.profile_reloads.labels(result)

@@ -10,6 +10,10 @@ again on the next pass. A consumer may then see a record twice, never out of ord
 good; the stable event id and deterministic FHIR ids make the second copy harmless
 (DESIGN.md 3 and 4).
 
+Each batch is mapped with the profile set live when it is taken (``profiles``, a
+``ProfileStore``): a reload applies from the next batch on, and a replayed row is mapped with
+the profiles live at replay time, not the ones it was first published with.
+
 While Kafka is down the rows wait in the spool (store-and-forward) and the publisher
 retries with tenacity's jittered exponential backoff, capped at ``max_backoff`` seconds.
 """
@@ -20,6 +24,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from tenacity import (
     AsyncRetrying,
@@ -35,6 +40,10 @@ from connectors.settings import KafkaSettings
 from gateway.mapping import Mapped, MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.spool import PendingRow, PublishedMark, Spool
+from mappers.profiles import EMPTY_PROFILES
+
+if TYPE_CHECKING:
+    from gateway.profiles import ProfileStore
 
 log = logging.getLogger("hl7gw.publisher")
 
@@ -90,8 +99,10 @@ class Publisher:
 
     def __init__(self, spool: Spool, producer: EventProducer, metrics: GatewayMetrics, *,
                  kafka: KafkaSettings, source: str, mapping: MappingPool | None = None,
-                 batch_size: int = 200, max_backoff: float = 5.0) -> None:
+                 batch_size: int = 200, max_backoff: float = 5.0,
+                 profiles: ProfileStore | None = None) -> None:
         self.spool = spool
+        self.profiles = profiles
         self.mapping = mapping or MappingPool(workers=0)
         self.producer = producer
         self.metrics = metrics
@@ -146,7 +157,9 @@ class Publisher:
         rows = await self.spool.pending(limit=self.batch_size)
         if not rows:
             return 0
-        maps = await self.mapping.map([(r.raw, r.charset, r.timezone) for r in rows])
+        live = self.profiles.live() if self.profiles is not None else (0, EMPTY_PROFILES)
+        maps = await self.mapping.map([(r.raw, r.charset, r.timezone, live[0]) for r in rows],
+                                      live)
         ready: list[tuple[PendingRow, Mapped]] = []
         for row, mapped in zip(rows, maps, strict=True):
             if mapped.payload is None:

@@ -2,7 +2,14 @@
 
 Readiness means "a message sent now would be ACKed durably": the spool is open and the
 listeners are bound. Kafka being down does not make the gateway unready — intake keeps
-accepting into the spool (store-and-forward) — it is reported as a detail instead.
+accepting into the spool (store-and-forward) — it is reported as a detail instead. So is
+the state of the sender profiles: a rejected profile edit leaves the last good set serving,
+so it shows as ``profiles.last_error`` without making the gateway unready.
+
+Profiles (``profiles.dir``) load before anything is bound: a bad file stops the start.
+While running they reload on SIGHUP (when the service runs in the main thread's loop, the
+only place a signal handler can go) and when the folder changes (``watch_interval_s``);
+a reload swaps one object, so MLLP connections stay open across it.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import signal
+import threading
 import time
 from typing import Any
 
@@ -24,6 +33,7 @@ from gateway.intake import Intake
 from gateway.mapping import MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.server import MllpListener
+from gateway.profiles import ProfileStore
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from mappers._accel import status as mapper_status
@@ -41,16 +51,20 @@ class GatewayService:
         self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch)
         self.producer = EventProducer(settings.kafka)
         self.mapping = MappingPool(settings.mapping_workers)
+        self.profiles = ProfileStore(settings.profiles, self.metrics)
         self.publisher = Publisher(self.spool, self.producer, self.metrics,
                                    kafka=settings.kafka, source=settings.source,
-                                   mapping=self.mapping)
+                                   mapping=self.mapping, profiles=self.profiles)
         self.listeners: list[MllpListener] = []
+        self.intakes: dict[str, Intake] = {}  # listener name -> its intake (console reprocess)
         self._tasks: list[asyncio.Task[Any]] = []
         self._http_enabled = http
         self._http: uvicorn.Server | None = None
         self._producer_start: asyncio.Future[None] | None = None
         self.http_port: int | None = None
         self.mapper_build = ""  # "compiled (mypyc)" or "pure Python (why)", set by start()
+        self._sighup = False  # a SIGHUP handler is installed (removed by stop())
+        self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP reloads in flight
 
     async def __aenter__(self) -> GatewayService:
         await self.start()
@@ -62,18 +76,23 @@ class GatewayService:
     async def start(self) -> None:
         """Open the spool, bind listeners and HTTP, and start publishing."""
         self._note_mapper_build()
+        self.profiles.load()  # ProfileError (file:line: field): nothing starts
         await self.spool.start()
         self.mapping.start()
         for ls in self.settings.listeners:
             intake = Intake(ls, self.spool, self.metrics,
                             default_timezone=self.settings.default_timezone,
-                            max_pending=self.settings.spool.max_pending)
+                            max_pending=self.settings.spool.max_pending,
+                            profiles=self.profiles)
             intake.on_stored(self.publisher.wake)
             listener = MllpListener(ls, self._handler(intake), self.metrics)
             await listener.start()
             self.listeners.append(listener)
+            self.intakes[ls.name] = intake
         self._tasks.append(asyncio.create_task(self._publish(), name="publisher"))
         self._tasks.append(asyncio.create_task(self._prune(), name="pruner"))
+        self._tasks.append(asyncio.create_task(self.profiles.watch(), name="profiles"))
+        self._watch_sighup()
         if self._http_enabled:
             await self._start_http()
         # Everything built so far lives as long as the process: keep it out of GC passes.
@@ -90,6 +109,25 @@ class GatewayService:
         else:
             log.warning("mapper runs from source, 3-4x slower; run make setup to compile it",
                         extra={"mapper": self.mapper_build})
+
+    def _watch_sighup(self) -> None:
+        """Reload the profiles on SIGHUP: only possible from the main thread, on Unix."""
+        sighup = getattr(signal, "SIGHUP", None)
+        if sighup is None or threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(sighup, self._on_sighup)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return  # a loop without signal support (e.g. Windows' proactor)
+        self._sighup = True
+
+    def _on_sighup(self) -> None:
+        log.info("SIGHUP: reloading profiles")
+        # In a thread: compiling the profiles must not hold up MLLP connections.
+        task = asyncio.create_task(asyncio.to_thread(self.profiles.reload), name="sighup")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
 
     def _handler(self, intake: Intake) -> Any:
         name = intake.listener.name
@@ -136,9 +174,9 @@ class GatewayService:
             await asyncio.sleep(cfg.prune_interval_s)
 
     async def _start_http(self) -> None:
-        cfg = uvicorn.Config(create_app(self), host=self.settings.http.host,
+        cfg = uvicorn.Config(create_app(self, console=self), host=self.settings.http.host,
                              port=self.settings.http.port, log_config=None,
-                             access_log=False, lifespan="off")
+                             access_log=False, lifespan="on")
         self._http = uvicorn.Server(cfg)
         self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         while not self._http.started:
@@ -162,14 +200,19 @@ class GatewayService:
             "listeners": {ls.settings.name: ls.port for ls in self.listeners},
             "kafka": "connected" if self.publisher.connected else "not connected",
             "mapper": self.mapper_build,
+            "profiles": self.profiles.status(),
         }
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stop intake first (finishing in-flight frames), then publishing and HTTP."""
+        if self._sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            self._sighup = False
+        await asyncio.gather(*self._reloads, return_exceptions=True)
         for listener in self.listeners:
             await listener.stop(grace)
         for task in self._tasks:
-            if task.get_name() in ("publisher", "pruner"):
+            if task.get_name() in ("publisher", "pruner", "profiles"):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         with contextlib.suppress(Exception):

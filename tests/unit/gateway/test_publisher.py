@@ -109,7 +109,8 @@ async def test_published_event_is_the_mapped_bundle(spool: Spool) -> None:
     assert orjson.loads(producer.sent[0].data) == expected.bundle
     assert producer.sent[0].key == (expected.patient_key or "").encode()
     summary = orjson.loads(producer.sent[0].extensions["hl7summary"])
-    assert set(summary) == {"issues", "unmapped"}
+    assert set(summary) == {"issues", "unmapped", "profile"}
+    assert summary["profile"] is None  # no profiles configured
 
 
 def test_event_carries_ids_not_phi() -> None:

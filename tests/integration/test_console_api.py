@@ -1,0 +1,255 @@
+"""The admin API against a real gateway: MLLP in, SQLite spool, Kafka out, uvicorn HTTP.
+
+Who may see what (viewer: metadata; operator: bodies and replays), what lands in the audit
+log, and that a replay really publishes the message again under ``<event id>-r1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.ack import ack_code_of
+from gateway.config import ConsoleSettings, ConsoleUser, GatewaySettings, ProfilesSettings
+from gateway.mllp.client import MllpClient, split_messages
+from gateway.service import GatewayService
+from tests.integration.conftest import bounded, read_records
+
+pytestmark = pytest.mark.integration
+
+A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+OPERATOR, VIEWER = "op-token-0123456789", "viewer-token-0123456789"
+
+
+def with_control_id(message: bytes, control_id: str) -> bytes:
+    first, rest = message.split(b"\r", 1)
+    fields = first.split(b"|")
+    fields[9] = control_id.encode()
+    return b"|".join(fields) + b"\r" + rest
+
+
+def console_settings(tmp_path: Path, users: bool = True, enabled: bool = True
+                     ) -> ConsoleSettings:
+    def user(name: str, role: str, token: str) -> ConsoleUser:
+        return ConsoleUser(name=name, role=role,  # type: ignore[arg-type]
+                           token_sha256=hashlib.sha256(token.encode()).hexdigest())
+    return ConsoleSettings(enabled=enabled, audit_path=tmp_path / "audit" / "audit.jsonl",
+                           users=[user("olga", "operator", OPERATOR),
+                                  user("vic", "viewer", VIEWER)] if users else [])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def wait_for(client: httpx.AsyncClient, row_id: int, **expected: Any) -> dict[str, Any]:
+    """Poll a message's metadata until the fields have the expected values."""
+    for _ in range(300):
+        info: dict[str, Any] = (await client.get(f"/api/v1/messages/{row_id}",
+                                                 headers=bearer(VIEWER))).json()
+        if all(info.get(k) == v for k, v in expected.items()):
+            return info
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"message {row_id} never reached {expected}: {info}")
+
+
+def audit_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@bounded(120)
+async def test_roles_audit_and_replay(gateway_settings: GatewaySettings, tmp_path: Path,
+                                      kafka_bootstrap: str, kafka_topic: str) -> None:
+    settings = gateway_settings.model_copy(update={
+        "console": console_settings(tmp_path),
+        "profiles": ProfilesSettings(dir=Path("samples/profiles"), watch_interval_s=0)})
+    audit = settings.console.audit_path
+    async with GatewayService(settings) as gateway:
+        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
+            for cid in ("CON-1", "CON-2"):
+                assert ack_code_of((await mllp.send(with_control_id(A01, cid))).decode()) == "CA"
+            refused = A01.replace(b"ADT^A01", b"ADT^A99", 1)
+            assert ack_code_of((await mllp.send(with_control_id(refused, "BAD-1"))).decode()
+                               ) == "CR"
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            # Nobody gets in without a token, and a wrong token is told so.
+            none = await client.get("/api/v1/messages")
+            assert none.status_code == 401
+            assert "Authorization: Bearer" in none.json()["error"]
+            assert none.headers["www-authenticate"] == "Bearer"
+            wrong = await client.get("/api/v1/messages", headers=bearer("guess"))
+            assert wrong.status_code == 401 and "unknown" in wrong.json()["error"]
+
+            # A viewer sees metadata, filtered, newest first ...
+            listing = await client.get("/api/v1/messages", headers=bearer(VIEWER))
+            assert listing.status_code == 200
+            rows = listing.json()["messages"]
+            assert [r["control_id"] for r in rows] == ["CON-2", "CON-1"]
+            assert "raw" not in rows[0]
+            one = await client.get("/api/v1/messages", params={"control_id": "CON-1"},
+                                   headers=bearer(VIEWER))
+            (con1,) = one.json()["messages"]
+            row_id = con1["id"]
+            info = await wait_for(client, row_id, status="published")
+            assert info["kafka_topic"] == kafka_topic and info["replays"] == 0
+            rejected = (await client.get("/api/v1/rejected", headers=bearer(VIEWER))).json()
+            (bad,) = rejected["rejected"]
+            assert bad["control_id"] == "BAD-1" and bad["ack_code"] == "AR"
+
+            # ... but no bodies and no replays, and nothing of that is audited.
+            for path in (f"/api/v1/messages/{row_id}/body", f"/api/v1/rejected/{bad['id']}/body"):
+                denied = await client.get(path, headers=bearer(VIEWER))
+                assert denied.status_code == 403
+                assert "operator" in denied.json()["error"]
+            denied = await client.post(f"/api/v1/messages/{row_id}/replay",
+                                       headers=bearer(VIEWER))
+            assert denied.status_code == 403
+            assert not audit.exists()
+
+            # An operator sees the body: raw text, ACK and the Bundle; the view is audited.
+            body = await client.get(f"/api/v1/messages/{row_id}/body", headers=bearer(OPERATOR))
+            assert body.status_code == 200
+            data = body.json()
+            assert "|CON-1|" in data["raw"] and data["raw"].startswith("MSH|")
+            assert "MSA|CA|CON-1" in data["ack"]
+            assert data["mapping"]["bundle"]["resourceType"] == "Bundle"
+            assert data["mapping"]["error"] is None
+            (entry,) = audit_lines(audit)
+            assert entry["user"] == "olga" and entry["role"] == "operator"
+            assert entry["action"] == "view_body" and entry["targets"] == [row_id]
+            assert entry["peer"].startswith("127.0.0.1:") and entry["time"].endswith("Z")
+            assert "Everyman" not in audit.read_text()  # names never reach the audit log
+
+            # Replay: back to pending, published again with replays=1, audited.
+            replay = await client.post(f"/api/v1/messages/{row_id}/replay",
+                                       headers=bearer(OPERATOR))
+            assert replay.status_code == 202 and replay.json() == {"replayed": [row_id]}
+            again = await wait_for(client, row_id, status="published", replays=1)
+            assert again["kafka_offset"] != info["kafka_offset"] or \
+                again["kafka_partition"] != info["kafka_partition"]
+            last = audit_lines(audit)[-1]
+            assert last["action"] == "replay" and last["targets"] == [row_id]
+            assert last["filter"] == {"ids": [row_id]}
+
+            # A filter replay refuses to mean "everything" by accident.
+            empty = await client.post("/api/v1/replay", json={}, headers=bearer(OPERATOR))
+            assert empty.status_code == 400 and "all" in empty.json()["error"]
+
+            # Reprocess a refused message: still refused (the listener has not changed),
+            # kept as a new rejected row; viewers may not; audited.
+            path = f"/api/v1/rejected/{bad['id']}/reprocess"
+            assert (await client.post(path, headers=bearer(VIEWER))).status_code == 403
+            redo = await client.post(path, headers=bearer(OPERATOR))
+            assert redo.status_code == 200
+            assert redo.json()["ack_code"] == "CR"
+            assert redo.json()["result"]["status"] == "rejected"
+            assert redo.json()["result"]["row_id"] != bad["id"]
+            last = audit_lines(audit)[-1]
+            assert last["action"] == "reprocess" and last["targets"] == [bad["id"]]
+
+            # Profiles: the live set, and the playground maps with them.
+            profiles = (await client.get("/api/v1/profiles", headers=bearer(VIEWER))).json()
+            assert [p["name"] for p in profiles["profiles"]] == ["sunlab"]
+            assert profiles["profiles"][0]["match"]["application"] == "SUNLAB"
+            assert profiles["last_error"] is None
+            pasted = A01.decode().replace("|EPICADT|GOODHEALTH|", "|SUNLAB|RIVERSIDE|", 1)
+            mapped = (await client.post("/api/v1/playground", headers=bearer(VIEWER),
+                                        json={"text": pasted, "profile": "auto"})).json()
+            assert mapped["profile"] == "sunlab" and mapped["timezone"] == "America/Chicago"
+            assert mapped["bundle"]["resourceType"] == "Bundle"
+            dashboard = (await client.get("/api/v1/dashboard", headers=bearer(VIEWER))).json()
+            assert dashboard["counts"]["rejected"] == 2  # the refusal and its reprocess
+
+    # Kafka: the two messages, then CON-1 again under its event id with -r1.
+    records = await asyncio.wait_for(read_records(kafka_bootstrap, kafka_topic, 3), 30)
+    ids = [dict(r.headers)["ce_id"].decode() for r in records]
+    replayed = [i for i in ids if i.endswith("-r1")]
+    assert len(replayed) == 1
+    assert replayed[0].removesuffix("-r1") in ids
+
+
+@bounded(60)
+async def test_console_disabled_has_no_routes(gateway_settings: GatewaySettings,
+                                             tmp_path: Path) -> None:
+    settings = gateway_settings.model_copy(
+        update={"console": console_settings(tmp_path, enabled=False)})
+    async with GatewayService(settings) as gateway:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as c:
+            for path in ("/console", "/console/login", "/api/v1/messages"):
+                assert (await c.get(path, headers=bearer(OPERATOR))).status_code == 404
+            assert (await c.get("/healthz")).status_code == 200
+
+
+@bounded(60)
+async def test_without_users_the_console_says_how_to_add_them(
+        gateway_settings: GatewaySettings, tmp_path: Path) -> None:
+    settings = gateway_settings.model_copy(
+        update={"console": console_settings(tmp_path, users=False)})
+    async with GatewayService(settings) as gateway:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway.http_port}") as c:
+            api = await c.get("/api/v1/messages", headers=bearer(OPERATOR))
+            assert api.status_code == 401
+            assert "hl7gw console token" in api.json()["error"]
+            login = await c.post("/console/login", data={"token": OPERATOR})
+            assert login.status_code == 403
+            assert "console.users" in login.text
+            assert "hl7gw_console" not in login.headers.get("set-cookie", "")
+
+
+@bounded(60)
+async def test_browser_sessions_cookie_csrf_and_logout(gateway_settings: GatewaySettings,
+                                                      tmp_path: Path) -> None:
+    settings = gateway_settings.model_copy(update={"console": console_settings(tmp_path)})
+    async with GatewayService(settings) as gateway:
+        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
+            assert ack_code_of((await mllp.send(with_control_id(A01, "S-1"))).decode()) == "CA"
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            page = await client.get("/console/messages")
+            assert page.status_code == 303
+            assert page.headers["location"] == "/console/login?next=/console/messages"
+
+            # A login from another site is refused; a wrong token is audited as failed.
+            evil = await client.post("/console/login", data={"token": OPERATOR},
+                                     headers={"Origin": "https://evil.example"})
+            assert evil.status_code == 403 and "hl7gw_console" not in evil.headers.get(
+                "set-cookie", "")
+            bad = await client.post("/console/login", data={"token": "nope"})
+            assert bad.status_code == 401
+
+            login = await client.post("/console/login",
+                                      data={"token": OPERATOR, "next": "//evil.example/"})
+            assert login.status_code == 303 and login.headers["location"] == "/console"
+            cookie = login.headers["set-cookie"]
+            assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+            assert "Secure" not in cookie  # plain http here; https adds it
+            listing = await client.get("/console/messages")
+            assert listing.status_code == 200 and "S-1" in listing.text
+            assert listing.headers["cache-control"] == "no-store"
+            assert "script-src 'self'" in listing.headers["content-security-policy"]
+
+            # Changes need the session's CSRF token: without it, nothing is replayed.
+            row_id = (await client.get("/api/v1/messages")).json()["messages"][0]["id"]
+            await wait_for(client, row_id, status="published")
+            forged = await client.post(f"/console/messages/{row_id}/replay", data={})
+            assert forged.status_code == 403
+            forged_api = await client.post(f"/api/v1/messages/{row_id}/replay")
+            assert forged_api.status_code == 403
+            info = (await client.get(f"/api/v1/messages/{row_id}")).json()
+            assert info["replays"] == 0
+
+            # Logout ends the session on the server, whatever the browser keeps.
+            csrf = listing.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            out = await client.post("/console/logout", data={"csrf": csrf})
+            assert out.status_code == 303
+            client.cookies.set("hl7gw_console", cookie.split(";")[0].split("=", 1)[1])
+            assert (await client.get("/console/messages")).status_code == 303
+    actions = [e["action"] for e in audit_lines(settings.console.audit_path)]
+    assert actions == ["login_failed", "login", "logout"]
