@@ -472,7 +472,7 @@ def _describe(path: str, errors: Iterable[Any], lines: Lines,
         loc = (*prefix, *loc)
         name = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p)
                        for i, p in enumerate(loc)) or "(top level)"
-        msg = err["msg"]
+        msg = str(err["msg"]).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown key (check the spelling)"
         out.append(f"{path}:{_line(lines, loc)}: {name}: {msg}")
