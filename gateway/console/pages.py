@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -148,21 +150,10 @@ def build_pages(console: Console) -> APIRouter:
     @pages.get("/messages")
     async def messages(request: Request) -> HTMLResponse:
         caller = page_caller(request, "viewer")
-        try:
-            q = parse_query(request.query_params)
-            rows = await spool.find(q.filter, limit=q.limit, before_id=q.before)
-            problem = None
-        except Denied as exc:
-            if exc.status != 400:
-                raise
-            q, rows, problem = None, [], exc.message
-        values = q.values if q else dict(request.query_params)
-        older = (_url("/console/messages", values, rows[-1].id)
-                 if q and len(rows) == q.limit else None)
-        return render("messages.html", request, caller, rows=rows, values=values,
-                      statuses=STATUSES, older=older, problem=problem,
-                      newest=_url("/console/messages", values, None) if q and q.before
-                      else None)
+        page = await _listing(request, "/console/messages", spool.find)
+        return render("messages.html", request, caller, rows=page.rows, values=page.values,
+                      statuses=STATUSES, older=page.older, problem=page.problem,
+                      newest=page.newest)
 
     @pages.get("/messages/{row_id}")
     async def message(request: Request, row_id: int, show: str = "") -> HTMLResponse:
@@ -195,19 +186,9 @@ def build_pages(console: Console) -> APIRouter:
     @pages.get("/rejected")
     async def rejected(request: Request) -> HTMLResponse:
         caller = page_caller(request, "viewer")
-        try:
-            q = parse_query(request.query_params)
-            rows = await spool.find_rejected(q.filter, limit=q.limit, before_id=q.before)
-            problem = None
-        except Denied as exc:
-            if exc.status != 400:
-                raise
-            q, rows, problem = None, [], exc.message
-        values = q.values if q else dict(request.query_params)
-        older = (_url("/console/rejected", values, rows[-1].id)
-                 if q and len(rows) == q.limit else None)
-        return render("rejected.html", request, caller, rows=rows, values=values,
-                      older=older, problem=problem)
+        page = await _listing(request, "/console/rejected", spool.find_rejected)
+        return render("rejected.html", request, caller, rows=page.rows, values=page.values,
+                      older=page.older, problem=page.problem)
 
     async def rejected_page(request: Request, caller: Caller, row_id: int, show: bool,
                             result: dict[str, Any] | None = None) -> HTMLResponse:
@@ -285,6 +266,32 @@ def _safe_next(target: str) -> str:
     if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
         return target
     return "/console"
+
+
+@dataclass(frozen=True)
+class _Page:
+    """One page of a listing: its rows, the filter as typed, links, or what was wrong."""
+
+    rows: Sequence[Any]
+    values: dict[str, str]
+    older: str | None
+    newest: str | None
+    problem: str | None
+
+
+async def _listing(request: Request, base: str,
+                   find: Callable[..., Awaitable[Sequence[Any]]]) -> _Page:
+    """Rows for the filter in the query string; a bad filter is shown, not raised."""
+    try:
+        q = parse_query(request.query_params)
+    except Denied as exc:
+        if exc.status != 400:
+            raise
+        return _Page([], dict(request.query_params), None, None, exc.message)
+    rows = await find(q.filter, limit=q.limit, before_id=q.before)
+    older = _url(base, q.values, rows[-1].id) if len(rows) == q.limit else None
+    newest = _url(base, q.values, None) if q.before else None
+    return _Page(rows, q.values, older, newest, None)
 
 
 def _url(base: str, values: dict[str, str], before: int | None) -> str:

@@ -253,3 +253,34 @@ async def test_browser_sessions_cookie_csrf_and_logout(gateway_settings: Gateway
             assert (await client.get("/console/messages")).status_code == 303
     actions = [e["action"] for e in audit_lines(settings.console.audit_path)]
     assert actions == ["login_failed", "login", "logout"]
+
+
+@bounded(60)
+async def test_filters_page_and_a_bad_filter_is_explained(gateway_settings: GatewaySettings,
+                                                          tmp_path: Path) -> None:
+    settings = gateway_settings.model_copy(update={"console": console_settings(tmp_path)})
+    async with GatewayService(settings) as gateway:
+        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
+            for cid in ("F-1", "F-2", "F-3"):
+                assert ack_code_of((await mllp.send(with_control_id(A01, cid))).decode()) \
+                    == "CA"
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10,
+                                     headers=bearer(VIEWER)) as client:
+            first = (await client.get("/api/v1/messages", params={"limit": 2})).json()
+            assert [m["control_id"] for m in first["messages"]] == ["F-3", "F-2"]
+            rest = (await client.get("/api/v1/messages", params={
+                "limit": 2, "before": first["next_before"]})).json()
+            assert [m["control_id"] for m in rest["messages"]] == ["F-1"]
+            assert rest["next_before"] is None
+            bad = await client.get("/api/v1/messages", params={"status": "bogus"})
+            assert bad.status_code == 400 and "unknown status 'bogus'" in bad.json()["error"]
+
+            await client.post("/console/login", data={"token": VIEWER})
+            page = await client.get("/console/messages", params={"limit": 2},
+                                    headers={"Authorization": ""})
+            assert page.status_code == 200 and "F-3" in page.text and "F-1" not in page.text
+            assert "before=" in page.text  # the link to older rows
+            shown = await client.get("/console/messages", params={"status": "bogus"},
+                                     headers={"Authorization": ""})
+            assert shown.status_code == 200 and "unknown status" in shown.text
