@@ -204,16 +204,26 @@ def build_pages(console: Console) -> APIRouter:
                       result=result)
 
     @pages.get("/rejected/{row_id}")
-    async def rejected_one(request: Request, row_id: int, show: str = "") -> HTMLResponse:
+    async def rejected_one(request: Request, row_id: int, show: str = "", ack: str = "",
+                           status: str = "", row: int | None = None) -> HTMLResponse:
         caller = page_caller(request, "viewer")
-        return await rejected_page(request, caller, row_id, show == "body")
+        result = None
+        if ack:  # where a reprocess redirected to: what it gave (a reload resends nothing)
+            new = {"status": status, "row_id": row} if status and row is not None else None
+            result = {"id": row_id, "ack_code": ack, "result": new}
+        return await rejected_page(request, caller, row_id, show == "body", result)
 
     @pages.post("/rejected/{row_id}/reprocess")
-    async def reprocess(request: Request, row_id: int) -> HTMLResponse:
+    async def reprocess(request: Request, row_id: int) -> RedirectResponse:
         caller = page_caller(request, "operator")
         console.check_write(request, caller, (await form(request)).get("csrf"))
         result = await console.reprocess(request, caller, row_id)
-        return await rejected_page(request, caller, row_id, False, result)
+        params = {"ack": result["ack_code"] or ""}
+        if result["result"] is not None:
+            params |= {"status": result["result"]["status"],
+                       "row": str(result["result"]["row_id"])}
+        return RedirectResponse(f"/console/rejected/{row_id}?{urlencode(params)}",
+                                status_code=303)
 
     # -- playground -----------------------------------------------------------------------
 

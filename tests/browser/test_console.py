@@ -179,6 +179,10 @@ async def test_console_in_chromium(gateway: GatewayService) -> None:
             await page.click("#reprocess")
             await expect(page.locator("#reprocess-result")).to_contain_text("refused again")
             await shot("09-rejected-reprocessed")
+            await page.reload()  # the result page came by redirect: nothing is sent again
+            await expect(page.locator("#reprocess-result")).to_contain_text("refused again")
+            await page.click("nav >> text=Rejected")
+            await expect(page.locator("#rejected tbody tr")).to_have_count(2)
 
             # The audit page lists the body view and the replay.
             await page.click("nav >> text=Audit")
