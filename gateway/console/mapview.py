@@ -84,12 +84,15 @@ def map_text(text: str, *, profile: Profile | None, fallback_tz: str,
 
 
 def parse_summary(summary: str) -> dict[str, Any]:
-    """A row's stored summary JSON as ``{"issues": [...], "unmapped": [...]}``."""
+    """A row's stored summary JSON as ``{"issues": [...], "unmapped": [...], "profile": ...}``
+    (the sender profile it was mapped with, None when none; absent from older rows)."""
     try:
         data = json.loads(summary or "{}")
     except ValueError:
         data = {}
     if not isinstance(data, dict):
         data = {}
+    profile = data.get("profile")
     return {"issues": list(data.get("issues") or []),
-            "unmapped": list(data.get("unmapped") or [])}
+            "unmapped": list(data.get("unmapped") or []),
+            "profile": profile if isinstance(profile, str) else None}

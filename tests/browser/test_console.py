@@ -133,6 +133,7 @@ async def test_console_in_chromium(gateway: GatewayService) -> None:
                 await page.reload()
             await expect(page.locator("#status")).to_have_text("published")
             await expect(page.locator("#replays")).to_have_text("0")
+            await expect(page.locator("#mapped-with")).to_contain_text("without a sender profile")
             await shot("04-message")
 
             # The body: segments with named fields next to the Bundle.

@@ -47,7 +47,10 @@ def test_a_refused_message_is_one_line_naming_the_place() -> None:
 
 
 def test_summaries_parse_whatever_was_stored() -> None:
-    assert parse_summary('{"issues": [{"code": "x"}], "unmapped": ["PV1-44"]}') == {
-        "issues": [{"code": "x"}], "unmapped": ["PV1-44"]}
-    assert parse_summary("{}") == {"issues": [], "unmapped": []}
-    assert parse_summary("not json") == {"issues": [], "unmapped": []}
+    assert parse_summary('{"issues": [{"code": "x"}], "unmapped": ["PV1-44"], '
+                         '"profile": "sunlab"}') == {
+        "issues": [{"code": "x"}], "unmapped": ["PV1-44"], "profile": "sunlab"}
+    empty = {"issues": [], "unmapped": [], "profile": None}
+    assert parse_summary("{}") == empty  # a row from before profiles
+    assert parse_summary('{"profile": 3}') == empty
+    assert parse_summary("not json") == empty
