@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_sender_id ON messages (sender, control_id);
 CREATE INDEX IF NOT EXISTS messages_pending ON messages (id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS messages_failed ON messages (id) WHERE status = 'failed';
+CREATE INDEX IF NOT EXISTS messages_conflict ON messages (id) WHERE conflict = 1;
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -249,6 +251,7 @@ _REJECTED_COLUMNS = ("id, received_at, listener, peer, sender, control_id, ack_c
 
 
 _Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
+REPLAY_CHUNK = 500  # rows queued for replay per transaction
 
 
 class Spool:
@@ -264,6 +267,10 @@ class Spool:
         self.gather_yields = 3 if inline else 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
+        # The console's and hl7gw replay's queries run on a connection and thread of their
+        # own: a search through a big spool (0.6 s for 500k rows) must not hold up ACKs.
+        self._side_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
+        self._side: sqlite3.Connection | None = None
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.commits = 0
@@ -288,7 +295,12 @@ class Spool:
         if self._conn is not None:
             await self._run(self._conn.close)
             self._conn = None
+        if self._side is not None:
+            await asyncio.get_running_loop().run_in_executor(self._side_executor,
+                                                             self._side.close)
+            self._side = None
         self._executor.shutdown(wait=True)
+        self._side_executor.shutdown(wait=True)
 
     async def store(self, row: Accepted | Rejected) -> StoreOutcome:
         """Commit ``row`` durably; return only once it is on disk."""
@@ -330,20 +342,20 @@ class Spool:
     async def find(self, where: MessageFilter, *, limit: int = 100,
                    before_id: int | None = None) -> list[MessageInfo]:
         """Accepted messages matching ``where``, newest first (page with ``before_id``)."""
-        return await self._run(self._find, where, limit, before_id)
+        return await self._read(self._find, where, limit, before_id)
 
     async def find_rejected(self, where: MessageFilter, *, limit: int = 100,
                             before_id: int | None = None) -> list[RejectedInfo]:
         """Refused messages matching ``where`` (sender, control id, times), newest first."""
-        return await self._run(self._find_rejected, where, limit, before_id)
+        return await self._read(self._find_rejected, where, limit, before_id)
 
     async def body(self, row_id: int) -> tuple[bytes, bytes] | None:
         """(raw bytes as received, ACK sent) of an accepted message, or None."""
-        return await self._run(self._body, "messages", row_id)
+        return await self._read(self._body, "messages", row_id)
 
     async def rejected_body(self, row_id: int) -> tuple[bytes, bytes] | None:
         """(raw bytes as received, NAK sent) of a refused message, or None."""
-        return await self._run(self._body, "rejected", row_id)
+        return await self._read(self._body, "rejected", row_id)
 
     async def replay(self, where: MessageFilter) -> list[int]:
         """Queue published or failed rows matching ``where`` to be mapped and published again.
@@ -351,15 +363,33 @@ class Spool:
         Each gets ``replays + 1`` (so its events carry a new id, ``<event id>-r<n>``) and
         goes back to ``pending``; the publisher re-maps it with the profiles live then, in
         spool order. Rows already pending are left as they are. Returns the ids queued.
+        Rows are found off the event loop and queued in short transactions of
+        ``REPLAY_CHUNK`` rows, so intake's commits wait for one chunk at most.
         """
-        ids = await self._run(self._replay, where)
+        ids = await self._read(self._replay, where)
+        self._pending_rows += len(ids)
         return ids
 
     async def counts(self) -> dict[str, int]:
-        """Row counts by status plus rejected, for health and metrics."""
-        return await self._run(self._counts)
+        """Row counts by status plus rejected, for the console (off the event loop)."""
+        return await self._read(self._counts)
 
     # -- event-loop side ------------------------------------------------------------------
+
+    async def _read(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(connection, *args)`` on the side connection, in its own thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._side_executor, self._on_side, fn, args)
+
+    def _on_side(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        if self._side is None:
+            if self._conn is None:
+                raise SpoolError("spool is not open")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._side = conn
+        return fn(self._side, *args)
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         if self.inline:
@@ -468,54 +498,58 @@ class Spool:
                            f"{r[5]}-r{r[9]}" if r[9] else r[5], bytes(r[6]), r[7], r[8])
                 for r in rows]
 
-    def _find(self, where: MessageFilter, limit: int, before_id: int | None
-              ) -> list[MessageInfo]:
+    def _find(self, conn: sqlite3.Connection, where: MessageFilter, limit: int,
+              before_id: int | None) -> list[MessageInfo]:
         sql, args = where.where()
         if before_id is not None:
             sql += " AND id < ?"
             args.append(before_id)
-        rows = self._db().execute(
+        rows = conn.execute(
             f"SELECT {_INFO_COLUMNS} FROM messages WHERE {sql} ORDER BY id DESC LIMIT ?",
             (*args, limit)).fetchall()
         return [MessageInfo(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], bool(r[8]), r[9],
                             r[10], r[11], r[12], r[13], r[14], r[15], r[16], r[17], r[18],
                             r[19]) for r in rows]
 
-    def _find_rejected(self, where: MessageFilter, limit: int, before_id: int | None
-                       ) -> list[RejectedInfo]:
+    def _find_rejected(self, conn: sqlite3.Connection, where: MessageFilter, limit: int,
+                       before_id: int | None) -> list[RejectedInfo]:
         only = MessageFilter(ids=where.ids, sender=where.sender, control_id=where.control_id,
                              since=where.since, until=where.until)
         sql, args = only.where()
         if before_id is not None:
             sql += " AND id < ?"
             args.append(before_id)
-        rows = self._db().execute(
+        rows = conn.execute(
             f"SELECT {_REJECTED_COLUMNS} FROM rejected WHERE {sql} ORDER BY id DESC LIMIT ?",
             (*args, limit)).fetchall()
         return [RejectedInfo(*r) for r in rows]
 
-    def _body(self, table: str, row_id: int) -> tuple[bytes, bytes] | None:
-        row = self._db().execute(f"SELECT raw, ack FROM {table} WHERE id = ?",
+    def _body(self, conn: sqlite3.Connection, table: str, row_id: int
+              ) -> tuple[bytes, bytes] | None:
+        row = conn.execute(f"SELECT raw, ack FROM {table} WHERE id = ?",
                                  (row_id,)).fetchone()
         return (bytes(row[0]), bytes(row[1])) if row is not None else None
 
-    def _replay(self, where: MessageFilter) -> list[int]:
-        conn = self._db()
+    def _replay(self, conn: sqlite3.Connection, where: MessageFilter) -> list[int]:
         sql, args = where.where()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            ids = [int(r[0]) for r in conn.execute(
-                f"SELECT id FROM messages WHERE ({sql}) AND status != 'pending' ORDER BY id",
-                args)]
-            conn.executemany(
-                "UPDATE messages SET status = 'pending', replays = replays + 1,"
-                " last_error = NULL WHERE id = ?", [(i,) for i in ids])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        self._pending_rows += len(ids)
-        return ids
+        found = [int(r[0]) for r in conn.execute(
+            f"SELECT id FROM messages WHERE ({sql}) AND status != 'pending' ORDER BY id", args)]
+        queued: list[int] = []
+        for start in range(0, len(found), REPLAY_CHUNK):
+            chunk = found[start:start + REPLAY_CHUNK]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # status checked again: the publisher may have settled a row meanwhile
+                done = [i for i in chunk if conn.execute(
+                    "UPDATE messages SET status = 'pending', replays = replays + 1,"
+                    " last_error = NULL WHERE id = ? AND status != 'pending'",
+                    (i,)).rowcount]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            queued.extend(done)
+        return queued
 
     def _mark_published(self, marks: list[PublishedMark]) -> None:
         conn = self._db()
@@ -560,11 +594,15 @@ class Spool:
             "SELECT count(*) FROM messages WHERE status = 'pending'").fetchone()[0])
         return self._pending_rows
 
-    def _counts(self) -> dict[str, int]:
-        conn = self._db()
-        counts = {status: int(n) for status, n in conn.execute(
-            "SELECT status, count(*) FROM messages GROUP BY status")}
-        counts["conflict"] = int(conn.execute(
-            "SELECT count(*) FROM messages WHERE conflict = 1").fetchone()[0])
-        counts["rejected"] = int(conn.execute("SELECT count(*) FROM rejected").fetchone()[0])
-        return counts
+    def _counts(self, conn: sqlite3.Connection) -> dict[str, int]:
+        # Each count has an index of its own (partial ones for the few pending, failed and
+        # conflicting rows): a GROUP BY status read all 500k rows of a 1 GB spool in 1.3 s.
+        def count(sql: str) -> int:
+            return int(conn.execute(sql).fetchone()[0])
+
+        with_status = {status: count(f"SELECT count(*) FROM messages WHERE status = '{status}'")
+                       for status in ("pending", "failed")}
+        total = count("SELECT count(*) FROM messages")
+        return {**with_status, "published": total - sum(with_status.values()),
+                "conflict": count("SELECT count(*) FROM messages WHERE conflict = 1"),
+                "rejected": count("SELECT count(*) FROM rejected")}

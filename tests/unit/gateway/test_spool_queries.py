@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.spool import Accepted, MessageFilter, PublishedMark, Rejected, Spool
+from gateway.spool import Accepted, MessageFilter, MessageInfo, PublishedMark, Rejected, Spool
 
 
 def row(control_id: str, *, sender: str = "LAB|HOSP", kind: str = "ORU^R01",
@@ -126,3 +126,48 @@ async def test_an_older_spool_gets_the_replays_column(tmp_path: Path) -> None:
         assert (await spool.find(MessageFilter()))[0].replays == 0
     finally:
         await spool.stop()
+
+
+async def test_console_queries_run_off_the_event_loop_thread(tmp_path: Path) -> None:
+    """A search through a big spool takes most of a second: it must not hold up ACKs."""
+    import threading
+
+    seen: list[str] = []
+
+    class Watched(Spool):
+        def _find(self, *args: object) -> list[MessageInfo]:  # type: ignore[override]
+            seen.append(threading.current_thread().name)
+            return super()._find(*args)  # type: ignore[arg-type]
+
+        def _counts(self, *args: object) -> dict[str, int]:  # type: ignore[override]
+            seen.append(threading.current_thread().name)
+            return super()._counts(*args)  # type: ignore[arg-type]
+
+        def _replay(self, *args: object) -> list[int]:  # type: ignore[override]
+            seen.append(threading.current_thread().name)
+            return super()._replay(*args)  # type: ignore[arg-type]
+
+    spool = Watched(tmp_path / "spool.db")
+    await spool.start()
+    try:
+        (a,) = await stored(spool, row("1"))
+        await publish_all(spool)
+        await spool.find(MessageFilter())
+        await spool.counts()
+        assert await spool.replay(MessageFilter(ids=(a,))) == [a]
+        assert spool.pending_rows == 1  # the writer's tally follows a replay
+    finally:
+        await spool.stop()
+    assert len(seen) == 3
+    assert all(name.startswith("spool-read") for name in seen), seen
+
+
+async def test_counts_by_status(spool: Spool) -> None:
+    a, b, _ = await stored(spool, row("1"), row("2"), row("3"))
+    await spool.store(Accepted(listener="lab", peer="p", sender="LAB|HOSP", control_id="3",
+                               message_type="ORU^R01", sha256="other", raw=b"MSH|x", ack=b"A",
+                               event_id="ev-3b"))  # same id, other bytes: a conflict
+    await spool.mark_published([PublishedMark(a, "t", 0, 1)])
+    await spool.mark_failed(b, "mapping failed")
+    assert await spool.counts() == {"pending": 2, "failed": 1, "published": 1, "conflict": 1,
+                                    "rejected": 0}
