@@ -18,6 +18,7 @@ from gateway.config import ConsoleSettings, GatewaySettings
 from gateway.console.audit import AuditLog
 from gateway.console.auth import NO_USERS, Principal, Session, Sessions, Users
 from gateway.console.dashboard import Sampler
+from gateway.console.kafka_lag import ConsumerLag
 from gateway.console.mapview import MappingView, map_text, parse_summary
 from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
@@ -202,8 +203,11 @@ class Console:
         self.users = Users(settings.users)
         self.sessions = Sessions(settings.session_hours)
         self.audit = AuditLog(settings.audit_path)
+        bridge = runtime.settings.bridge
+        lag = (ConsumerLag(runtime.settings.kafka, bridge.group_id, bridge.topic)
+               if bridge is not None else None)
         self.sampler = Sampler(runtime.metrics, runtime.spool,
-                               interval_s=settings.sample_interval_s)
+                               interval_s=settings.sample_interval_s, lag=lag)
 
     # -- who is asking --------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 from prometheus_client.metrics import MetricWrapperBase
 
+from gateway.console.kafka_lag import ConsumerLag
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
 
@@ -41,6 +42,7 @@ class Sample:
     rejected: float
     publish_errors: float
     mapping_failures: float
+    consumer_lag: int | None = None  # the bridge group's undelivered events; None: unknown
 
 
 def _total(metric: MetricWrapperBase, keep: Callable[[dict[str, str]], bool] = lambda _: True
@@ -55,7 +57,7 @@ def _total(metric: MetricWrapperBase, keep: Callable[[dict[str, str]], bool] = l
 
 
 def read_sample(metrics: GatewayMetrics, depth: int, oldest_pending_at: float | None,
-                now: float) -> Sample:
+                now: float, consumer_lag: int | None = None) -> Sample:
     """Read the counters now (cheap: in-process objects)."""
     def code_is(code: str) -> Callable[[dict[str, str]], bool]:
         return lambda labels: labels.get("code") == code
@@ -63,16 +65,19 @@ def read_sample(metrics: GatewayMetrics, depth: int, oldest_pending_at: float | 
     acks = {code: _total(metrics.acks, code_is(code)) for code in ACK_CODES}
     age = max(0.0, now - oldest_pending_at) if oldest_pending_at is not None else None
     return Sample(now, acks["AA"] + acks["CA"], acks, depth, age, _total(metrics.rejected),
-                  _total(metrics.publish_errors), _total(metrics.mapping_failures))
+                  _total(metrics.publish_errors), _total(metrics.mapping_failures),
+                  consumer_lag)
 
 
 class Sampler:
     """Samples ``metrics`` and the spool into a ring buffer; ``run()`` until cancelled."""
 
     def __init__(self, metrics: GatewayMetrics, spool: Spool, *, interval_s: float = 5.0,
-                 keep_s: float = 3600.0, clock: Callable[[], float] = time.time) -> None:
+                 keep_s: float = 3600.0, clock: Callable[[], float] = time.time,
+                 lag: ConsumerLag | None = None) -> None:
         self.metrics = metrics
         self.spool = spool
+        self.lag = lag  # the bridge's consumer lag, when a bridge is configured
         self.interval_s = interval_s
         self.samples: deque[Sample] = deque(maxlen=max(2, int(keep_s / interval_s) + 1))
         self._clock = clock
@@ -81,8 +86,9 @@ class Sampler:
     async def sample_once(self) -> Sample:
         """Take one sample now and keep it."""
         oldest = await self.spool.pending(limit=1)
+        lag = await self.lag.read() if self.lag is not None else None
         sample = read_sample(self.metrics, self.spool.pending_rows,
-                             oldest[0].received_at if oldest else None, self._clock())
+                             oldest[0].received_at if oldest else None, self._clock(), lag)
         self.samples.append(sample)
         return sample
 
@@ -107,6 +113,8 @@ class Sampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.lag is not None:
+            await self.lag.close()
 
     def series(self) -> dict[str, object]:
         """Rates and levels per sample, oldest first (JSON for the API and the charts)."""
@@ -128,6 +136,7 @@ class Sampler:
                 "rejected_per_s": rate(prev.rejected, cur.rejected),
                 "publish_errors_per_s": rate(prev.publish_errors, cur.publish_errors),
                 "mapping_failures_per_s": rate(prev.mapping_failures, cur.mapping_failures),
+                "consumer_lag": cur.consumer_lag,
             })
         return {"interval_s": self.interval_s, "points": points}
 
@@ -197,8 +206,12 @@ def charts(series: dict[str, object]) -> dict[str, Markup]:
                                 unit="per s"),
         "acks": svg_chart("ACK codes", acks, unit="per s"),
         "depth": svg_chart("Spool depth (pending rows)", [("pending", line("spool_depth"))]),
-        "lag": svg_chart("Kafka lag: age of the oldest pending row",
+        "lag": svg_chart("Publish lag: age of the oldest pending row",
                          [("age", line("oldest_pending_age_s"))], unit="seconds"),
+        "consumer_lag": svg_chart("Kafka consumer lag: events the bridge has not delivered",
+                                  [("events", [(p["t"], float(p["consumer_lag"]))
+                                               for p in points
+                                               if p.get("consumer_lag") is not None])]),
         "errors": svg_chart("Errors", [("rejections", line("rejected_per_s")),
                                        ("publish errors", line("publish_errors_per_s")),
                                        ("mapping failures", line("mapping_failures_per_s"))],

@@ -140,8 +140,12 @@ def build_pages(console: Console) -> APIRouter:
         oldest = await spool.pending(limit=1)
         age = time.time() - oldest[0].received_at if oldest else None
         series = console.sampler.series()
+        bridge = console.runtime.settings.bridge
+        latest = console.sampler.samples[-1] if console.sampler.samples else None
         return render("dashboard.html", request, caller, counts=counts, oldest_age=age,
                       interval_s=f"{console.sampler.interval_s:g}",
+                      bridge=f"group {bridge.group_id}" if bridge else None,
+                      consumer_lag=latest.consumer_lag if latest else None,
                       charts=charts(series), profiles=console.profiles_json(),
                       kafka=console.runtime.publisher.connected)
 

@@ -284,3 +284,31 @@ async def test_filters_page_and_a_bad_filter_is_explained(gateway_settings: Gate
             shown = await client.get("/console/messages", params={"status": "bogus"},
                                      headers={"Authorization": ""})
             assert shown.status_code == 200 and "unknown status" in shown.text
+
+
+@bounded(90)
+async def test_dashboard_shows_the_bridge_groups_kafka_lag(gateway_settings: GatewaySettings,
+                                                           tmp_path: Path) -> None:
+    # The settings name a bridge group, but no bridge runs: each published event is lag.
+    console = console_settings(tmp_path).model_copy(update={"sample_interval_s": 0.2})
+    settings = gateway_settings.model_copy(update={"console": console})
+    async with GatewayService(settings) as gateway:
+        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
+            for cid in ("L-1", "L-2", "L-3"):
+                assert ack_code_of((await mllp.send(with_control_id(A01, cid))).decode()) \
+                    == "CA"
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10,
+                                     headers=bearer(VIEWER)) as client:
+            lag = None
+            for _ in range(200):
+                points = (await client.get("/api/v1/dashboard")).json()["series"]["points"]
+                lag = points[-1]["consumer_lag"] if points else None
+                if lag == 3:
+                    break
+                await asyncio.sleep(0.1)
+            assert lag == 3
+            await client.post("/console/login", data={"token": VIEWER})
+            page = await client.get("/console", headers={"Authorization": ""})
+            assert f"group {settings.bridge.group_id}" in page.text  # type: ignore[union-attr]
+            assert 'id="consumer-lag">3<' in page.text
