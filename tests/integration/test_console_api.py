@@ -44,6 +44,13 @@ def console_settings(tmp_path: Path, users: bool = True, enabled: bool = True
                                   user("vic", "viewer", VIEWER)] if users else [])
 
 
+async def accepted(gateway: GatewayService, *control_ids: str) -> None:
+    """Send the ADT^A01 once per control id over MLLP; each must be accepted (CA)."""
+    async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
+        for cid in control_ids:
+            assert ack_code_of((await mllp.send(with_control_id(A01, cid))).decode()) == "CA"
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -260,10 +267,7 @@ async def test_filters_page_and_a_bad_filter_is_explained(gateway_settings: Gate
                                                           tmp_path: Path) -> None:
     settings = gateway_settings.model_copy(update={"console": console_settings(tmp_path)})
     async with GatewayService(settings) as gateway:
-        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
-            for cid in ("F-1", "F-2", "F-3"):
-                assert ack_code_of((await mllp.send(with_control_id(A01, cid))).decode()) \
-                    == "CA"
+        await accepted(gateway, *("F-1", "F-2", "F-3"))
         base = f"http://127.0.0.1:{gateway.http_port}"
         async with httpx.AsyncClient(base_url=base, timeout=10,
                                      headers=bearer(VIEWER)) as client:
@@ -293,10 +297,7 @@ async def test_dashboard_shows_the_bridge_groups_kafka_lag(gateway_settings: Gat
     console = console_settings(tmp_path).model_copy(update={"sample_interval_s": 0.2})
     settings = gateway_settings.model_copy(update={"console": console})
     async with GatewayService(settings) as gateway:
-        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
-            for cid in ("L-1", "L-2", "L-3"):
-                assert ack_code_of((await mllp.send(with_control_id(A01, cid))).decode()) \
-                    == "CA"
+        await accepted(gateway, *("L-1", "L-2", "L-3"))
         base = f"http://127.0.0.1:{gateway.http_port}"
         async with httpx.AsyncClient(base_url=base, timeout=10,
                                      headers=bearer(VIEWER)) as client:
