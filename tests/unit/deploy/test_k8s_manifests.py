@@ -70,6 +70,20 @@ def test_gateway_probes_ports_and_spool_volume(tmp_path: Path) -> None:
     assert gateway["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
 
 
+def test_profiles_and_audit_log_have_their_volumes(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    path.write_text(config_text(), encoding="utf-8")
+    settings = load_settings(path, env={})
+    gateway = one("StatefulSet")
+    mounts = {m["name"]: m["mountPath"] for m in container_of(gateway)["volumeMounts"]}
+    assert str(settings.profiles.dir) == mounts["profiles"]
+    volumes = {v["name"]: v for v in gateway["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["profiles"]["configMap"] == {"name": "hl7gw-profiles", "optional": True}
+    # the audit log lives on the spool's persistent volume, not in the pod's own disk
+    spool_dir = PurePosixPath(mounts["spool"])
+    assert spool_dir in PurePosixPath(str(settings.console.audit_path)).parents
+
+
 def test_services_select_the_gateway_and_target_named_ports() -> None:
     labels = one("StatefulSet")["spec"]["template"]["metadata"]["labels"]
     services = [d for d in documents() if d["kind"] == "Service"]
