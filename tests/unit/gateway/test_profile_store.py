@@ -278,3 +278,29 @@ async def test_intake_checks_with_the_profile_s_specs(tmp_path: Path, spool: Spo
     refused = await gate.handle(ALPHA, "p")
     assert refused.code in ("AE", "AR") and refused.ack is not None
     assert b"PID" in refused.ack
+
+
+def test_a_kubernetes_configmap_update_is_seen_and_loaded(tmp_path: Path) -> None:
+    """A ConfigMap volume holds ``name.yaml -> ..data/name.yaml`` and swaps ``..data``
+    (a symlink to a timestamped folder) at once on an update: the watch must see it."""
+    from gateway.profiles import fingerprint
+
+    def version(stamp: str, zone: str) -> Path:
+        folder = tmp_path / f"..{stamp}"
+        folder.mkdir()
+        (folder / "lab.yaml").write_text(f"profile: lab\nmatch: {{application: LAB}}\n"
+                                         f"timezone: {zone}\n")
+        return folder
+
+    version("2026_11_26_01", "Europe/Vienna")
+    (tmp_path / "..data").symlink_to("..2026_11_26_01")
+    (tmp_path / "lab.yaml").symlink_to("..data/lab.yaml")
+    before = fingerprint(tmp_path)
+    assert ProfileSet.load(tmp_path).get("lab").timezone == "Europe/Vienna"
+
+    version("2026_11_26_02", "America/Chicago")
+    (tmp_path / "..data_tmp").symlink_to("..2026_11_26_02")
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")  # what the kubelet does
+    assert fingerprint(tmp_path) != before
+    assert ProfileSet.load(tmp_path).get("lab").timezone == "America/Chicago"
+    assert {name for name, _, _ in fingerprint(tmp_path) or ()} == {"lab.yaml"}
