@@ -78,16 +78,34 @@ def _text(value: Any) -> Any:
 Text = Annotated[str, BeforeValidator(_text)]
 
 
+def _values(value: Any) -> Any:
+    """A match key: one value or a list of them (``[LAB, LAB2]``), as a tuple of text."""
+    items = value if isinstance(value, list) else [value]
+    out = tuple(_text(v) for v in items)
+    if not out or not all(isinstance(v, str) and v.strip() for v in out):
+        raise ValueError("give a value or a list of values (* for any)")
+    if "*" in out and len(out) > 1:
+        raise ValueError("'*' (any) cannot be listed with other values")
+    return out
+
+
+MatchValues = Annotated[tuple[str, ...], BeforeValidator(_values)]
+ANY: tuple[str, ...] = ("*",)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Match(_Model):
-    """Which messages a profile is for: MSH-3.1, MSH-4.1 and MSH-12.1 (``*``: any)."""
+    """Which messages a profile is for: MSH-3.1, MSH-4.1 and MSH-12.1 (``*``: any).
 
-    application: Text = "*"
-    facility: Text = "*"
-    version: Text = "*"
+    Each key takes one value or a list (a system that sends under several names).
+    """
+
+    application: MatchValues = ANY
+    facility: MatchValues = ANY
+    version: MatchValues = ANY
 
 
 class PatientKey(_Model):
@@ -215,7 +233,7 @@ class Profile:
     name: str
     path: str
     description: str
-    application: str
+    application: str  # as shown: "OLDLAB", "LAB,LAB2" or "*"
     facility: str
     version: str
     timezone: str | None
@@ -223,16 +241,19 @@ class Profile:
     specs: SpecSet = field(repr=False)
     overlay: Overlay | None = field(repr=False)
     ignore_segments: frozenset[str]
+    # per key (application, facility, version): the values matched, None for any
+    keys: tuple[frozenset[str] | None, ...] = field(default=(None, None, None), repr=False)
 
     @property
     def specificity(self) -> int:
         """How many of application, facility and version the profile names."""
-        return sum(v != "*" for v in (self.application, self.facility, self.version))
+        return sum(k is not None for k in self.keys)
 
     def matches(self, application: str, facility: str, version: str) -> bool:
         """True when this profile is for a message with these MSH-3, MSH-4 and MSH-12."""
-        return (self.application in ("*", application) and self.facility in ("*", facility)
-                and self.version in ("*", version))
+        app, fac, ver = self.keys
+        return ((app is None or application in app) and (fac is None or facility in fac)
+                and (ver is None or version in ver))
 
     def describe_match(self) -> str:
         """``application=OLDLAB facility=* version=2.3``, for listings."""
@@ -398,27 +419,55 @@ def _build(path: str, text: str) -> Profile:
                            for c in model.local_codes},
                           key.authority if key else None, key.type if key else None)
     m = model.match
-    return Profile(model.profile, path, model.description, m.application, m.facility,
-                   m.version, model.timezone, model.charset, specs, overlay,
-                   frozenset(model.ignore_segments))
+    keys = tuple(None if values == ANY else frozenset(values)
+                 for values in (m.application, m.facility, m.version))
+    return Profile(model.profile, path, model.description, ",".join(m.application),
+                   ",".join(m.facility), ",".join(m.version), model.timezone, model.charset,
+                   specs, overlay, frozenset(model.ignore_segments), keys)
 
 
 def _clashes(profiles: list[Profile]) -> list[str]:
-    """Two profiles with one name, or one match, cannot be told apart: refuse both cases."""
+    """Profiles that cannot be told apart are refused: one name used twice, or two equally
+    specific matches that some message fits both of (which one applies would be a guess)."""
     out: list[str] = []
     names: dict[str, Profile] = {}
-    matches: dict[tuple[str, str, str], Profile] = {}
-    for p in profiles:
+    for i, p in enumerate(profiles):
         if p.name in names:
             out.append(f"{p.path}:1: profile: name {p.name!r} is also used by "
                        f"{names[p.name].path}")
         names.setdefault(p.name, p)
-        key = (p.application, p.facility, p.version)
-        if key in matches:
-            out.append(f"{p.path}:1: match: the same match as {matches[key].path} "
-                       f"({p.describe_match()}): which one applies would be a guess")
-        matches.setdefault(key, p)
+        for q in profiles[:i]:
+            if q.specificity != p.specificity:
+                continue  # the more specific one wins: no guess
+            both = _overlap(p, q)
+            if both is None:
+                continue
+            if p.keys == q.keys:
+                out.append(f"{p.path}:1: match: the same match as {q.path} "
+                           f"({p.describe_match()}): which one applies would be a guess")
+            else:
+                out.append(f"{p.path}:1: match: a message from {both} fits both this and "
+                           f"{q.path}, equally specific: narrow one, or add a profile that "
+                           "names that combination")
+            break
     return out
+
+
+def _overlap(p: Profile, q: Profile) -> str | None:
+    """``application=A facility=X version=*`` that both fit, or None when no message does."""
+    parts = []
+    for label, a, b in zip(("application", "facility", "version"), p.keys, q.keys,
+                           strict=True):
+        if a is None or b is None:
+            common = b if a is None else a
+            shown = "*" if common is None else sorted(common)[0]
+        else:
+            shared = a & b
+            if not shared:
+                return None
+            shown = sorted(shared)[0]
+        parts.append(f"{label}={shown}")
+    return " ".join(parts)
 
 
 # -- YAML with line numbers --------------------------------------------------------------

@@ -235,3 +235,42 @@ def test_a_missing_folder_is_named(tmp_path: Path) -> None:
 def test_msh_sender_reads_the_header_without_parsing(text: str, expected: tuple[str, ...]
                                                      ) -> None:
     assert msh_sender(text) == expected
+
+
+def test_a_match_key_may_list_several_values() -> None:
+    ps = profiles(lab="""\
+        profile: lab
+        match: {application: [SUNLAB, SUNLAB2], version: [2.5, 2.5.1]}
+    """)
+    lab = ps.get("lab")
+    assert lab.specificity == 2 and lab.application == "SUNLAB,SUNLAB2"
+    assert ps.select("SUNLAB2", "ANY", "2.5") is lab
+    assert ps.select("SUNLAB", "ANY", "2.5.1") is lab
+    assert ps.select("SUNLAB", "ANY", "2.3") is None
+    assert ps.select("MOONLAB", "ANY", "2.5") is None
+
+
+def test_equally_specific_matches_that_overlap_are_refused_with_an_example() -> None:
+    with pytest.raises(ProfileError) as err:
+        profiles(a="profile: by-app\nmatch: {application: LAB}\n",
+                 b="profile: by-facility\nmatch: {facility: NORTH}\n")
+    assert str(err.value) == (
+        "profiles/b.yaml:1: match: a message from application=LAB facility=NORTH "
+        "version=* fits both this and profiles/a.yaml, equally specific: narrow one, or "
+        "add a profile that names that combination")
+    with pytest.raises(ProfileError, match="application=LAB2 facility=\\* version=\\*"):
+        profiles(a="profile: a\nmatch: {application: [LAB1, LAB2]}\n",
+                 b="profile: b\nmatch: {application: [LAB2, LAB3]}\n")
+    # disjoint lists, or one more specific than the other: no guess to make
+    ps = profiles(a="profile: a\nmatch: {application: [LAB1, LAB2]}\n",
+                  b="profile: b\nmatch: {application: LAB3}\n",
+                  c="profile: c\nmatch: {application: LAB1, facility: NORTH}\n")
+    assert ps.select("LAB1", "NORTH", "2.5").name == "c"
+    assert ps.select("LAB1", "SOUTH", "2.5").name == "a"
+
+
+@pytest.mark.parametrize("match", ["{application: []}", "{application: ['*', LAB]}",
+                                   "{facility: ['']}"])
+def test_a_match_list_must_be_values_or_any_alone(match: str) -> None:
+    with pytest.raises(ProfileError, match=r"p\.yaml:2: match\.(application|facility): "):
+        ProfileSet.from_sources({"p.yaml": f"profile: p\nmatch: {match}\n"}, "profiles")
