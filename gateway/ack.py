@@ -161,7 +161,7 @@ def _err_segment(env: Envelope, error: MessageError, text: str, comp: str, sub: 
     s = env.field_sep
     seg, seq, fld = error.segment or "", str(error.sequence or ""), str(error.field or "")
     code = error.err_code
-    if _version_tuple(env.version) < (2, 5):
+    if (version_tuple(env.version) or (2, 5)) < (2, 5):
         eld = comp.join([seg, seq, fld, sub.join([code, text, "HL70357"])])
         return s.join(["ERR", eld])
     erl = comp.join([seg, seq, fld]) if seg else ""
@@ -169,13 +169,14 @@ def _err_segment(env: Envelope, error: MessageError, text: str, comp: str, sub: 
     return s.join(["ERR", "", erl, cwe, "E", "", "", "", text])
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``2.5.1`` as ``(2, 5, 1)``, to compare versions; ``()`` when it starts with no number."""
     parts = []
     for p in version.split("."):
         if not p.isdigit():
             break
         parts.append(int(p))
-    return tuple(parts) or (2, 5)
+    return tuple(parts)
 
 
 def ack_code_of(ack_text: str) -> str:

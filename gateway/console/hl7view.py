@@ -12,6 +12,8 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.ack import version_tuple
+
 # hl7apy's reference versions; a message's version is read with the nearest one at or below.
 _VERSIONS = ("2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.8",
              "2.8.1", "2.8.2")
@@ -34,23 +36,14 @@ class SegmentView:
     fields: tuple[FieldView, ...]
 
 
-def _version_key(version: str) -> tuple[int, ...]:
-    parts = []
-    for part in version.split("."):
-        if not part.isdigit():
-            break
-        parts.append(int(part))
-    return tuple(parts)
-
-
 def reference_version(version: str) -> str:
     """The hl7apy version to read names from: ``2.7.1`` -> ``2.7``; unknown -> ``2.5``."""
-    wanted = _version_key(version.strip())
+    wanted = version_tuple(version.strip())
     if not wanted:
         return "2.5"
     best = "2.1"
     for candidate in _VERSIONS:
-        if _version_key(candidate) <= wanted:
+        if version_tuple(candidate) <= wanted:
             best = candidate
     return best if wanted >= (2, 1) else "2.5"
 
