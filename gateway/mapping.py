@@ -85,7 +85,10 @@ def map_one(raw: bytes, charset: str, timezone: str,
     try:
         if profiles.profiles:
             # MSH is ASCII in every charset HL7 allows: latin-1 reads it without failing.
-            profile = profiles.select_text(raw.decode("latin-1"))
+            # the MSH line alone (not the whole message): MSH-3, MSH-4 and MSH-12 choose
+            start = max(raw.find(b"MSH"), 0)
+            head = raw[start:].split(b"\r", 1)[0].split(b"\n", 1)[0]
+            profile = profiles.select_text(head.decode("latin-1"))
         if profile is not None:
             charset = profile.charset or charset
             timezone = profile.timezone or timezone

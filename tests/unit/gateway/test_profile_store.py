@@ -209,6 +209,10 @@ def test_mapping_the_profile_s_zone_wins_over_the_row_s_and_the_summary_names_it
     assert "urn:id:EPIX" in systems and start == "2024-01-15T10:25:00+09:00"  # the row's
     assert orjson.loads(bravo.summary)["profile"] is None
 
+    # blank lines before MSH (some senders' frames start so) change nothing
+    padded = map_one(b"\r\n" + ALPHA.replace(b"\r", b"\n"), "utf-8", "Asia/Tokyo", s.current)
+    assert orjson.loads(padded.summary)["profile"] == "alpha"
+
     # the batch entry point (what a worker runs) rebuilds the set from the snapshot
     [again] = map_batch([(ALPHA, "utf-8", "UTC", 1)], s.snapshot())
     assert again.payload == alpha.payload
