@@ -1,0 +1,119 @@
+"""``hl7gw bench``: throughput figures for this machine."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.common import fail
+from mappers.errors import Hl7gwError
+
+
+@click.group()
+def bench() -> None:
+    """Measure throughput on this machine and print the numbers (``--json`` for scripts).
+
+    Each figure is shown next to a ceiling measured in the same run, so the ratio says
+    what the gateway's own work costs here.
+    """
+
+
+def _emit(figures: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        import orjson
+
+        click.echo(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode())
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+@bench.command("map")
+@click.option("-n", "count", type=int, default=2000, show_default=True,
+              help="Messages per measurement.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_map(count: int, as_json: bool) -> None:
+    """Parsing and mapping, per message type, on one core; next to full model validation."""
+    from mappers._accel import status
+    from mappers.bench import run
+
+    figures = run(count)
+    build = status()
+    _emit({"mapper": build, **figures}, as_json,
+          [f"mapping, {count} messages, one core; mapper {build}:"]
+          + [f"  {name:38s} {value:12,.0f}" for name, value in figures.items()])
+
+
+@bench.command("intake")
+@click.option("-n", "count", type=int, default=2000, show_default=True,
+              help="Messages per measurement.")
+@click.option("--connections", type=int, multiple=True, default=(1, 8), show_default=True,
+              help="Concurrent MLLP senders (repeat for several runs).")
+@click.option("--sample", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("samples/adt_a01.hl7"), show_default=True)
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Interleaved rounds; each figure is the median over them.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_intake(count: int, connections: tuple[int, ...], sample: Path, rounds: int,
+                 as_json: bool) -> None:
+    """MLLP intake over loopback: an echo ceiling, spool-only, and the full durable intake.
+
+    Each round measures every configuration back to back; ratios are to the ceiling of the
+    same round, and each figure is the median over the rounds (a shared machine drifts).
+    """
+    from gateway.bench import run_intake_bench
+    from gateway.mllp.client import split_messages
+
+    message = split_messages(sample.read_bytes())[0]
+    figures: dict[str, Any] = {}
+    lines: list[str] = []
+    for conns in connections:
+        results = asyncio.run(run_intake_bench(message, count, conns, rounds))
+        lines.append(f"MLLP intake, {count} messages, {conns} sender(s) waiting for each ACK"
+                     f" (median of {rounds} interleaved round(s)):")
+        for r in results:
+            figures[f"{conns}:{r.name}"] = {
+                "senders": conns, "rounds": r.rounds, "msg_per_s": round(r.rate),
+                "p50_ms": round(r.p50_ms, 3), "p99_ms": round(r.p99_ms, 3),
+                "ratio_to_ceiling": round(r.ratio, 3)}
+            lines.append(f"  {r.name:28s} {r.rate:9,.0f} msg/s  p50 {r.p50_ms:6.2f} ms"
+                         f"  p99 {r.p99_ms:6.2f} ms  {r.ratio:6.1%} of ceiling")
+    _emit(figures, as_json, lines)
+
+
+@bench.command("bridge")
+@click.option("-n", "count", type=int, default=2000, show_default=True,
+              help="Events to send through Kafka to a local function.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_bridge(count: int, as_json: bool) -> None:
+    """Events/second from Kafka through the bridge to a local function, in order per key.
+
+    Uses ``KAFKA_BOOTSTRAP_SERVERS`` or starts a local broker.
+    """
+    import os
+    import tempfile
+
+    from connectors.bench import run_bridge_bench
+    from connectors.settings import KafkaSettings
+    from gateway.dev.kafka import LocalKafka, default_cache_dir
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
+        broker = None
+        try:
+            if not bootstrap:
+                click.echo("starting a local Kafka broker ...", err=True)
+                broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
+                bootstrap = broker.start()
+            figures = asyncio.run(run_bridge_bench(KafkaSettings(bootstrap_servers=bootstrap),
+                                                   count))
+        except Hl7gwError as exc:
+            fail(exc)
+            return
+        finally:
+            if broker is not None:
+                broker.stop()
+    _emit(figures, as_json, [f"  {k:38s} {v}" for k, v in figures.items()])

@@ -1,0 +1,120 @@
+"""``hl7gw map``: one message to its FHIR Bundle, with the profile the gateway would use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.cli.common import fail, load_config
+from mappers.errors import Hl7gwError, MessageError
+
+PROFILES_HELP = "Folder of sender profiles (*.yaml), e.g. samples/profiles."
+
+
+def _profiles_dir(profiles: Path | None, settings: Any) -> Path | None:
+    """--profiles, else the config's profiles.dir, else None."""
+    if profiles is not None:
+        return profiles
+    return settings.profiles.dir if settings is not None else None
+
+
+def _load_profiles(directory: Path) -> Any:
+    from mappers.profiles import ProfileSet
+
+    try:
+        return ProfileSet.load(directory)
+    except Hl7gwError as exc:
+        fail(exc)
+
+
+def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
+    """The profile ``--profile`` names, else the one the gateway would pick from MSH.
+
+    Without a profiles folder there is none. An automatic choice is said on stderr, so
+    what the Bundle was made with is never a guess.
+    """
+    if directory is None:
+        if name is not None:
+            fail(ValueError("--profile needs the profiles folder: --profiles DIR, or "
+                             "--config CFG with profiles.dir set"))
+        return None
+    from mappers.profiles import msh_sender
+
+    profiles = _load_profiles(directory)
+    if name is not None:
+        try:
+            return profiles.get(name)
+        except Hl7gwError as exc:
+            fail(exc)
+    chosen = profiles.select_text(text)
+    if chosen is None:
+        app, fac, version = msh_sender(text)
+        click.echo(f"profile: none matches MSH-3 {app or '(empty)'}, MSH-4 "
+                   f"{fac or '(empty)'}, MSH-12 {version or '(empty)'}", err=True)
+    else:
+        click.echo(f"profile: {chosen.name} ({chosen.path})", err=True)
+    return chosen
+
+
+@click.command("map")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--timezone", "tz", default=None,
+              help="Time zone for timestamps that carry none.  [default: the profile's, "
+                   "else the config's default_timezone, else UTC]")
+@click.option("--no-validate", is_flag=True,
+              help="Skip the fhir.resources model check (faster; output is valid by construction).")
+@click.option("--explain", is_flag=True,
+              help="Instead of the Bundle, show where each element came from (PID-5.1 ...), "
+                   "the code translations applied, the issues and the unmapped fields.")
+@click.option("--profile", "profile_name", metavar="NAME",
+              help="Map with this sender profile (from --profiles or the config's "
+                   "profiles.dir). Without it, the profile is chosen from MSH like the "
+                   "gateway does, and named on stderr.")
+@click.option("--profiles", "profiles_dir",
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help=PROFILES_HELP)
+@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Gateway config: take profiles.dir and default_timezone from it.")
+def map_(file: Path, tz: str | None, no_validate: bool, explain: bool,
+         profile_name: str | None, profiles_dir: Path | None, config: Path | None) -> None:
+    """Print the FHIR R4 transaction Bundle for one HL7 v2 message.
+
+    With a sender profile, its charset, time zone, codes, identifier systems and extra
+    fields apply, as in the gateway. Exits 2 with a one-line reason on stderr when the
+    message is refused.
+    """
+    import orjson
+
+    import mappers
+    from gateway.mllp.client import split_messages
+
+    messages = split_messages(file.read_bytes())
+    if len(messages) != 1:
+        fail(ValueError(f"{file}: expected one message, found {len(messages)}"))
+    settings = load_config(config) if config is not None else None
+    directory = _profiles_dir(profiles_dir, settings)
+    profile = _choose_profile(messages[0].decode("latin-1"), profile_name, directory)
+    charset = (profile.charset if profile is not None else None) or "utf-8"
+    text = messages[0].decode(charset, "replace")
+    # --timezone, else the profile's, else the config's default_timezone, else UTC
+    if tz is None and profile is not None:
+        tz = profile.timezone
+    if tz is None and settings is not None:
+        tz = settings.default_timezone
+    try:
+        if explain:
+            sys.stdout.write(mappers.explain(text, default_tz=tz or "UTC", profile=profile)
+                             .rstrip("\n") + "\n")
+            return
+        result = mappers.convert(text, default_tz=tz or "UTC", validate=not no_validate,
+                                 profile=profile)
+    except Hl7gwError as exc:
+        where = f" ({exc.location})" if isinstance(exc, MessageError) and exc.location else ""
+        fail(ValueError(f"{file}: {exc}{where}"))
+        return
+    sys.stdout.write(orjson.dumps(result.bundle, option=orjson.OPT_INDENT_2).decode() + "\n")
+    for issue in result.issues:
+        click.echo(f"warning: {issue}", err=True)
