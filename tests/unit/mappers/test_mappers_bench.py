@@ -38,6 +38,7 @@ def test_run_reports_flat_rates_per_type() -> None:
     assert "ADT^A01 convert+validate msg/s" in figures
     assert "ORU^R01 10 OBX convert+validate msg/s" in figures
     assert f"{bench.PROFILED} convert msg/s" in figures
+    assert f"{bench.REPORT} convert msg/s" in figures
     assert figures["ADT^A01 parse msg/s"] > figures["ADT^A01 check msg/s"] > \
         figures["ADT^A01 convert msg/s"] > figures["ADT^A01 convert+validate msg/s"]
 
@@ -69,3 +70,11 @@ def test_the_instruction_count_loop_runs_as_a_module() -> None:
     bad = subprocess.run([sys.executable, "-m", "mappers.bench", "ADT^Z99", "1"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "ADT^Z99" in bad.stderr
+
+
+def test_the_report_row_is_one_long_report_of_lines_sharing_obx3() -> None:
+    text = bench.text_report(bench.REPORT_LINES)
+    assert bench.REPORT.startswith(convert(text).message_type)
+    obx = [seg for seg in text.split("\r") if seg.startswith("OBX|")]
+    assert len(obx) == bench.REPORT_LINES == 5000
+    assert len({seg.split("|")[3] for seg in obx}) == 1
