@@ -1,7 +1,7 @@
 """Errors raised by the connectors, with their retry policy as data.
 
 Every connector error derives from :class:`ConnectorError`, itself a
-:class:`mappers.errors.Hl7gwError`. Callers decide whether to try again by reading
+:class:`hl7gw.errors.Hl7gwError`. Callers decide whether to try again by reading
 ``error.retriable`` instead of matching exception classes: a retry loop asks the error.
 Foreign errors (aiokafka, httpx) are translated into these at one boundary each
 (``connectors.kafka.errors`` and ``connectors.bridge.delivery``).
@@ -9,7 +9,7 @@ Foreign errors (aiokafka, httpx) are translated into these at one boundary each
 
 from __future__ import annotations
 
-from mappers.errors import Hl7gwError
+from hl7gw.errors import Hl7gwError
 
 
 class ConnectorError(Hl7gwError):

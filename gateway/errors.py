@@ -1,8 +1,8 @@
-"""Errors raised by the gateway package, rooted at :class:`mappers.errors.Hl7gwError`."""
+"""Errors raised by the gateway package, rooted at :class:`hl7gw.errors.Hl7gwError`."""
 
 from __future__ import annotations
 
-from mappers.errors import Hl7gwError, MessageError
+from hl7gw.errors import Hl7gwError, MessageError
 
 
 class GatewayError(Hl7gwError):
