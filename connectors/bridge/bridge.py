@@ -40,7 +40,7 @@ from connectors.bridge.retry import backoff
 from connectors.errors import ConnectorError, DeadLetterError, InvalidEvent, PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
-from connectors.kafka.errors import Decision, decide, is_kafka_error
+from connectors.kafka.errors import KafkaClientError, kafka_errors
 from connectors.settings import BridgeSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -137,12 +137,8 @@ class Bridge:
         )
         consumer.subscribe([s.topic], listener=_CommitOnRevoke(self))
         stack.push_async_callback(self._close_consumer, consumer)
-        try:
+        with kafka_errors("to start the consumer", KafkaClientError):
             await consumer.start()
-        except Exception as exc:
-            if not is_kafka_error(exc):
-                raise
-            raise _consumer_error(exc) from exc
         self._consumer = consumer
 
     async def _close_consumer(self, consumer: Any) -> None:
@@ -158,13 +154,9 @@ class Bridge:
     async def _consume(self) -> None:
         try:
             while not self._stopping.is_set():
-                try:
+                with kafka_errors("to fetch records", KafkaClientError):
                     batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
                                                          max_records=self.settings.max_batch)
-                except Exception as exc:
-                    if not is_kafka_error(exc):
-                        raise
-                    raise _consumer_error(exc) from exc
                 for tp, records in batch.items():
                     self._enqueue(tp, records)
                 await self._refresh_paused_lag()
@@ -248,10 +240,9 @@ class Bridge:
             return
         self._lag_refreshed = now
         try:
-            ends = await self._consumer.end_offsets(list(paused))
-        except Exception as exc:
-            if not is_kafka_error(exc):
-                raise
+            with kafka_errors("to report end offsets", KafkaClientError):
+                ends = await self._consumer.end_offsets(list(paused))
+        except KafkaClientError:
             return  # the next refresh will try again
         for tp, end in ends.items():
             self.metrics.lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
@@ -335,11 +326,10 @@ class Bridge:
         if not offsets or self._consumer is None:
             return
         try:
-            await self._consumer.commit(offsets)
-        except Exception as exc:
-            if not is_kafka_error(exc):
-                raise
-            log.warning("offset commit failed; will retry", extra={"error": type(exc).__name__})
+            with kafka_errors("to commit offsets", KafkaClientError):
+                await self._consumer.commit(offsets)
+        except KafkaClientError as exc:
+            log.warning("offset commit failed; will retry", extra={"error": exc.cause})
             return
         for tp, off in offsets.items():
             self._committed[tp] = max(off, self._committed.get(tp, 0))
@@ -393,8 +383,3 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 
-
-def _consumer_error(exc: BaseException) -> ConnectorError:
-    """Translate an aiokafka consumer error into the connectors' tree."""
-    return ConnectorError(f"Kafka consumer failed: {exc}", retriable=decide(exc) is not
-                          Decision.FAIL)

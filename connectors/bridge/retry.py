@@ -30,6 +30,7 @@ from email.utils import parsedate_to_datetime
 import httpx
 
 RETRIABLE_STATUSES = frozenset({404, 408, 409, 429})
+MAX_RETRY_AFTER_S = 86_400.0 * 365  # a year: any longer Retry-After reads as this
 
 
 class Action(enum.Enum):
@@ -80,11 +81,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
-        return float(text)
+    # ASCII digits only: str.isdigit() also accepts "²" and "٣", which float() refuses or
+    # reads as another number. A huge value is capped here (and again by the policy).
+    if text.isascii() and text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER_S)
     try:
         when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)

@@ -1,4 +1,11 @@
-"""The one boundary where aiokafka's errors become :class:`PublishError`.
+"""The one boundary where aiokafka's errors become the connectors' errors.
+
+Every call into aiokafka runs inside :func:`kafka_errors` (as httpx runs httpcore inside
+``map_httpcore_exceptions``): what leaves it is a :class:`KafkaPublishError` (sends) or a
+:class:`KafkaClientError` (consumer, metadata) whose policy is data: ``retriable`` (the
+same call may succeed later), ``client_broken`` (replace the producer first) and ``cause``
+(the aiokafka class name, for logs and metrics). Callers read those attributes; nobody
+outside this module matches aiokafka classes.
 
 Every aiokafka error class has an explicit decision below; a test fails when an aiokafka
 upgrade adds a class without one, so nobody inherits a retry policy by accident.
@@ -14,11 +21,13 @@ upgrade adds a class without one, so nobody inherits a retry policy by accident.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+from collections.abc import Iterator
 
-import aiokafka.errors as kafka_errors
+import aiokafka.errors as aiokafka_errors
 
-from connectors.errors import PublishError
+from connectors.errors import ConnectorError, PublishError
 
 
 class Decision(enum.Enum):
@@ -85,7 +94,7 @@ def _table() -> dict[type[BaseException], Decision]:
     for names, decision in ((_FAIL, Decision.FAIL), (_RETRY, Decision.RETRY),
                             (_RECREATE, Decision.RECREATE)):
         for name in names:
-            cls = getattr(kafka_errors, name, None)
+            cls = getattr(aiokafka_errors, name, None)
             if isinstance(cls, type) and issubclass(cls, BaseException):
                 table[cls] = decision
     return table
@@ -107,9 +116,56 @@ def is_kafka_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith("aiokafka")
 
 
-def publish_error(exc: BaseException, topic: str) -> PublishError:
-    """Translate an aiokafka error raised while sending to ``topic``."""
+class KafkaClientError(ConnectorError):
+    """An aiokafka call failed; ``cause`` names the aiokafka class, the rest is policy."""
+
+    def __init__(self, message: str, *, retriable: bool, cause: str,
+                 client_broken: bool = False) -> None:
+        super().__init__(message, retriable=retriable)
+        self.cause = cause
+        self.client_broken = client_broken  # the client must be replaced before a retry
+
+
+class KafkaPublishError(PublishError):
+    """Kafka did not take a record; ``client_broken``: replace the producer, then retry."""
+
+    def __init__(self, message: str, *, retriable: bool, cause: str,
+                 client_broken: bool = False) -> None:
+        super().__init__(message, retriable=retriable, cause=cause)
+        self.client_broken = client_broken
+
+
+def translate(exc: BaseException, doing: str,
+              kind: type[KafkaClientError] | type[KafkaPublishError] = KafkaPublishError,
+              ) -> KafkaClientError | KafkaPublishError:
+    """The connectors' error for an aiokafka error raised while ``doing`` something."""
     decision = decide(exc)
-    name = type(exc).__name__
-    return PublishError(f"Kafka did not acknowledge a record for topic {topic!r}: {exc}",
-                        retriable=decision is not Decision.FAIL, cause=name)
+    detail = _describe(exc)
+    return kind(f"Kafka failed {doing}: {detail}", retriable=decision is not Decision.FAIL,
+                cause=type(exc).__name__, client_broken=decision is Decision.RECREATE)
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)``, or the class name: some aiokafka errors fail to print (no ``errno``)."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:  # noqa: BLE001 - a message is not worth losing the error for
+        return type(exc).__name__
+
+
+@contextlib.contextmanager
+def kafka_errors(doing: str,
+                 kind: type[KafkaClientError] | type[KafkaPublishError] = KafkaPublishError,
+                 ) -> Iterator[None]:
+    """Run a block that calls aiokafka; its errors leave translated to ``kind``.
+
+    ``doing`` completes "Kafka failed ..." (e.g. ``"sending to 'hl7.fhir'"``). Errors that
+    are not aiokafka's (bugs, cancellation) pass through untouched.
+    """
+    try:
+        yield
+    except Exception as exc:
+        if not is_kafka_error(exc):
+            raise
+        raise translate(exc, doing, kind) from exc
+

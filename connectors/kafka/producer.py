@@ -1,21 +1,42 @@
-"""A thin, idempotent Kafka producer that sends :class:`Event` records and waits for the ack."""
+"""A thin, idempotent Kafka producer that sends :class:`Event` records and waits for the ack.
+
+aiokafka's errors are translated at one boundary (:func:`connectors.kafka.errors.kafka_errors`);
+what leaves this module is a :class:`~connectors.errors.PublishError` whose ``retriable``
+says whether the same record may be sent again. An error that leaves the idempotent
+producer's state broken (``client_broken``) replaces the producer before it is raised.
+
+aiokafka keeps retrying a record whose partition leader is known but unreachable, without
+a deadline, and its ``stop()`` waits for every queued record: with the broker down it would
+never return. :meth:`EventProducer.stop` therefore takes a deadline, past which the queued
+records are failed and the client closed (the gateway's rows stay in its spool), and
+:meth:`EventProducer.ping` asks the cluster for metadata so that a caller can tell "the
+broker is down" from "the broker is slow".
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 
 from connectors.errors import PublishError
 from connectors.events import Event
-from connectors.kafka.errors import Decision, decide, is_kafka_error, publish_error
+from connectors.kafka.errors import (
+    KafkaClientError,
+    KafkaPublishError,
+    kafka_errors,
+)
 from connectors.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
+
+CLOSE_AFTER_ABORT_S = 5.0  # closing sockets once the queued records were failed
 
 
 class EventProducer:
@@ -33,6 +54,11 @@ class EventProducer:
         """The settings this producer was built with."""
         return self._settings
 
+    @property
+    def started(self) -> bool:
+        """True once :meth:`start` succeeded and until :meth:`stop`."""
+        return self._producer is not None and not self._closed
+
     async def start(self) -> None:
         """Connect to the cluster and obtain a producer id; raises :class:`PublishError`."""
         if self._producer is not None:
@@ -41,12 +67,16 @@ class EventProducer:
         self._lock = asyncio.Lock()
         await self._create()
 
-    async def stop(self) -> None:
-        """Flush what is in flight and close; safe to call twice or before ``start``."""
+    async def stop(self, flush_within: float | None = None) -> None:
+        """Flush what is in flight and close; safe to call twice or before ``start``.
+
+        With ``flush_within`` (seconds), records still unacknowledged by then are failed
+        (their senders get a retriable :class:`PublishError`) and the client is closed.
+        """
         self._closed = True
         producer, self._producer = self._producer, None
         if producer is not None:
-            await producer.stop()
+            await _close(producer, flush_within)
 
     async def __aenter__(self) -> EventProducer:
         await self.start()
@@ -55,6 +85,24 @@ class EventProducer:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.stop()
+
+    async def ping(self, within: float) -> None:
+        """Ask the cluster for its metadata, waiting ``within`` seconds at most.
+
+        Raises :class:`KafkaClientError` (retriable) when no broker answered; a producer
+        that is not started counts as unreachable.
+        """
+        producer = self._producer
+        if producer is None:
+            raise KafkaClientError("Kafka producer is not connected", retriable=True,
+                                   cause="NotStarted")
+        try:
+            with kafka_errors("to answer a metadata request", KafkaClientError):
+                await asyncio.wait_for(producer.client.fetch_all_metadata(), within)
+        except TimeoutError as exc:
+            raise KafkaClientError(f"Kafka did not answer a metadata request within "
+                                   f"{within:g}s", retriable=True,
+                                   cause="TimeoutError") from exc
 
     async def send(self, topic: str, event: Event) -> tuple[int, int]:
         """Publish ``event`` keyed by ``event.key``; returns (partition, offset) once acked."""
@@ -65,14 +113,9 @@ class EventProducer:
                           headers: Sequence[tuple[str, bytes]]) -> tuple[int, int]:
         """Publish raw key/value/headers (the bridge's dead letters); same guarantees."""
         producer = await self._current()
-        generation = self._generation
-        try:
+        async with self._sending(topic, self._generation):
             meta = await producer.send_and_wait(topic, value=value, key=key,
                                                 headers=list(headers))
-        except Exception as exc:
-            if not is_kafka_error(exc):
-                raise
-            raise await self._failed(exc, topic, generation) from exc
         return int(meta.partition), int(meta.offset)
 
     async def send_batch(self, topic: str, events: Sequence[Event]
@@ -85,41 +128,47 @@ class EventProducer:
         """
         producer = await self._current()
         generation = self._generation
-        futures: list[asyncio.Future[Any]] = []
-        refused: BaseException | None = None
+        queued: list[asyncio.Future[Any]] = []
+        refused: PublishError | None = None
         for event in events:
             try:
-                futures.append(await producer.send(topic, value=event.data, key=event.key,
-                                                   headers=event.kafka_headers()))
-            except Exception as exc:
-                if not is_kafka_error(exc):
-                    raise
-                refused = exc
+                async with self._sending(topic, generation):
+                    queued.append(await producer.send(topic, value=event.data, key=event.key,
+                                                       headers=event.kafka_headers()))
+            except PublishError as error:
+                refused = error
                 break
-        outcomes = await asyncio.gather(*futures, return_exceptions=True)
-        results: list[tuple[int, int] | PublishError] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                if not is_kafka_error(outcome):
-                    raise outcome
-                results.append(await self._failed(outcome, topic, generation))
-            else:
-                results.append((int(outcome.partition), int(outcome.offset)))
+        results: list[tuple[int, int] | PublishError] = list(await asyncio.gather(
+            *(self._acked(pending, topic, generation) for pending in queued)))
         if refused is not None:
-            results.append(await self._failed(refused, topic, generation))
+            results.append(refused)
         skipped = PublishError("not sent: an earlier event of the batch failed",
                                retriable=True)
         results.extend(skipped for _ in range(len(events) - len(results)))
         return results
 
-    async def _failed(self, exc: BaseException, topic: str, generation: int) -> PublishError:
-        """Translate a send failure, replacing the producer first when its state is broken."""
-        error = publish_error(exc, topic)
-        log.warning("kafka send failed", extra={"topic": topic, "error": error.cause,
-                                                "retriable": error.retriable})
-        if decide(exc) is Decision.RECREATE:
-            await self._recreate(generation)
-        return error
+    async def _acked(self, pending: asyncio.Future[Any], topic: str, generation: int
+                     ) -> tuple[int, int] | PublishError:
+        """Wait for one queued record's ack; its error is returned, not raised."""
+        try:
+            async with self._sending(topic, generation):
+                meta = await pending
+        except PublishError as error:
+            return error
+        return int(meta.partition), int(meta.offset)
+
+    @contextlib.asynccontextmanager
+    async def _sending(self, topic: str, generation: int) -> AsyncIterator[None]:
+        """The error boundary of one send; replaces the producer when its state broke."""
+        try:
+            with kafka_errors(f"to acknowledge a record for topic {topic!r}"):
+                yield
+        except KafkaPublishError as error:
+            log.warning("kafka send failed", extra={"topic": topic, "error": error.cause,
+                                                    "retriable": error.retriable})
+            if error.client_broken:
+                await self._recreate(generation)
+            raise
 
     async def _current(self) -> Any:
         """The live producer, recreating one that an earlier fatal error left behind."""
@@ -141,17 +190,13 @@ class EventProducer:
             max_request_size=s.max_request_size,
         )
         try:
-            await producer.start()
-        except asyncio.CancelledError:
-            # Cancelled mid-start (the gateway stopping while Kafka is slow): close the
-            # half-started client, or it leaks its connections and warns when collected.
+            with kafka_errors("to start the producer"):
+                await producer.start()
+        except BaseException:
+            # Failed or cancelled mid-start (the gateway stopping while Kafka is slow):
+            # close the half-started client, or it leaks its connections and warns.
             await producer.stop()
             raise
-        except Exception as exc:
-            await producer.stop()
-            if not is_kafka_error(exc):
-                raise
-            raise publish_error(exc, "(start)") from exc
         self._producer = producer
         self._generation += 1
 
@@ -164,13 +209,32 @@ class EventProducer:
             old, self._producer = self._producer, None
             log.warning("recreating kafka producer after a fatal producer error")
             if old is not None:
-                try:
-                    await old.stop()
-                except Exception as exc:  # a wedged producer may fail to close cleanly
-                    if not is_kafka_error(exc):
-                        raise
+                # A wedged producer may fail to close cleanly, or never finish flushing.
+                with contextlib.suppress(PublishError):
+                    await _close(old, self._settings.request_timeout_ms / 1000)
             try:
                 await self._create()
             except PublishError:
                 log.warning("kafka producer could not be recreated; will retry on next send")
                 self._generation += 1
+
+
+async def _close(producer: Any, within: float | None) -> None:
+    """``producer.stop()``, abandoning what is still queued after ``within`` seconds."""
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=within)
+    if not done:
+        log.warning("kafka producer did not flush within the deadline; abandoning "
+                    "unacknowledged records", extra={"within_s": within})
+        # aiokafka's stop() waits for every queued batch, and a batch for an unreachable
+        # leader is retried forever; failing them lets stop() go on to close the sockets.
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None:
+            # An aiokafka error, so that the senders' boundary turns it into a retriable one.
+            accumulator.fail_all(KafkaTimeoutError("producer stopped before Kafka "
+                                                   "acknowledged the record"))
+        done, _ = await asyncio.wait({stopping}, timeout=CLOSE_AFTER_ABORT_S)
+        if not done:
+            stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError), kafka_errors("to close the producer"):
+        await stopping

@@ -7,10 +7,10 @@ import inspect
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
-import aiokafka.errors as kafka_errors
+import aiokafka.errors as aiokafka_errors
 import pytest
 
-from connectors.errors import PublishError
+from connectors.errors import ConnectorError, PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.kafka import producer as producer_module
@@ -20,15 +20,18 @@ from connectors.kafka.errors import (
     _RETRY,
     DECISIONS,
     Decision,
+    KafkaClientError,
+    KafkaPublishError,
     decide,
-    publish_error,
+    kafka_errors,
+    translate,
 )
 from connectors.settings import KafkaSettings
 
 
 def aiokafka_error_classes() -> list[type[BaseException]]:
-    return [cls for _, cls in inspect.getmembers(kafka_errors, inspect.isclass)
-            if issubclass(cls, BaseException) and cls.__module__ == kafka_errors.__name__]
+    return [cls for _, cls in inspect.getmembers(aiokafka_errors, inspect.isclass)
+            if issubclass(cls, BaseException) and cls.__module__ == aiokafka_errors.__name__]
 
 
 def test_every_aiokafka_error_class_has_a_decision() -> None:
@@ -40,40 +43,79 @@ def test_every_aiokafka_error_class_has_a_decision() -> None:
 def test_every_listed_name_exists_and_is_listed_once() -> None:
     names = [*_RETRY, *_RECREATE, *_FAIL]
     assert len(names) == len(set(names))
-    assert sorted(n for n in names if not hasattr(kafka_errors, n)) == []
+    assert sorted(n for n in names if not hasattr(aiokafka_errors, n)) == []
 
 
 @pytest.mark.parametrize(("error", "decision"), [
-    (kafka_errors.OutOfOrderSequenceNumber(), Decision.RECREATE),
-    (kafka_errors.UnknownProducerId(), Decision.RECREATE),
-    (kafka_errors.ProducerFenced(), Decision.RECREATE),
-    (kafka_errors.KafkaError("sender died"), Decision.RECREATE),
-    (kafka_errors.KafkaConnectionError(), Decision.RETRY),
-    (kafka_errors.KafkaTimeoutError(), Decision.RETRY),
-    (kafka_errors.NotLeaderForPartitionError(), Decision.RETRY),
-    (kafka_errors.UnknownTopicOrPartitionError(), Decision.RETRY),
-    (kafka_errors.MessageSizeTooLargeError(), Decision.FAIL),
-    (kafka_errors.TopicAuthorizationFailedError(), Decision.FAIL),
-    (kafka_errors.SaslAuthenticationFailed(), Decision.FAIL),
+    (aiokafka_errors.OutOfOrderSequenceNumber(), Decision.RECREATE),
+    (aiokafka_errors.UnknownProducerId(), Decision.RECREATE),
+    (aiokafka_errors.ProducerFenced(), Decision.RECREATE),
+    (aiokafka_errors.KafkaError("sender died"), Decision.RECREATE),
+    (aiokafka_errors.KafkaConnectionError(), Decision.RETRY),
+    (aiokafka_errors.KafkaTimeoutError(), Decision.RETRY),
+    (aiokafka_errors.NotLeaderForPartitionError(), Decision.RETRY),
+    (aiokafka_errors.UnknownTopicOrPartitionError(), Decision.RETRY),
+    (aiokafka_errors.MessageSizeTooLargeError(), Decision.FAIL),
+    (aiokafka_errors.TopicAuthorizationFailedError(), Decision.FAIL),
+    (aiokafka_errors.SaslAuthenticationFailed(), Decision.FAIL),
 ])
 def test_decisions(error: BaseException, decision: Decision) -> None:
     assert decide(error) is decision
 
 
 def test_unknown_subclass_takes_its_nearest_ancestors_decision() -> None:
-    class NewTimeout(kafka_errors.RequestTimedOutError):
+    class NewTimeout(aiokafka_errors.RequestTimedOutError):
         pass
 
     assert decide(NewTimeout()) is Decision.RETRY
 
 
 def test_publish_error_carries_policy_and_cause() -> None:
-    error = publish_error(kafka_errors.MessageSizeTooLargeError(), "hl7.fhir")
+    error = translate(aiokafka_errors.MessageSizeTooLargeError(), "sending to 'hl7.fhir'")
     assert isinstance(error, PublishError)
-    assert (error.retriable, error.cause) == (False, "MessageSizeTooLargeError")
+    assert (error.retriable, error.cause, error.client_broken) == (
+        False, "MessageSizeTooLargeError", False)
     assert "hl7.fhir" in str(error)
-    assert publish_error(kafka_errors.OutOfOrderSequenceNumber(), "t").retriable is True
-    assert publish_error(kafka_errors.KafkaConnectionError(), "t").retriable is True
+    broken = translate(aiokafka_errors.OutOfOrderSequenceNumber(), "t")
+    assert (broken.retriable, broken.client_broken) == (True, True)
+    assert translate(aiokafka_errors.KafkaConnectionError(), "t").retriable is True
+
+
+@pytest.mark.parametrize("cls", aiokafka_error_classes(), ids=lambda c: c.__name__)
+def test_the_boundary_translates_every_aiokafka_error(cls: type[BaseException]) -> None:
+    # Fails when an aiokafka error class cannot be raised through the boundary as ours.
+    decision = decide(cls())
+    for kind in (KafkaPublishError, KafkaClientError):
+        with pytest.raises(kind) as caught, kafka_errors("doing x", kind):
+            raise cls()
+        assert isinstance(caught.value, ConnectorError)
+        assert caught.value.cause == cls.__name__
+        assert caught.value.retriable is (decision is not Decision.FAIL)
+        assert caught.value.client_broken is (decision is Decision.RECREATE)
+        assert isinstance(caught.value.__cause__, cls)
+
+
+@pytest.mark.parametrize("error", [ValueError("bug"), asyncio.CancelledError(),
+                                   KeyboardInterrupt()])
+def test_the_boundary_lets_other_errors_through(error: BaseException) -> None:
+    with pytest.raises(type(error)), kafka_errors("doing x"):
+        raise error
+
+
+def test_only_the_boundary_matches_aiokafka_errors() -> None:
+    # Callers read retriable / client_broken; nobody else decides on aiokafka classes.
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[3]
+    offenders = []
+    for package in ("connectors", "gateway"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text()
+            if path.name == "errors.py" and path.parent.name == "kafka":
+                continue
+            if "is_kafka_error" in text or "decide(" in text:
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
 
 
 class ScriptedProducer:
@@ -103,7 +145,7 @@ class ScriptedProducer:
     async def send(self, topic: str, **_: Any) -> asyncio.Future[SimpleNamespace]:
         number = self.sent = getattr(self, "sent", 0) + 1
         if number == ScriptedProducer.refuse_at:
-            raise kafka_errors.KafkaTimeoutError()
+            raise aiokafka_errors.KafkaTimeoutError()
         future: asyncio.Future[SimpleNamespace] = asyncio.get_running_loop().create_future()
         failure = ScriptedProducer.acks.pop(0) if ScriptedProducer.acks else None
         if failure is None:
@@ -138,7 +180,7 @@ async def test_producer_is_idempotent_with_acks_all(scripted: type[ScriptedProdu
 
 async def test_fatal_producer_error_recreates_the_producer(
         scripted: type[ScriptedProducer]) -> None:
-    scripted.failures = [kafka_errors.OutOfOrderSequenceNumber()]
+    scripted.failures = [aiokafka_errors.OutOfOrderSequenceNumber()]
     async with EventProducer(SETTINGS) as producer:
         with pytest.raises(PublishError) as caught:
             await producer.send("t", EVENT)
@@ -150,7 +192,7 @@ async def test_fatal_producer_error_recreates_the_producer(
 
 
 async def test_transient_error_keeps_the_producer(scripted: type[ScriptedProducer]) -> None:
-    scripted.failures = [kafka_errors.KafkaTimeoutError()]
+    scripted.failures = [aiokafka_errors.KafkaTimeoutError()]
     async with EventProducer(SETTINGS) as producer:
         with pytest.raises(PublishError) as caught:
             await producer.send("t", EVENT)
@@ -176,7 +218,7 @@ def events(count: int) -> list[Event]:
 
 
 async def test_send_batch_results_in_order(scripted: type[ScriptedProducer]) -> None:
-    scripted.acks = [None, kafka_errors.NotLeaderForPartitionError(), None]
+    scripted.acks = [None, aiokafka_errors.NotLeaderForPartitionError(), None]
     async with EventProducer(SETTINGS) as producer:
         results = await producer.send_batch("t", events(3))
     assert results[0] == (0, 0) and results[2] == (0, 2)
@@ -198,7 +240,7 @@ async def test_send_batch_stops_queueing_at_the_first_refusal(
 
 async def test_send_batch_recreates_after_a_fatal_error_once(
         scripted: type[ScriptedProducer]) -> None:
-    scripted.acks = [kafka_errors.OutOfOrderSequenceNumber()] * 2
+    scripted.acks = [aiokafka_errors.OutOfOrderSequenceNumber()] * 2
     async with EventProducer(SETTINGS) as producer:
         results = await producer.send_batch("t", events(2))
         assert all(isinstance(r, PublishError) for r in results)

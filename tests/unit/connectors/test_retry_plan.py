@@ -76,6 +76,15 @@ NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
     ("Wed, 01 May 2024 11:00:00 GMT", 0.0),  # in the past: now
     ("soon", None),
     ("-5", None),
+    ("\u00b2", None),  # isdigit() is true for "²", and float("²") raised ValueError
+    ("\u0663", None),  # an Arabic-Indic 3 is not a delta-seconds either
+    ("1.5", None),  # delta-seconds are whole
+    ("9" * 400, 86_400.0 * 365),  # capped, not inf
+    ("Fri, 31 Dec 9999 23:59:59 -2359", 8_000 * 365.25 * 86_400.0),
 ])
 def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
-    assert parse_retry_after(header, NOW) == seconds
+    parsed = parse_retry_after(header, NOW)
+    if seconds is not None and seconds > 1e9:
+        assert parsed is not None and parsed > 1e9  # far future: a large finite delay
+    else:
+        assert parsed == seconds
