@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from typing import Any
 
-from mappers.engine.models import CodeTable
-from mappers.engine.refs import FieldRef, Overlay
+from mappers.engine.refs import FieldRef, Overlay, TableFlags
 from mappers.hl7v2 import NULL, Field, Header, Message, Repetition, Segment
 from mappers.result import Issue, Severity
 
@@ -18,7 +18,7 @@ class Context:
                  "default_tz", "header", "ids", "issues", "location", "message", "overlay",
                  "rids", "scratch", "segment", "tables", "times", "trace")
 
-    def __init__(self, message: Message, tables: dict[str, CodeTable],
+    def __init__(self, message: Message, tables: Mapping[str, TableFlags],
                  resolved: dict[str, dict[str, Any]], default_tz: str,
                  overlay: Overlay | None = None) -> None:
         self.message = message

@@ -4,6 +4,11 @@
 few attributes of a pydantic ``Rule`` / ``IdSpec`` that datatype functions and id keys read
 per message. Reading them from these plain classes, rather than from the pydantic models,
 keeps attribute access a C field load when the mapper runs compiled (``mappers._accel``).
+``TableFlags`` names what the hot path reads of a ``CodeTable``.
+
+The spec models (``mappers.engine.models``, pydantic, used while the specs load) import
+this module, never the other way round: the compiled runtime (``context``, ``build``, the
+datatypes) depends on these views only, which keeps the import graph free of cycles.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 _REF: Final = re.compile(r"([A-Z][A-Z0-9]{2})-([1-9]\d{0,2})(?:\.([1-9]\d?)(?:\.([1-9]\d?))?)?")
 
@@ -81,3 +86,22 @@ class Overlay:
         self.local_codes = local_codes  # (CWE.3 as sent or "*", code) -> Coding
         self.key_authority = key_authority  # CX.4 namespace or universal id
         self.key_type = key_type  # CX.5 identifier type code
+
+
+class TableFlags(Protocol):
+    """What the hot path reads of a code table besides its entries (``CodeTable`` has these).
+
+    The entries themselves come resolved, as plain dicts (``SpecSet.resolved_tables``).
+    """
+
+    @property
+    def source_system(self) -> str | None:
+        """The v2 code system URI, for the original coding."""
+
+    @property
+    def user_defined(self) -> bool:
+        """Site codes: an unknown code is not an issue."""
+
+    @property
+    def ignore_case(self) -> bool:
+        """``Booked`` and ``BOOKED`` are the same code."""
