@@ -46,7 +46,15 @@ def sniff_protocol(head: bytes) -> str | None:
 
 
 class FrameTooLarge(Exception):
-    """A frame grew past the configured maximum; the connection must be reset."""
+    """A frame grew past the configured maximum; the connection must be reset.
+
+    ``frames`` holds the frames completed earlier in the same ``feed`` call: they are whole
+    messages the peer sent before the oversized one and must still be answered.
+    """
+
+    def __init__(self, text: str, frames: list[bytes] | None = None) -> None:
+        super().__init__(text)
+        self.frames = frames or []
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -60,6 +68,10 @@ class FrameDecoder:
 
     ``strict_end`` refuses a frame that ends in FS without the trailing CR (the byte after
     FS is then treated as noise); when False a lone FS also ends a frame.
+
+    How the bytes arrive never changes the result: the same frames, the same
+    ``FrameTooLarge`` and the same ``discarded_bytes`` for one write or one byte at a time
+    (a property test feeds every chunking). ``feed`` raises ``FrameTooLarge`` and nothing else.
     """
 
     max_frame_bytes: int = 16 * 1024 * 1024
@@ -68,6 +80,7 @@ class FrameDecoder:
     seen_start: bool = False  # a VT has arrived on this stream at least once
     _buffer: bytearray = field(default_factory=bytearray)
     _in_frame: bool = False
+    _cr_may_follow: bool = False  # a lone FS ended the last chunk and its frame (not strict)
 
     @property
     def in_frame(self) -> bool:
@@ -82,6 +95,10 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """Consume ``data`` and return the frames it completed, in order."""
         frames: list[bytes] = []
+        if self._cr_may_follow and data:
+            self._cr_may_follow = False
+            if data[:1] == CR:  # the CR of that FS CR: the end of the frame, not noise
+                data = data[1:]
         while data:
             if not self._in_frame:
                 start = data.find(VT)
@@ -99,16 +116,19 @@ class FrameDecoder:
             data = b""
             end, width = self._find_end(search_from)
             if end < 0:
-                if len(self._buffer) > self.max_frame_bytes:
+                # in strict mode a trailing FS may be the start of the frame's end
+                pending = 1 if self.strict_end and self._buffer[-1:] == FS else 0
+                if len(self._buffer) - pending > self.max_frame_bytes:
                     self.reset()
-                    raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes")
+                    raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes", frames)
                 break
             if end > self.max_frame_bytes:
                 self.reset()
-                raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes")
+                raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes", frames)
             frames.append(bytes(self._buffer[:end]))
             data = bytes(self._buffer[end + width :])
             self.reset()
+            self._cr_may_follow = width == 1 and not data
         return frames
 
     def _find_end(self, search_from: int) -> tuple[int, int]:
@@ -126,3 +146,4 @@ class FrameDecoder:
         """Drop any partial frame (the peer went away or the frame was refused)."""
         self._buffer.clear()
         self._in_frame = False
+        self._cr_may_follow = False

@@ -247,7 +247,12 @@ class MllpListener:
                     raise _NotMllp("no_vt")
             self._busy.add(task)  # a frame may be in flight: stop() lets it finish
             try:
-                frames = decoder.feed(data)
+                try:
+                    frames = decoder.feed(data)
+                except FrameTooLarge as too_large:
+                    for frame in too_large.frames:  # whole messages sent before it: answer
+                        await self._answer(frame, writer, peer)
+                    raise
                 if not decoder.in_frame:
                     deadline = None
                 elif deadline is None or frames:  # a new frame started in this chunk
