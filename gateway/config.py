@@ -10,14 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.settings import BridgeSettings, FunctionSettings, KafkaSettings
 from gateway.errors import ConfigError
 from gateway.mllp.settings import CidrList, TlsSettings
+from hl7gw.fieldtypes import Charset, TimeZone
+from hl7gw.yamlfile import YamlDocument, load_file
 
 HL7_VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"]
 
@@ -26,43 +27,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_charset(value: str) -> str:
-    import codecs
-
-    try:
-        codecs.lookup(value)
-    except LookupError as exc:
-        raise ValueError(f"unknown charset {value!r}") from exc
-    return value
-
-
-def _check_zone(value: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
-    return value
-
-
 class SenderSettings(_Strict):
     """One sending system's quirks, matched on MSH-3 and MSH-4 (first components; * = any)."""
 
     application: str = "*"
     facility: str = "*"
-    charset: str | None = None  # wins over MSH-18 and the listener's charset
-    default_timezone: str | None = None  # for timestamps without an offset
-
-    @field_validator("charset")
-    @classmethod
-    def _known_charset(cls, value: str | None) -> str | None:
-        return None if value is None else _check_charset(value)
-
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return None if value is None else _check_zone(value)
+    charset: Charset | None = None  # wins over MSH-18 and the listener's charset
+    default_timezone: TimeZone | None = None  # for timestamps without an offset
 
     def matches(self, application: str, facility: str) -> bool:
         """True when this entry is for that sender."""
@@ -75,7 +46,7 @@ class ListenerSettings(_Strict):
     name: str = "default"
     host: str = "127.0.0.1"
     port: int = Field(default=2575, ge=0, le=65535)
-    charset: str = "utf-8"
+    charset: Charset = "utf-8"
     message_types: list[str] | None = None  # None: every type the mappers support
     versions: list[str] = Field(default_factory=lambda: list(HL7_VERSIONS))
     processing_ids: list[str] = Field(default_factory=lambda: ["P", "T", "D"])
@@ -91,11 +62,6 @@ class ListenerSettings(_Strict):
     idle_timeout_s: float = Field(default=300.0, gt=0)  # no bytes between frames
     frame_timeout_s: float = Field(default=30.0, gt=0)  # VT seen, FS must follow within
     keepalive: bool = True  # TCP keepalive on accepted sockets
-
-    @field_validator("charset")
-    @classmethod
-    def _known_charset(cls, value: str) -> str:
-        return _check_charset(value)
 
 
 class HttpSettings(_Strict):
@@ -155,7 +121,7 @@ class GatewaySettings(_Strict):
     """Everything ``hl7gw serve``, ``bridge`` and ``dev up`` need."""
 
     source: str = "urn:hl7gw:gateway"
-    default_timezone: str = "UTC"
+    default_timezone: TimeZone = "UTC"
     mapping_workers: int = Field(default=1, ge=0)  # processes mapping off the event loop
     listeners: list[ListenerSettings] = Field(default_factory=lambda: [ListenerSettings()])
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -166,22 +132,16 @@ class GatewaySettings(_Strict):
     bridge: BridgeSettings | None = None
     function: FunctionSettings = Field(default_factory=lambda: FunctionSettings(port=8090))
 
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return _check_zone(value)
-
 
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> GatewaySettings:
     """Read and validate a config file; raise ConfigError naming file, line and field."""
     env = os.environ if env is None else env
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
-    data, lines = _load_yaml_with_lines(path, text)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the config file must be a mapping of settings")
+    doc = load_file(path, ConfigError, what="config file")
+    if not isinstance(doc.data, dict):
+        if doc.data is not None:
+            raise ConfigError(f"{path}:1: the config file must be a mapping of settings")
+        doc = YamlDocument(doc.where, {}, doc.root, doc.lines)
+    data = doc.data
     if env.get("KAFKA_BOOTSTRAP_SERVERS"):
         kafka = dict(data.get("kafka") or {})
         kafka["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
@@ -189,47 +149,4 @@ def load_settings(path: Path, env: Mapping[str, str] | None = None) -> GatewaySe
     try:
         return GatewaySettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(path, exc, lines)) from None
-
-
-def _load_yaml_with_lines(path: Path, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    """Parse YAML and remember the line of every key and item, by path."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
-    lines: dict[tuple[str | int, ...], int] = {}
-    if node is None:
-        return {}, lines
-
-    def walk(n: yaml.Node, at: tuple[str | int, ...]) -> None:
-        lines[at] = n.start_mark.line + 1
-        if isinstance(n, yaml.MappingNode):
-            for key, value in n.value:
-                k = (*at, str(key.value))
-                lines[k] = key.start_mark.line + 1
-                walk(value, k)
-                lines[k] = key.start_mark.line + 1
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                walk(item, (*at, i))
-
-    walk(node, ())
-    return yaml.safe_load(text), lines
-
-
-def _describe(path: Path, exc: ValidationError, lines: dict[tuple[str | int, ...], int]) -> str:
-    """One line per problem: ``file:line: field: message``."""
-    out = []
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-        line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), 1)
-        field = ".".join(str(p) for p in loc) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown setting (check the spelling)"
-        out.append(f"{path}:{line}: {field}: {msg}")
-    return "\n".join(out)
+        raise ConfigError(doc.describe(exc.errors(include_url=False), data=data)) from None

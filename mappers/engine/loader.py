@@ -2,32 +2,29 @@
 
 Every problem becomes a ``SpecError`` naming the file, the line and the field, e.g.
 ``resources/patient.yaml:41: rules[6].type: unknown datatype 'XPNN'``. Line numbers come
-from the YAML node marks; each mapping in a spec carries its own start line (``__line__``).
+from the YAML node marks (``hl7gw.yamlfile``, shared with the config and the profiles);
+each mapping in a spec carries its own start line (``__line__``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 import mappers.datatypes
 import mappers.ids
 import mappers.predicates  # noqa: F401  (registers the predicates)
+from hl7gw.yamlfile import Loc, load_file
 from mappers.engine.models import CodeTable, MessageSpec, ResourceSpec
 from mappers.engine.steps import CompiledResource, compile_resource
 from mappers.errors import SpecError
 
 SPEC_ROOT = Path(__file__).resolve().parent.parent / "specs"
-_LINE = "__line__"
-_MAX_ERRORS = 5
 _CARRY_LINES = {"rules", "id"}  # keys whose mappings are spec objects (not free-form data)
 M = TypeVar("M", bound=BaseModel)
-_SCALARS = yaml.constructor.SafeConstructor()  # resolves scalar tags (int, bool, null...)
 
 # Fields the engine itself reads for every message: separators, time, type, id, version.
 ENVELOPE_FIELDS = frozenset({("MSH", 1), ("MSH", 2), ("MSH", 7), ("MSH", 9), ("MSH", 10),
@@ -113,65 +110,19 @@ def compile_specs(src: SpecSources) -> SpecSet:
 
 def _load(path: Path, model: type[M]) -> M:
     """Parse one YAML file into ``model``; any problem becomes a located ``SpecError``."""
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 0
-        raise SpecError(f"{path}:{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(root, yaml.MappingNode):
+    doc = load_file(path, SpecError, what="spec file", stamp=_carries_line)
+    if not isinstance(doc.data, dict):
         raise SpecError(f"{path}:1: a spec file must be a YAML mapping")
     try:
-        return model.model_validate(_to_python(root, carries_line=True))
+        return model.model_validate(doc.data)
     except ValidationError as exc:
-        # A misspelt key shows as "unknown key" plus "required key missing": name the
-        # misspelling first, it sits on the line to fix.
-        errors = sorted(exc.errors(include_input=False, include_url=False),
-                        key=lambda e: e["type"] != "extra_forbidden")
-        lines = [f"{path}:{_node_at(root, e['loc']).start_mark.line + 1}: "
-                 f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors[:_MAX_ERRORS]]
-        raise SpecError("\n".join(lines)) from None
+        raise SpecError(doc.describe(exc.errors(include_url=False))) from None
 
 
-def _to_python(node: yaml.Node, carries_line: bool = False) -> Any:
-    """Build Python data from YAML nodes; spec-object mappings get their ``__line__``."""
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {_LINE: node.start_mark.line + 1} if carries_line else {}
-        for key_node, value_node in node.value:
-            key = _to_python(key_node)
-            out[key] = _to_python(value_node, carries_line=carries_line and key in _CARRY_LINES)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_to_python(item, carries_line) for item in node.value]
-    return _SCALARS.construct_object(node)
-
-
-def _node_at(root: yaml.Node, loc: Iterable[int | str]) -> yaml.Node:
-    """The deepest YAML node along a pydantic error location (for its line number)."""
-    node = root
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if str(key_node.value) == str(part):
-                    node = value_node
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part < len(node.value):
-                node = node.value[part]
-    return node
-
-
-def _loc_text(loc: Iterable[int | str]) -> str:
-    """``('rules', 3, 'type')`` as ``rules[3].type``; drops pydantic's union-branch tags."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif "[" in part or part in {"str", "int", "bool", "none"}:
-            continue
-        else:
-            out += f".{part}" if out else part
-    return out or "(top level)"
+def _carries_line(loc: Loc) -> bool:
+    """The spec objects, whose mappings keep their line (``__line__``): the file itself,
+    and each mapping under ``rules`` or ``id`` (not free-form data such as ``with``)."""
+    return all(part in _CARRY_LINES for part in loc if isinstance(part, str))
 
 
 def _check_resource(path: Path, res: ResourceSpec, tables: dict[str, CodeTable]) -> None:
