@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.settings import BridgeSettings, FunctionSettings, KafkaSettings
+from gateway.config_refs import resolve_references
 from gateway.errors import ConfigError
 from gateway.mllp.settings import CidrList, TlsSettings
 from hl7gw.fieldtypes import Charset, TimeZone
@@ -50,7 +51,9 @@ class ListenerSettings(_Strict):
     message_types: list[str] | None = None  # None: every type the mappers support
     versions: list[str] = Field(default_factory=lambda: list(HL7_VERSIONS))
     processing_ids: list[str] = Field(default_factory=lambda: ["P", "T", "D"])
-    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # At most kafka.max_request_size (checked below): a larger message would be ACKed and
+    # could never be published. Past it, the frame is reset without an ACK.
+    max_frame_bytes: int = Field(default=1024 * 1024, ge=1024)
     strict_frame_end: bool = True
     senders: list[SenderSettings] = Field(default_factory=list)  # first match wins
     batch_ack: Literal["batch", "messages"] = "batch"
@@ -131,17 +134,37 @@ class GatewaySettings(_Strict):
     kafka: KafkaSettings
     bridge: BridgeSettings | None = None
     function: FunctionSettings = Field(default_factory=lambda: FunctionSettings(port=8090))
+    # SIGTERM: how long stopping may take in all (in-flight frames, a last publish, the
+    # mapping worker); what is not published by then stays in the spool for the restart.
+    drain_timeout_s: float = Field(default=20.0, gt=0)
+
+    @model_validator(mode="after")
+    def _frames_fit_kafka(self) -> GatewaySettings:
+        limit = self.kafka.max_request_size
+        for n, ls in enumerate(self.listeners):
+            if ls.max_frame_bytes > limit:
+                raise ValueError(
+                    f"listeners[{n}].max_frame_bytes ({ls.max_frame_bytes}) exceeds "
+                    f"kafka.max_request_size ({limit}): such a message would be ACKed and "
+                    "could never be published; lower max_frame_bytes, or raise "
+                    "kafka.max_request_size with the broker's message.max.bytes and the "
+                    "topics' max.message.bytes (docs/configuration.md)")
+        return self
 
 
 def load_settings(path: Path, env: Mapping[str, str] | None = None) -> GatewaySettings:
-    """Read and validate a config file; raise ConfigError naming file, line and field."""
+    """Read and validate a config file; raise ConfigError naming file, line and field.
+
+    Values written as ``${env:NAME}`` or ``${file:PATH}`` are read from the environment
+    or from a file (secrets: see ``gateway.config_refs``) before validation.
+    """
     env = os.environ if env is None else env
     doc = load_file(path, ConfigError, what="config file")
     if not isinstance(doc.data, dict):
         if doc.data is not None:
             raise ConfigError(f"{path}:1: the config file must be a mapping of settings")
         doc = YamlDocument(doc.where, {}, doc.root, doc.lines)
-    data = doc.data
+    data = resolve_references(doc, env)
     if env.get("KAFKA_BOOTSTRAP_SERVERS"):
         kafka = dict(data.get("kafka") or {})
         kafka["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
