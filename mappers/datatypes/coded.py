@@ -27,6 +27,9 @@ def coding_system(ctx: Context, name: str) -> str | None:
 def codeable_concept(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
     """CWE as a CodeableConcept: original and alternate codings, plus the table's mapping."""
     c = rep.decoded(12)
+    for at in (0, 3, 9):  # a FHIR code holds no runs of blanks, tabs or line breaks
+        if not c[at].isprintable() or "  " in c[at]:
+            c[at] = " ".join(c[at].split())
     codings: list[dict[str, Any]] = []
     for at in (0, 3, 9):  # CWE.1-3, alternate CWE.4-6, second alternate CWE.10-12
         code, display, name = c[at], c[at + 1], c[at + 2]
