@@ -37,3 +37,25 @@ class SpoolAtCapacity(SpoolFull, MessageError):
 
     ack_code = "AE"
     err_code = "207"
+
+
+class ListenError(GatewayError):
+    """A listening socket could not be opened: the port is taken, the address is not on
+    this host, or the port needs privileges. The message names the address and the fix."""
+
+    @classmethod
+    def bind_failed(cls, what: str, host: str, port: int, exc: OSError,
+                    setting: str) -> ListenError:
+        """``cannot listen for MLLP on 127.0.0.1:2575: port in use ...`` from a bind error."""
+        import errno
+
+        reasons = {
+            errno.EADDRINUSE: "the port is already in use (another gateway, or another "
+                              f"program?): stop it, or choose another port with {setting}",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this host: fix the host "
+                                 "setting (0.0.0.0 listens on every address)",
+            errno.EACCES: f"permission denied (ports below 1024 need privileges): choose "
+                          f"another port with {setting}",
+        }
+        reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
+        return cls(f"cannot listen for {what} on {host}:{port}: {reason}")

@@ -2,7 +2,9 @@
 
 One module per command group; this one assembles them under :func:`main`, the console
 script entry point (``hl7gw = "gateway.cli:main"``). Each command imports what it needs
-when it runs, so ``hl7gw --help`` stays fast and ``serve`` pulls in no dev tooling.
+when it runs, so ``hl7gw --help`` stays fast and ``serve`` pulls in no dev tooling. Errors:
+a command lets an ``Hl7gwError`` out and :class:`~gateway.cli.common.Hl7gwGroup` prints it
+as one ``error:`` line with exit code 2 (see ``gateway/cli/common.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import click
 
 from gateway.cli.bench import bench
 from gateway.cli.bridge import bridge
+from gateway.cli.common import Hl7gwGroup
 from gateway.cli.console import console
 from gateway.cli.dev import dev
 from gateway.cli.function import function
@@ -23,7 +26,8 @@ from gateway.cli.serve import serve
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Hl7gwGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hl7gw")
 def main() -> None:
     """HL7 v2 over MLLP in, FHIR R4 on Apache Kafka and cloud functions out.

@@ -8,9 +8,6 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import fail
-from mappers.errors import Hl7gwError
-
 
 @click.group()
 def bench() -> None:
@@ -110,9 +107,6 @@ def bench_bridge(count: int, as_json: bool) -> None:
                 bootstrap = broker.start()
             figures = asyncio.run(run_bridge_bench(KafkaSettings(bootstrap_servers=bootstrap),
                                                    count))
-        except Hl7gwError as exc:
-            fail(exc)
-            return
         finally:
             if broker is not None:
                 broker.stop()

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import CONFIG_HELP, fail, load_config
-from mappers.errors import Hl7gwError
+from gateway.cli.common import (
+    config_option,
+    fail,
+    load_config,
+)
 
 
 @click.command()
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help=CONFIG_HELP)
+@config_option()
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def bridge(config: Path, log_level: str) -> None:
@@ -24,8 +26,5 @@ def bridge(config: Path, log_level: str) -> None:
     configure_logging(log_level)
     settings = load_config(config)
     if settings.bridge is None:
-        fail(ValueError(f"{config}: no 'bridge:' section; add one with target_url"))
-    try:
-        asyncio.run(run_bridge(settings.bridge, settings.kafka))
-    except Hl7gwError as exc:
-        fail(exc)
+        fail(f"{config}: no 'bridge:' section; add one with target_url")
+    asyncio.run(run_bridge(settings.bridge, settings.kafka))

@@ -1,48 +1,108 @@
-"""What every ``hl7gw`` command shares: loading the config, failing with one line, daemons."""
+"""What every ``hl7gw`` command shares: the one-line failure, ``--config``, daemons.
+
+Every ``Hl7gwError`` a command lets out is turned into ``error: <message>`` on stderr and
+exit code 2 by :class:`Hl7gwGroup`, the class of the top-level group: commands do not
+catch errors only to print them. Bad option values are click usage errors (also exit 2).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
-from mappers.errors import Hl7gwError
+from hl7gw.errors import Hl7gwError
+from hl7gw.fieldtypes import check_timezone
 
 CONFIG_HELP = "Gateway config file (YAML), e.g. samples/gateway.yaml."
+CONFIG_ENV = "HL7GW_CONFIG"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(exc: Exception) -> NoReturn:
-    """Say ``error: <exc>`` on stderr and exit 2: the answer to every refused request."""
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(2)
+class CommandFailed(click.ClickException):
+    """A refusal the user can act on: ``error: <message>`` on stderr, exit code 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the message after ``error:``; no usage text, no traceback."""
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def fail(reason: str | Exception) -> NoReturn:
+    """Stop the command: ``error: <reason>`` on stderr, exit code 2."""
+    raise CommandFailed(str(reason))
+
+
+class Hl7gwGroup(click.Group):
+    """The ``hl7gw`` group: any ``Hl7gwError`` from a command becomes :class:`CommandFailed`.
+
+    Subcommands (and nested groups) run inside the top-level group's ``invoke``, so this
+    one place covers them all.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; an ``Hl7gwError`` is reported in one line, exit code 2."""
+        try:
+            return super().invoke(ctx)
+        except Hl7gwError as exc:
+            raise CommandFailed(str(exc)) from None
+
+
+def config_option(*, required: bool = True, help: str = CONFIG_HELP,
+                  default: Path | None = None) -> Callable[[F], F]:
+    """``--config FILE`` (or ``$HL7GW_CONFIG``): declared once for every command."""
+    extra: dict[str, Any] = {} if default is None else {"default": default,
+                                                         "show_default": True}
+    return click.option(
+        "--config", "config", envvar=CONFIG_ENV, show_envvar=True,
+        required=required and default is None,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path), help=help, **extra)
+
+
+class TimeZoneType(click.ParamType[str, Any]):
+    """An IANA time zone name; anything else is a usage error naming the value."""
+
+    name = "ZONE"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        """The zone name, checked like the config's ``default_timezone``."""
+        try:
+            return check_timezone(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+TIME_ZONE = TimeZoneType()
 
 
 def load_config(config: Path) -> Any:
-    """The gateway settings from ``config``, or exit 2 naming what is wrong in it."""
+    """The gateway settings from ``config`` (a ``ConfigError`` names file, line and field)."""
     from gateway.config import load_settings
 
-    try:
-        return load_settings(config)
-    except Hl7gwError as exc:
-        fail(exc)
+    return load_settings(config)
 
 
 def run_until_signal(start: Callable[[], Awaitable[Any]],
                      stop: Callable[[], Awaitable[Any]]) -> None:
-    """Run ``start()``, wait for SIGINT/SIGTERM, then ``stop()``: the shape of every daemon."""
+    """Run ``start()``, wait for SIGINT/SIGTERM, then ``stop()``: the shape of every daemon.
+
+    ``stop()`` runs also when ``start()`` fails half-way (a port in use after the spool
+    and the mapping worker started), so nothing it started outlives the command.
+    """
 
     async def runner() -> None:
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        await start()
         try:
+            await start()
             await stopping.wait()
         finally:
             await stop()

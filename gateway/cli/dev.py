@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import CONFIG_HELP, fail, load_config
-from mappers.errors import Hl7gwError
+from gateway.cli.common import (
+    config_option,
+    load_config,
+)
 
 
 @click.group()
@@ -24,15 +26,11 @@ def dev_kafka(port: int | None, data: Path | None) -> None:
     """Start a single-node Apache Kafka (KRaft) from Maven Central jars until Ctrl-C."""
     from gateway.dev.kafka import run_broker
 
-    try:
-        sys.exit(run_broker(port, data))
-    except Hl7gwError as exc:
-        fail(exc)
+    sys.exit(run_broker(port, data))
 
 
 @dev.command("up")
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=Path("samples/gateway.yaml"), show_default=True, help=CONFIG_HELP)
+@config_option(default=Path("samples/gateway.yaml"))
 @click.option("--samples", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=Path("samples"), show_default=True, help="Folder of *.hl7 to send.")
 @click.option("--once", is_flag=True, help="Exit after showing the results (for scripts).")
@@ -41,7 +39,4 @@ def dev_up(config: Path, samples: Path, once: bool) -> None:
     from gateway.dev.up import run_dev_up
 
     settings = load_config(config)
-    try:
-        sys.exit(run_dev_up(settings, samples, once=once))
-    except Hl7gwError as exc:
-        fail(exc)
+    sys.exit(run_dev_up(settings, samples, once=once))

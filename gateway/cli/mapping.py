@@ -8,8 +8,13 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import fail, load_config
-from mappers.errors import Hl7gwError, MessageError
+from gateway.cli.common import (
+    TIME_ZONE,
+    config_option,
+    fail,
+    load_config,
+)
+from hl7gw.errors import Hl7gwError, MessageError
 
 PROFILES_HELP = "Folder of sender profiles (*.yaml), e.g. samples/profiles."
 
@@ -21,15 +26,6 @@ def _profiles_dir(profiles: Path | None, settings: Any) -> Path | None:
     return settings.profiles.dir if settings is not None else None
 
 
-def _load_profiles(directory: Path) -> Any:
-    from mappers.profiles import ProfileSet
-
-    try:
-        return ProfileSet.load(directory)
-    except Hl7gwError as exc:
-        fail(exc)
-
-
 def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
     """The profile ``--profile`` names, else the one the gateway would pick from MSH.
 
@@ -38,17 +34,14 @@ def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
     """
     if directory is None:
         if name is not None:
-            fail(ValueError("--profile needs the profiles folder: --profiles DIR, or "
-                             "--config CFG with profiles.dir set"))
+            fail("--profile needs the profiles folder: --profiles DIR, or "
+                 "--config CFG with profiles.dir set")
         return None
-    from mappers.profiles import msh_sender
+    from mappers.profiles import ProfileSet, msh_sender
 
-    profiles = _load_profiles(directory)
+    profiles = ProfileSet.load(directory)
     if name is not None:
-        try:
-            return profiles.get(name)
-        except Hl7gwError as exc:
-            fail(exc)
+        return profiles.get(name)
     chosen = profiles.select_text(text)
     if chosen is None:
         app, fac, version = msh_sender(text)
@@ -61,7 +54,7 @@ def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
 
 @click.command("map")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--timezone", "tz", default=None,
+@click.option("--timezone", "tz", default=None, type=TIME_ZONE,
               help="Time zone for timestamps that carry none.  [default: the profile's, "
                    "else the config's default_timezone, else UTC]")
 @click.option("--no-validate", is_flag=True,
@@ -76,8 +69,8 @@ def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
 @click.option("--profiles", "profiles_dir",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help=PROFILES_HELP)
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Gateway config: take profiles.dir and default_timezone from it.")
+@config_option(required=False,
+               help="Gateway config: take profiles.dir and default_timezone from it.")
 def map_(file: Path, tz: str | None, no_validate: bool, explain: bool,
          profile_name: str | None, profiles_dir: Path | None, config: Path | None) -> None:
     """Print the FHIR R4 transaction Bundle for one HL7 v2 message.
@@ -93,7 +86,7 @@ def map_(file: Path, tz: str | None, no_validate: bool, explain: bool,
 
     messages = split_messages(file.read_bytes())
     if len(messages) != 1:
-        fail(ValueError(f"{file}: expected one message, found {len(messages)}"))
+        fail(f"{file}: expected one message, found {len(messages)}")
     settings = load_config(config) if config is not None else None
     directory = _profiles_dir(profiles_dir, settings)
     profile = _choose_profile(messages[0].decode("latin-1"), profile_name, directory)
@@ -113,8 +106,7 @@ def map_(file: Path, tz: str | None, no_validate: bool, explain: bool,
                                  profile=profile)
     except Hl7gwError as exc:
         where = f" ({exc.location})" if isinstance(exc, MessageError) and exc.location else ""
-        fail(ValueError(f"{file}: {exc}{where}"))
-        return
+        fail(f"{file}: {exc}{where}")
     sys.stdout.write(orjson.dumps(result.bundle, option=orjson.OPT_INDENT_2).decode() + "\n")
     for issue in result.issues:
         click.echo(f"warning: {issue}", err=True)

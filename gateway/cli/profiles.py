@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mappers.errors import Hl7gwError, MessageError
+from hl7gw.errors import Hl7gwError, MessageError
 
 
 @click.group()

@@ -9,8 +9,12 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import CONFIG_HELP, fail, load_config
-from mappers.errors import Hl7gwError
+from gateway.cli.common import (
+    CONFIG_HELP,
+    config_option,
+    fail,
+    load_config,
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -37,8 +41,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
 
 @click.command()
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help=CONFIG_HELP + " Its spool.path is opened.")
+@config_option(help=CONFIG_HELP + " Its spool.path is opened.")
 @click.option("--id", "ids", type=int, multiple=True, help="Spool row id (repeatable).")
 @click.option("--since", metavar="WHEN", callback=_when,
               help="Received at or after: ISO 8601 (naive = local) or 30m, 2h, 3d ago.")
@@ -73,17 +76,13 @@ def replay(config: Path, ids: tuple[int, ...], since: float | None, until: float
     flt = MessageFilter(ids=ids, sender=sender, message_type=message_type, status=status,
                         since=since, until=until)
     if flt == MessageFilter() and not everything:
-        fail(ValueError("no filter given: name rows with --id, --since, --until, --sender, "
-                         "--type or --status, or pass --all to replay every message"))
+        fail("no filter given: name rows with --id, --since, --until, --sender, "
+             "--type or --status, or pass --all to replay every message")
     settings = load_config(config)
     if not settings.spool.path.exists():
-        fail(ValueError(f"no spool at {settings.spool.path} (spool.path in {config})"))
-    try:
-        code = asyncio.run(_replay(settings.spool.path, flt, dry_run=dry_run, wait=wait,
-                                   wait_s=timeout, yes=yes))
-    except Hl7gwError as exc:
-        fail(exc)
-        return
+        fail(f"no spool at {settings.spool.path} (spool.path in {config})")
+    code = asyncio.run(_replay(settings.spool.path, flt, dry_run=dry_run, wait=wait,
+                               wait_s=timeout, yes=yes))
     sys.exit(code)
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import click
 
-from gateway.cli.common import fail
-from mappers.errors import Hl7gwError
+from gateway.cli.common import (
+    fail,
+)
+from hl7gw.errors import Hl7gwError
 
 
 @click.command()
@@ -54,7 +56,7 @@ def send(host: str, port: int, timeout: float, tls: bool, cafile: Path | None,
             context = client_context(cafile=cafile, certfile=certfile, keyfile=keyfile,
                                      insecure=insecure)
         except (ssl.SSLError, OSError) as exc:
-            fail(ValueError(f"cannot load TLS certificate, key or CA: {exc}"))
+            fail(f"cannot load TLS certificate, key or CA: {exc}")
     codes: list[str] = []
 
     async def reconnect(client: MllpClient) -> None:

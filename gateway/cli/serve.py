@@ -7,13 +7,15 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import CONFIG_HELP, fail, load_config, run_until_signal
-from mappers.errors import Hl7gwError
+from gateway.cli.common import (
+    config_option,
+    load_config,
+    run_until_signal,
+)
 
 
 @click.command()
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help=CONFIG_HELP)
+@config_option()
 @click.option("--mllp-port", type=int, help="Override the first listener's port.")
 @click.option("--http-port", type=int, help="Override the health/metrics HTTP port.")
 @click.option("--log-level", default="info", show_default=True,
@@ -33,10 +35,7 @@ def serve(config: Path, mllp_port: int | None, http_port: int | None, log_level:
         ports = ", ".join(f"{ls.settings.name}={ls.port}" for ls in service.listeners)
         click.echo(f"gateway ready: MLLP {ports}; HTTP {service.http_port}", err=True)
 
-    try:
-        run_until_signal(start, service.stop)
-    except Hl7gwError as exc:
-        fail(exc)
+    run_until_signal(start, service.stop)
 
 
 def _override_ports(settings: Any, mllp_port: int | None, http_port: int | None) -> Any:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gateway.config import ListenerSettings
+from gateway.errors import ListenError
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.framing import (
     MAX_PREAMBLE_BYTES,
@@ -86,9 +87,14 @@ class MllpListener:
 
     async def start(self) -> int:
         """Bind and start accepting; return the port actually bound."""
-        self._server = await asyncio.start_server(
-            self._on_connection, self.settings.host, self.settings.port,
-            reuse_address=True)
+        try:
+            self._server = await asyncio.start_server(
+                self._on_connection, self.settings.host, self.settings.port,
+                reuse_address=True)
+        except OSError as exc:  # one line for the operator, not a traceback
+            raise ListenError.bind_failed(
+                f"MLLP (listener {self.settings.name!r})", self.settings.host,
+                self.settings.port, exc, "listeners[].port or hl7gw serve --mllp-port") from None
         self.port = int(self._server.sockets[0].getsockname()[1])
         log.info("mllp listener started",
                  extra={"listener": self.settings.name, "port": self.port,
