@@ -1,7 +1,8 @@
 """A micro benchmark of the mapping hot path, for ``hl7gw bench map``: messages per second.
 
-Times ``convert`` for a realistic sample of every supported message type (copies of
-``samples/messages/*.hl7`` shipped in the package; a test keeps them equal), plus
+Times ``convert`` for a realistic sample of every supported message type (the repository's
+``samples/adt_a01.hl7`` and ``samples/messages/*.hl7``; a built wheel carries them as
+``mappers/data/``, put there by the build from that one folder), plus
 ``parse`` and ``check`` of the ADT^A01 and ``convert(validate=True)`` (full fhir.resources
 model validation) of the ADT^A01 and the 10-OBX ORU^R01. One thread; each figure is the
 median of five rounds, so a noisy neighbour on a shared machine moves it less. Like the
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mappers.conversion import check, convert
@@ -24,14 +26,21 @@ from mappers.hl7v2 import parse
 if TYPE_CHECKING:
     from mappers.profiles import Profile
 
-_DATA = resources.files("mappers") / "data"
+# In a checkout: the samples folder. In an installed wheel: mappers/data, which the wheel
+# build copies from that folder (pyproject.toml, force-include): the one copy in the tree.
+_REPO_SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def _sample(name: str) -> str:
-    return (_DATA / f"{name}.hl7").read_bytes().decode()
+    packaged = resources.files("mappers") / "data" / f"{name}.hl7"
+    places = [packaged, _REPO_SAMPLES / f"{name}.hl7", _REPO_SAMPLES / "messages" / f"{name}.hl7"]
+    for place in places:
+        if place.is_file():
+            return place.read_bytes().decode()
+    raise FileNotFoundError(f"sample message {name}.hl7 not found (looked in mappers/data "
+                            f"and {_REPO_SAMPLES}): hl7gw bench map needs the samples")
 
 
-# A copy of samples/adt_a01.hl7 shipped in the package (a test keeps the two equal).
 ADT_A01 = _sample("adt_a01")
 ORU_R01_10_OBX = _sample("oru_r01_10obx")
 # label -> sample: one per message type (the label names the type and, if needed, the shape)
