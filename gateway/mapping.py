@@ -18,13 +18,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import multiprocessing
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import orjson
 
 import mappers
+from gateway.worker_lifetime import die_with_parent, stop_pool
 from mappers.errors import MessageError, ProfileError
 from mappers.profiles import EMPTY_PROFILES, Profile, ProfileSet
 
@@ -119,17 +121,27 @@ def map_batch(requests: list[MapRequest], snapshot: ProfileSnapshot = NO_PROFILE
     return [map_one(raw, charset, tz, profiles) for raw, charset, tz, _ in requests]
 
 
-def _worker_ready() -> None:
-    """Load the specs before the first batch, then freeze them out of the GC's sight."""
+def _worker_ready(parent: int) -> None:
+    """Die with the gateway; load the specs before the first batch, then freeze them."""
+    die_with_parent(parent)
     mappers.supported_message_types()
     gc.freeze()
 
 
-class MappingPool:
-    """Maps batches in worker processes, or inline with ``workers=0``."""
+BatchMapper = Callable[[list[MapRequest], ProfileSnapshot], list[Mapped]]
 
-    def __init__(self, workers: int = 1) -> None:
+
+class MappingPool:
+    """Maps batches in worker processes, or inline with ``workers=0``.
+
+    The workers die with the gateway and never hold up its stop past a deadline (see
+    ``gateway.worker_lifetime``). ``batch_fn`` is what a worker runs per batch; tests pass
+    a slow one (it must be importable by name, as the workers are spawned).
+    """
+
+    def __init__(self, workers: int = 1, *, batch_fn: BatchMapper = map_batch) -> None:
         self.workers = workers
+        self.batch_fn = batch_fn
         self._pool: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -137,13 +149,20 @@ class MappingPool:
         if self.workers > 0 and self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers,
                                              mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_worker_ready)
+                                             initializer=_worker_ready,
+                                             initargs=(os.getpid(),))
+            # Spawn the workers now, from this (the event loop's) thread, which their
+            # parent-death signal is tied to, and load the specs before the first message.
+            for _ in range(self.workers):
+                self._pool.submit(int)
 
-    def stop(self) -> None:
-        """Stop the workers; safe to call twice."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def stop(self, within: float | None = None) -> bool:
+        """Stop the workers, ending any still busy after ``within`` seconds; safe twice.
+
+        Returns False when a batch was abandoned (its rows stay pending in the spool).
+        """
+        pool, self._pool = self._pool, None
+        return True if pool is None else stop_pool(pool, within)
 
     async def map(self, requests: list[MapRequest],
                   live: tuple[int, ProfileSet] = (0, EMPTY_PROFILES)) -> list[Mapped]:
@@ -157,4 +176,4 @@ class MappingPool:
             return [map_one(raw, charset, tz, profiles) for raw, charset, tz, _ in requests]
         snapshot: ProfileSnapshot = (generation, dict(profiles.sources))
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, map_batch, requests, snapshot)
+        return await loop.run_in_executor(self._pool, self.batch_fn, requests, snapshot)

@@ -59,6 +59,16 @@ class GatewayMetrics:
                                         registry=r)
         self.publish_errors = Counter("hl7gw_publish_errors", "Failed publish attempts",
                                       ["topic"], registry=r)
+        # Kafka's state (gateway/kafka_watch.py) and rows Kafka refuses for good.
+        self.kafka_up = Gauge("hl7gw_kafka_up", "1 while Kafka answers (acks or metadata "
+                              "probe), else 0", registry=r)
+        self.oldest_pending_age = Gauge("hl7gw_oldest_pending_age_seconds",
+                                        "Age of the oldest spool row waiting to be "
+                                        "published (0: none waits)", registry=r)
+        self.publish_refused = Counter("hl7gw_publish_refused",
+                                       "Rows marked failed because Kafka refused their "
+                                       "record for good (e.g. too large), by error class",
+                                       ["topic", "error_class"], registry=r)
         # Per-sender mapping profiles (gateway/profiles.py): what is live, and reloads.
         self.profiles_loaded = Gauge("hl7gw_profiles_loaded",
                                      "Sender profiles in the live set", registry=r)

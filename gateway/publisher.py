@@ -10,12 +10,21 @@ again on the next pass. A consumer may then see a record twice, never out of ord
 good; the stable event id and deterministic FHIR ids make the second copy harmless
 (DESIGN.md 3 and 4).
 
+A record Kafka refuses for good (a non-retriable error: too large for ``max_request_size``
+or the topic's ``max.message.bytes``, not authorised, ...) would fail the same way on
+every pass and hold back every row behind it. Its row is marked ``failed`` with the reason
+instead (logged without PHI, counted in ``hl7gw_publish_refused``, replayable once the
+limit is raised), and the rows after it go on in order.
+
 Each batch is mapped with the profile set live when it is taken (``profiles``, a
 ``ProfileStore``): a reload applies from the next batch on, and a replayed row is mapped with
 the profiles live at replay time, not the ones it was first published with.
 
 While Kafka is down the rows wait in the spool (store-and-forward) and the publisher
 retries with tenacity's jittered exponential backoff, capped at ``max_backoff`` seconds.
+Whether Kafka answers is kept by a :class:`~gateway.kafka_watch.KafkaWatch`, which the
+publisher tells about every ack and failure. ``hl7gw_spool_depth`` reads the spool's
+pending count when scraped, so it is right even while no pass completes.
 """
 
 from __future__ import annotations
@@ -36,7 +45,9 @@ from tenacity import (
 from connectors.errors import PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
+from connectors.kafka.producer import NotSent
 from connectors.settings import KafkaSettings
+from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import Mapped, MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.spool import PendingRow, PublishedMark, Spool
@@ -100,7 +111,8 @@ class Publisher:
     def __init__(self, spool: Spool, producer: EventProducer, metrics: GatewayMetrics, *,
                  kafka: KafkaSettings, source: str, mapping: MappingPool | None = None,
                  batch_size: int = 200, max_backoff: float = 5.0,
-                 profiles: ProfileStore | None = None) -> None:
+                 profiles: ProfileStore | None = None, watch: KafkaWatch | None = None,
+                 ) -> None:
         self.spool = spool
         self.profiles = profiles
         self.mapping = mapping or MappingPool(workers=0)
@@ -110,8 +122,15 @@ class Publisher:
         self.source = source
         self.batch_size = batch_size
         self.max_backoff = max_backoff
+        self.watch = watch or KafkaWatch(producer, spool, metrics)
         self._wake = asyncio.Event()
-        self.connected = False
+        # Read when scraped: a value set after each pass went stale (0) while none finished.
+        metrics.spool_depth.set_function(lambda: max(spool.pending_rows, 0))
+
+    @property
+    def connected(self) -> bool:
+        """Whether Kafka answered last (see :class:`~gateway.kafka_watch.KafkaWatch`)."""
+        return self.watch.up
 
     def wake(self) -> None:
         """Tell the publisher there is something new in the spool."""
@@ -122,7 +141,6 @@ class Publisher:
         while True:
             self._wake.clear()
             sent = await self._drain_retrying()
-            self.connected = True
             if sent == 0:
                 await self._idle()
 
@@ -137,23 +155,28 @@ class Publisher:
         raise AssertionError("unreachable: tenacity retries until drain_once returns")
 
     def _before_retry(self, state: RetryCallState) -> None:
-        self.connected = False
         error = state.outcome.exception() if state.outcome else None
         log.warning("publish failed; rows stay in the spool",
-                    extra={"error_class": type(error).__name__,
+                    extra={"error_class": getattr(error, "cause", None) or
+                           type(error).__name__,
                            "attempt": state.attempt_number,
                            "retry_in_s": round(state.upcoming_sleep, 2)})
 
     async def _idle(self) -> None:
         # A count, not the writer's tally: ``hl7gw replay`` may queue rows from outside.
-        self.metrics.spool_depth.set(await self.spool.depth())
+        await self.spool.depth()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=1.0)
         except TimeoutError:
             pass
 
     async def drain_once(self) -> int:
-        """Map and send one batch of pending rows; return how many rows were settled."""
+        """Map and send one batch of pending rows; return how many rows were settled.
+
+        Settled means published, or marked failed (unmappable, or refused by Kafka for
+        good). A retriable failure is raised only when no row was settled; otherwise the
+        rows before it are settled and the next pass starts at it.
+        """
         rows = await self.spool.pending(limit=self.batch_size)
         if not rows:
             return 0
@@ -173,16 +196,23 @@ class Publisher:
             if self.kafka.raw_topic:
                 sends.append((i, self.kafka.raw_topic, raw_event_for(row, mapped, self.source)))
         results = await self._send(sends)
-        marks, failure = self._settle(ready, sends, results)
+        marks, refused, failure = _settle(ready, sends, results)
         if marks:
             await self.spool.mark_published(marks)
             for mark in marks:
                 self.metrics.published.labels(mark.topic).inc()
+            self.watch.succeeded()
+        for (row, mapped), topic, error in refused:
+            await self._refused(row, mapped, topic, error)
+        settled = len(marks) + len(refused) + (len(rows) - len(ready))
         if failure is not None:
-            self.metrics.publish_errors.labels(failure[0]).inc()
-            raise failure[1]
-        self.metrics.spool_depth.set(self.spool.pending_rows)
-        return len(marks) + (len(rows) - len(ready))
+            topic, error = failure
+            if not isinstance(error, NotSent):
+                self.metrics.publish_errors.labels(topic).inc()
+                self.watch.failed(error.cause or type(error).__name__)
+            if settled == 0:
+                raise error
+        return settled
 
     async def _send(self, sends: Sequence[tuple[int, str, Event]]) -> list[SendResult]:
         """Send per topic, in spool order within each; results in the order of ``sends``."""
@@ -194,24 +224,6 @@ class Publisher:
                 results[n] = answer
         return [r for r in results if r is not None]
 
-    def _settle(self, ready: list[tuple[PendingRow, Mapped]],
-                sends: Sequence[tuple[int, str, Event]], results: Sequence[SendResult],
-                ) -> tuple[list[PublishedMark], tuple[str, PublishError] | None]:
-        """Marks for the rows before the first failed record, and that failure."""
-        failed_at = len(ready)
-        failure: tuple[str, PublishError] | None = None
-        for (i, topic, _), result in zip(sends, results, strict=True):
-            if isinstance(result, PublishError) and i < failed_at:
-                failed_at, failure = i, (topic, result)
-        marks = []
-        for (i, topic, event), result in zip(sends, results, strict=True):
-            if i < failed_at and event.id == ready[i][0].event_id \
-                    and not isinstance(result, PublishError):
-                row, mapped = ready[i]
-                marks.append(PublishedMark(row.id, topic, result[0], result[1],
-                                           mapped.patient_key, mapped.summary))
-        return marks, failure
-
     async def _failed(self, row: PendingRow, mapped: Mapped) -> None:
         """A row the mapper refused after it was ACKed: kept as failed, never guessed."""
         self.metrics.mapping_failures.inc()
@@ -219,3 +231,46 @@ class Publisher:
                     extra={"row": row.id, "sender": row.sender, "control_id": row.control_id,
                            "message_type": row.message_type, "reason": mapped.error})
         await self.spool.mark_failed(row.id, mapped.error or "mapping failed", mapped.summary)
+
+    async def _refused(self, row: PendingRow, mapped: Mapped, topic: str,
+                       error: PublishError) -> None:
+        """A row whose record Kafka refuses for good: failed with the reason, not retried."""
+        cause = error.cause or type(error).__name__
+        self.metrics.publish_refused.labels(topic, cause).inc()
+        log.warning("kafka refused a record for good; row marked failed (replay it once "
+                    "the cause is fixed)",
+                    extra={"row": row.id, "sender": row.sender, "control_id": row.control_id,
+                           "message_type": row.message_type, "topic": topic,
+                           "error_class": cause, "bytes": len(mapped.payload or b"")})
+        await self.spool.mark_failed(row.id, f"not published: {error}", mapped.summary)
+
+
+Refusal = tuple[tuple[PendingRow, Mapped], str, PublishError]
+
+
+def _settle(ready: list[tuple[PendingRow, Mapped]], sends: Sequence[tuple[int, str, Event]],
+            results: Sequence[SendResult],
+            ) -> tuple[list[PublishedMark], list[Refusal], tuple[str, PublishError] | None]:
+    """Walk the rows in order: published, refused for good, or stop at a retriable failure.
+
+    Returns the marks of the published rows, the refused rows (topic and error of their
+    first failed record) and the first retriable failure, if any; no row after it counts.
+    """
+    records: list[list[tuple[str, Event, SendResult]]] = [[] for _ in ready]
+    for (i, topic, event), result in zip(sends, results, strict=True):
+        records[i].append((topic, event, result))
+    marks: list[PublishedMark] = []
+    refused: list[Refusal] = []
+    for (row, mapped), own in zip(ready, records, strict=True):
+        errors = [(topic, r) for topic, _, r in own if isinstance(r, PublishError)]
+        retry = next(((topic, e) for topic, e in errors if e.retriable), None)
+        if retry is not None:
+            return marks, refused, retry
+        if errors:
+            refused.append(((row, mapped), *errors[0]))
+            continue
+        for topic, event, result in own:
+            if event.id == row.event_id and not isinstance(result, PublishError):
+                marks.append(PublishedMark(row.id, topic, result[0], result[1],
+                                           mapped.patient_key, mapped.summary))
+    return marks, refused, None

@@ -2,9 +2,16 @@
 
 Readiness means "a message sent now would be ACKed durably": the spool is open and the
 listeners are bound. Kafka being down does not make the gateway unready — intake keeps
-accepting into the spool (store-and-forward) — it is reported as a detail instead. So is
-the state of the sender profiles: a rejected profile edit leaves the last good set serving,
-so it shows as ``profiles.last_error`` without making the gateway unready.
+accepting into the spool (store-and-forward) — it is reported as a detail instead
+(``kafka``: connecting / connected / unreachable, as the :class:`KafkaWatch` last saw it,
+with the age of the oldest waiting row). So is the state of the sender profiles: a
+rejected profile edit leaves the last good set serving, so it shows as
+``profiles.last_error`` without making the gateway unready.
+
+Stopping (SIGTERM) has one deadline, ``drain_timeout_s``, for everything: in-flight
+frames, a last publish if Kafka answers, flushing the producer and the mapping worker's
+batch. What is not published by then stays in the spool and goes out after the restart;
+a broker that is down or a 12,000-line report in the worker cannot stretch the stop.
 
 Profiles (``profiles.dir``) load before anything is bound: a bad file stops the start.
 While running they reload on SIGHUP (when the service runs in the main thread's loop, the
@@ -21,6 +28,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
@@ -30,6 +38,7 @@ from gateway.app import create_app
 from gateway.config import GatewaySettings
 from gateway.errors import SpoolError
 from gateway.intake import Intake
+from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.server import MllpListener
@@ -44,17 +53,20 @@ log = logging.getLogger("hl7gw.service")
 class GatewayService:
     """Start with ``start()``, stop with ``stop()``; ``async with`` does both."""
 
-    def __init__(self, settings: GatewaySettings, *, http: bool = True) -> None:
+    def __init__(self, settings: GatewaySettings, *, http: bool = True,
+                 mapping: MappingPool | None = None) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.registry = self.metrics.registry
         self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch)
         self.producer = EventProducer(settings.kafka)
-        self.mapping = MappingPool(settings.mapping_workers)
+        self.mapping = mapping or MappingPool(settings.mapping_workers)
         self.profiles = ProfileStore(settings.profiles, self.metrics)
+        self.kafka_watch = KafkaWatch(self.producer, self.spool, self.metrics)
         self.publisher = Publisher(self.spool, self.producer, self.metrics,
                                    kafka=settings.kafka, source=settings.source,
-                                   mapping=self.mapping, profiles=self.profiles)
+                                   mapping=self.mapping, profiles=self.profiles,
+                                   watch=self.kafka_watch)
         self.listeners: list[MllpListener] = []
         self.intakes: dict[str, Intake] = {}  # listener name -> its intake (console reprocess)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -90,6 +102,7 @@ class GatewayService:
             self.listeners.append(listener)
             self.intakes[ls.name] = intake
         self._tasks.append(asyncio.create_task(self._publish(), name="publisher"))
+        self._tasks.append(asyncio.create_task(self.kafka_watch.run(), name="kafka-watch"))
         self._tasks.append(asyncio.create_task(self._prune(), name="pruner"))
         self._tasks.append(asyncio.create_task(self.profiles.watch(), name="profiles"))
         self._watch_sighup()
@@ -152,8 +165,10 @@ class GatewayService:
                 await asyncio.shield(self._producer_start)
                 break
             except Exception as exc:  # noqa: BLE001 - retried until Kafka answers
+                error_class = getattr(exc, "cause", None) or type(exc).__name__
+                self.kafka_watch.failed(error_class)
                 log.warning("kafka not reachable yet; spooling",
-                            extra={"error_class": type(exc).__name__, "retry_in_s": backoff})
+                            extra={"error_class": error_class, "retry_in_s": backoff})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
         await self.publisher.run()
@@ -198,39 +213,68 @@ class GatewayService:
             "spool": "ok" if spool_ok else "unavailable",
             "spool_depth": depth,
             "listeners": {ls.settings.name: ls.port for ls in self.listeners},
-            "kafka": "connected" if self.publisher.connected else "not connected",
+            "kafka": self.kafka_watch.state,
+            "kafka_detail": self.kafka_watch.describe(),
+            "oldest_pending_age_s": _rounded(await self.kafka_watch.oldest_pending_age()),
             "mapper": self.mapper_build,
             "profiles": self.profiles.status(),
         }
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop intake first (finishing in-flight frames), then publishing and HTTP."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop intake first (finishing in-flight frames), then publishing and HTTP.
+
+        Everything happens within ``grace`` seconds (default ``drain_timeout_s``): each
+        step gets what the earlier ones left, and whatever is unpublished stays spooled.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.settings.drain_timeout_s if grace is None else grace)
+
+        def left() -> float:
+            return max(deadline - loop.time(), 0.0)
+
         if self._sighup:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            loop.remove_signal_handler(signal.SIGHUP)
             self._sighup = False
         await asyncio.gather(*self._reloads, return_exceptions=True)
         for listener in self.listeners:
-            await listener.stop(grace)
+            await listener.stop(left())
         for task in self._tasks:
-            if task.get_name() in ("publisher", "pruner", "profiles"):
+            if task.get_name() in ("publisher", "pruner", "profiles", "kafka-watch"):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._final_drain(), timeout=grace)
+            await asyncio.wait_for(self._final_drain(), timeout=left())
         if self._http is not None:
             self._http.should_exit = True
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _finish(self._tasks, left())
         self._tasks.clear()
         if self._producer_start is not None and not self._producer_start.done():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._producer_start, grace)
-        await self.producer.stop()
-        self.mapping.stop()
+            # Let a start in progress finish (a cancelled aiokafka start leaks its
+            # bootstrap connection), but not past the deadline.
+            await _finish([self._producer_start], left())
+        with contextlib.suppress(Exception):
+            await self.producer.stop(flush_within=left())
+        # Off the loop: a worker past the deadline is terminated, which takes a moment.
+        await asyncio.to_thread(self.mapping.stop, left())
         await self.spool.stop()
 
     async def _final_drain(self) -> None:
-        """Publish what is pending if Kafka is reachable; what is not stays in the spool."""
-        if not self.publisher.connected:
+        """Publish what is pending if Kafka answers; what is not stays in the spool."""
+        if not self.kafka_watch.up or not self.producer.started:
             return
         while await self.publisher.drain_once():
             pass
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+async def _finish(tasks: Sequence[asyncio.Future[Any]], within: float) -> None:
+    """Wait up to ``within`` seconds for ``tasks``, then cancel the rest and collect them."""
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=within)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 CLOSE_AFTER_ABORT_S = 5.0  # closing sockets once the queued records were failed
 
 
+class NotSent(PublishError):
+    """An event of a batch not sent because an earlier one failed (sent again later)."""
+
+    def __init__(self) -> None:
+        super().__init__("not sent: an earlier event of the batch failed", retriable=True)
+
+
 class EventProducer:
     """Sends events to Kafka with ``acks=all`` and idempotence; one boundary for its errors."""
 
@@ -142,9 +149,7 @@ class EventProducer:
             *(self._acked(pending, topic, generation) for pending in queued)))
         if refused is not None:
             results.append(refused)
-        skipped = PublishError("not sent: an earlier event of the batch failed",
-                               retriable=True)
-        results.extend(skipped for _ in range(len(events) - len(results)))
+        results.extend(NotSent() for _ in range(len(events) - len(results)))
         return results
 
     async def _acked(self, pending: asyncio.Future[Any], topic: str, generation: int
@@ -152,7 +157,8 @@ class EventProducer:
         """Wait for one queued record's ack; its error is returned, not raised."""
         try:
             async with self._sending(topic, generation):
-                meta = await pending
+                # Shielded: a cancelled publisher must not cancel aiokafka's own future.
+                meta = await asyncio.shield(pending)
         except PublishError as error:
             return error
         return int(meta.partition), int(meta.offset)

@@ -11,11 +11,12 @@ import pytest
 
 from connectors.errors import PublishError
 from connectors.events import Event
+from connectors.kafka.producer import NotSent
 from connectors.settings import KafkaSettings, TopicRoute
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import split_messages
 from gateway.publisher import Publisher, event_for
-from gateway.spool import Accepted, Spool
+from gateway.spool import Accepted, MessageFilter, Spool
 
 
 class ScriptedProducer:
@@ -26,13 +27,25 @@ class ScriptedProducer:
         self.topics: list[str] = []
         self.fail_rows: set[str] = set()
         self.fail_topics: set[str] = set()
+        self.refuse_rows: set[str] = set()  # refused for good once queued (broker side)
+        self.refuse_queueing: set[str] = set()  # refused for good at send() (client side)
         self.offset = 0
 
     async def send_batch(self, topic: str, events: Sequence[Event]
                          ) -> list[tuple[int, int] | PublishError]:
         out: list[tuple[int, int] | PublishError] = []
         for event in events:
-            if event.extensions["hl7spoolrow"] in self.fail_rows or topic in self.fail_topics:
+            row_id = event.extensions["hl7spoolrow"]
+            if row_id in self.refuse_queueing:
+                out.append(PublishError("too large", retriable=False,
+                                        cause="MessageSizeTooLargeError"))
+                out.extend(NotSent() for _ in range(len(events) - len(out)))
+                return out
+            if row_id in self.refuse_rows:
+                out.append(PublishError("too large", retriable=False,
+                                        cause="MessageSizeTooLargeError"))
+                continue
+            if row_id in self.fail_rows or topic in self.fail_topics:
                 out.append(PublishError("broker said no", retriable=True))
                 continue
             self.sent.append(event)
@@ -72,14 +85,75 @@ async def test_a_failure_marks_only_the_rows_before_it(spool: Spool) -> None:
     producer = ScriptedProducer()
     producer.fail_rows = {str(ids[2])}
     pub = publisher(spool, producer)
-    with pytest.raises(PublishError):
-        await pub.drain_once()
+    assert await pub.drain_once() == 2  # progress: the failure waits for the next pass
     # rows 0 and 1 are done; 2 failed; 3 and 4 were sent but are sent again (order kept)
+    assert [r.id for r in await spool.pending()] == ids[2:]
+    with pytest.raises(PublishError):  # no row can move: now the failure is raised
+        await pub.drain_once()
     assert [r.id for r in await spool.pending()] == ids[2:]
     producer.fail_rows.clear()
     assert await pub.drain_once() == 3
-    assert [e.id for e in producer.sent] == ["ev0", "ev1", "ev3", "ev4", "ev2", "ev3", "ev4"]
+    assert [e.id for e in producer.sent] == ["ev0", "ev1", "ev3", "ev4", "ev3", "ev4",
+                                             "ev2", "ev3", "ev4"]
     assert await spool.depth() == 0
+
+
+def sample(metrics: GatewayMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, labels)
+
+
+async def test_a_row_kafka_refuses_for_good_is_failed_and_the_rest_goes_on(
+        spool: Spool) -> None:
+    # Issue 16.4: a record too large for Kafka was retried forever and held back every
+    # later row; now it is marked failed with the reason and the later rows go out.
+    ids = [(await spool.store(row(i))).row_id for i in range(5)]
+    producer = ScriptedProducer()
+    producer.refuse_rows = {str(ids[2])}
+    pub = publisher(spool, producer)
+    assert await pub.drain_once() == 5
+    assert [e.id for e in producer.sent] == ["ev0", "ev1", "ev3", "ev4"]
+    assert await spool.depth() == 0
+    [failed] = await spool.find(MessageFilter(status="failed"))
+    assert failed.id == ids[2]
+    assert failed.last_error == "not published: too large"
+    assert sample(pub.metrics, "hl7gw_publish_refused_total", topic="t",
+                  error_class="MessageSizeTooLargeError") == 1
+    assert sample(pub.metrics, "hl7gw_publish_errors_total", topic="t") is None
+    # replayable: once the limit is raised, the row goes out like any other
+    await spool.replay(MessageFilter(ids=(ids[2],)))
+    producer.refuse_rows.clear()
+    assert await pub.drain_once() == 1
+    assert producer.sent[-1].id.startswith("ev2")  # a replay's event id says so (ev2-r1)
+
+
+async def test_a_record_refused_while_queueing_fails_its_row_only(spool: Spool) -> None:
+    ids = [(await spool.store(row(i))).row_id for i in range(5)]
+    producer = ScriptedProducer()
+    producer.refuse_queueing = {str(ids[1])}
+    pub = publisher(spool, producer)
+    assert await pub.drain_once() == 2  # row 0 published, row 1 failed; 2.. not sent yet
+    assert await pub.drain_once() == 3
+    assert [e.id for e in producer.sent] == ["ev0", "ev2", "ev3", "ev4"]
+    assert (await spool.counts())["failed"] == 1
+
+
+async def test_spool_depth_metric_counts_rows_while_publishing_fails(spool: Spool) -> None:
+    # Issue 16.4: hl7gw_spool_depth showed 0 while every pass failed (it was only set
+    # after a pass that succeeded).
+    for i in range(3):
+        await spool.store(row(i))
+    producer = ScriptedProducer()
+    producer.fail_topics = {"t"}
+    pub = publisher(spool, producer)
+    with pytest.raises(PublishError):
+        await pub.drain_once()
+    assert sample(pub.metrics, "hl7gw_spool_depth") == 3
+    await spool.store(row(3))
+    assert sample(pub.metrics, "hl7gw_spool_depth") == 4
+    producer.fail_topics.clear()
+    await pub.drain_once()
+    assert sample(pub.metrics, "hl7gw_spool_depth") == 0
+    assert sample(pub.metrics, "hl7gw_kafka_up") == 1
 
 
 async def test_unmappable_row_is_marked_failed_and_the_rest_goes_on(spool: Spool) -> None:
