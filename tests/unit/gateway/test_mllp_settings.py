@@ -43,7 +43,7 @@ def test_bad_cidr_names_file_line_and_field(tmp_path: Path) -> None:
     path = write(tmp_path, "    allow: [10.0.0.0/8, 10.0.0.300/32]")
     with pytest.raises(ConfigError) as err:
         load_settings(path, env={})
-    assert str(err.value).startswith(f"{path}:6: listeners.0.allow: ")
+    assert str(err.value).startswith(f"{path}:6: listeners[0].allow: ")
     assert "10.0.0.300/32" in str(err.value)
 
 
@@ -58,9 +58,9 @@ def test_missing_certificate_file_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(path, env={})
     lines = str(err.value).splitlines()
-    assert lines[0].startswith(f"{path}:7: listeners.0.tls.certfile: ")
+    assert lines[0].startswith(f"{path}:7: listeners[0].tls.certfile: ")
     assert "file not found" in lines[0]
-    assert lines[1].startswith(f"{path}:8: listeners.0.tls.keyfile: ")
+    assert lines[1].startswith(f"{path}:8: listeners[0].tls.keyfile: ")
 
 
 def test_client_cert_requirement_needs_a_ca(tmp_path: Path) -> None:
