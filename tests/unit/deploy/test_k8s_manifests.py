@@ -98,8 +98,33 @@ def test_bridge_deployment_runs_the_bridge_with_the_same_config() -> None:
     bridge = one("Deployment")
     container = container_of(bridge)
     assert container["args"] == ["bridge", "--config", "/etc/hl7gw/gateway.yaml"]
-    [volume] = bridge["spec"]["template"]["spec"]["volumes"]
+    [volume] = [v for v in bridge["spec"]["template"]["spec"]["volumes"] if "configMap" in v]
     assert volume["configMap"]["name"] == one("ConfigMap")["metadata"]["name"]
     gateway_volumes = one("StatefulSet")["spec"]["template"]["spec"]["volumes"]
     assert volume in gateway_volumes
     assert bridge["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
+
+
+def test_both_workloads_mount_the_optional_secrets_the_config_refers_to(
+        tmp_path: Path) -> None:
+    for workload in (one("StatefulSet"), one("Deployment")):
+        mounts = {m["name"]: m for m in container_of(workload)["volumeMounts"]}
+        assert mounts["secrets"]["mountPath"] == "/etc/hl7gw-secrets"
+        assert mounts["secrets"]["readOnly"] is True
+        volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["secrets"]["secret"] == {"secretName": "hl7gw-secrets",
+                                                "optional": True}
+    # the commented examples in the ConfigMap, uncommented, load with the Secret's files
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "kafka-password").write_text("pw\n")
+    (secrets / "olga.sha256").write_text("0" * 64)
+    examples = ("security_protocol", "sasl_", "- {name: olga")
+    text = "\n".join(line.replace("# ", "", 1) if any(e in line for e in examples) else line
+                     for line in config_text().replace("users: []", "users:").splitlines())
+    path = tmp_path / "gateway.yaml"
+    path.write_text(text.replace("/etc/hl7gw-secrets", str(secrets)), encoding="utf-8")
+    settings = load_settings(path, env={})
+    assert settings.kafka.sasl_password is not None
+    assert settings.kafka.sasl_password.get_secret_value() == "pw"
+    assert settings.console.users[0].name == "olga"
