@@ -19,14 +19,15 @@ from mappers import (
     check,
     convert,
 )
+from tests.support import SAMPLES, sample_text
+from tests.support import without as without_in
 from tests.unit.mappers.accel import pure_only
 
-SAMPLES = Path(__file__).resolve().parents[3] / "samples"
-A01 = (SAMPLES / "adt_a01.hl7").read_bytes().decode()
+A01 = sample_text("adt_a01")
 
 
 def without(segment: str, text: str = A01) -> str:
-    return "\r".join(s for s in text.split("\r") if not s.startswith(segment + "|"))
+    return without_in(segment, text)
 
 
 def set_field(text: str, segment: str, n: int, value: str) -> str:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mappers import convert
-
-MESSAGES = Path(__file__).resolve().parents[3] / "samples" / "messages"
+from tests.support import MESSAGES, of_type
 
 
 def text(name: str) -> str:
     return (MESSAGES / f"{name}.hl7").read_bytes().decode()
-
-
-def of_type(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
 
 
 def ref(resource: dict[str, Any]) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,14 +20,16 @@ from mappers import (
     supported_message_types,
 )
 from mappers.validation import validate_bundle
+from tests.support import sample_text
+from tests.support import without as without_in
+from tests.support.mutation import mutate
 from tests.unit.mappers.accel import pure_only
-from tests.unit.mappers.mutation import mutate
 
-SAMPLE = (Path(__file__).resolve().parents[3] / "samples" / "adt_a01.hl7").read_bytes().decode()
+SAMPLE = sample_text("adt_a01")
 
 
 def without(segment: str, text: str = SAMPLE) -> str:
-    return "\r".join(s for s in text.split("\r") if not s.startswith(segment + "|"))
+    return without_in(segment, text)
 
 
 def test_supported_message_types() -> None:
@@ -151,7 +152,7 @@ def test_public_api() -> None:
 def test_mutated_messages_give_a_valid_bundle_or_a_message_error() -> None:
     """Bad input never crashes: 400 random edits of the samples, all outputs validated."""
     samples = [SAMPLE] + [
-        (Path(__file__).resolve().parents[3] / "samples" / f"{n}.hl7").read_bytes().decode()
+        sample_text(n)
         for n in ("adt_a04", "adt_a08")]
     rng = random.Random(20240115)
     alphabet = '|^~\\&"#AZ09 .-+\r\n\t'

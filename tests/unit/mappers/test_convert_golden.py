@@ -11,7 +11,6 @@ import difflib
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,9 +18,8 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 
 from mappers import ConversionResult, convert
+from tests.support import SAMPLES
 
-ROOT = Path(__file__).resolve().parents[3]
-SAMPLES = ROOT / "samples"
 NAMES = ["adt_a01", "adt_a04", "adt_a08"]  # the ADT samples the gateway demo sends
 # Every sample: samples/*.hl7 and samples/messages/*.hl7, each with samples/expected/<stem>.json
 SAMPLE_FILES = {p.stem: p for p in [*SAMPLES.glob("*.hl7"), *SAMPLES.glob("messages/*.hl7")]}

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
 from mappers import UnsupportedMessageType, convert, explain
+from tests.support import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 A01 = (SAMPLES / "adt_a01.hl7").read_bytes().decode()
 A04 = (SAMPLES / "adt_a04.hl7").read_bytes().decode()
 ORU = (SAMPLES / "messages" / "oru_r01.hl7").read_bytes().decode()

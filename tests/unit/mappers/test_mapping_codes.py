@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mappers import convert
 from mappers.conversion import default_specs
+from tests.support import sample_text
 
-SAMPLE = (Path(__file__).resolve().parents[3] / "samples" / "adt_a01.hl7").read_bytes().decode()
+SAMPLE = sample_text("adt_a01")
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 V2_0004 = "http://terminology.hl7.org/CodeSystem/v2-0004"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -13,19 +12,15 @@ import pytest
 import mappers
 from mappers.errors import ProfileError
 from mappers.profiles import ProfileSet, msh_sender
+from tests.support import PROFILES, of_type, sample_text
 
-ROOT = Path(__file__).resolve().parents[3]
-ORU = (ROOT / "samples" / "messages" / "oru_r01.hl7").read_bytes().decode()
-ADT = (ROOT / "samples" / "adt_a01.hl7").read_bytes().decode()
+ORU = sample_text("oru_r01")
+ADT = sample_text("adt_a01")
 
 
 def profiles(**files: str) -> ProfileSet:
     return ProfileSet.from_sources({f"{name}.yaml": textwrap.dedent(text)
                                     for name, text in files.items()}, "profiles")
-
-
-def of_type(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
 
 
 def convert(text: str, ps: ProfileSet) -> mappers.ConversionResult:
@@ -173,7 +168,7 @@ def test_load_reads_a_folder_like_from_sources(tmp_path: Path) -> None:
 
 
 def test_the_sample_profile_loads() -> None:
-    ps = ProfileSet.load(ROOT / "samples" / "profiles")
+    ps = ProfileSet.load(PROFILES)
     assert ps.select_text(ORU) is not None
 
 

@@ -4,21 +4,16 @@ codes outside their tables, missing optional segments. Never a crash; issues, no
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
 from mappers import MessageError, convert
-from tests.unit.mappers.mutation import mutate
+from tests.support import MESSAGES, of_type
+from tests.support.mutation import mutate
 
-MESSAGES = Path(__file__).resolve().parents[3] / "samples" / "messages"
 ORU = (MESSAGES / "oru_r01.hl7").read_bytes().decode()
-
-
-def of_type(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
-    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
 
 
 def obs(bundle: dict[str, Any], code: str) -> dict[str, Any]:
