@@ -26,6 +26,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ import uvicorn
 from connectors.kafka import EventProducer
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from gateway.errors import SpoolError
+from gateway.errors import ListenError, SpoolError
 from gateway.intake import Intake
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import MappingPool
@@ -189,6 +190,7 @@ class GatewayService:
             await asyncio.sleep(cfg.prune_interval_s)
 
     async def _start_http(self) -> None:
+        _check_can_listen(self.settings.http.host, self.settings.http.port)
         cfg = uvicorn.Config(create_app(self, console=self), host=self.settings.http.host,
                              port=self.settings.http.port, log_config=None,
                              access_log=False, lifespan="on")
@@ -278,3 +280,19 @@ async def _finish(tasks: Sequence[asyncio.Future[Any]], within: float) -> None:
     for task in late:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise ``ListenError`` (one line) when the HTTP port cannot be bound.
+
+    uvicorn reports a bind error as a log line and ``SystemExit`` out of its task; a probe
+    bind first (with SO_REUSEADDR, as uvicorn binds) gives the operator the same one-line
+    error and exit code as a taken MLLP port.
+    """
+    if port == 0:
+        return
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as exc:
+        raise ListenError.bind_failed("HTTP", host, port, exc,
+                                      "http.port or hl7gw serve --http-port") from None

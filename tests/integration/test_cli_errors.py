@@ -100,3 +100,26 @@ kafka:
         f"error: cannot listen for MLLP (listener 'adt') on 127.0.0.1:{port}: the port is "
         "already in use (another gateway, or another program?): stop it, or choose another "
         "port with listeners[].port or hl7gw serve --mllp-port"]
+
+
+def test_serve_with_the_http_port_taken_is_the_same_kind_of_line(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    # was uvicorn's log line and exit code 3
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "gw.yaml"
+        cfg.write_text(f"""\
+listeners: [{{port: 0}}]
+http: {{port: {port}}}
+spool: {{path: {tmp_path / "spool.db"}}}
+console: {{audit_path: {tmp_path / "audit.jsonl"}}}
+kafka: {{bootstrap_servers: "{kafka_bootstrap}"}}
+""")
+        out = run("serve", "--config", str(cfg))
+    assert out.returncode == 2
+    assert error_lines(out) == [
+        f"error: cannot listen for HTTP on 127.0.0.1:{port}: the port is already in use "
+        "(another gateway, or another program?): stop it, or choose another port with "
+        "http.port or hl7gw serve --http-port"]
