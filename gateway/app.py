@@ -3,6 +3,12 @@
 The console (``gateway.console``: web pages under ``/console``, JSON under ``/api/v1``) is
 added when a console runtime is passed and ``console.enabled`` is true; its dashboard
 sampler runs with the app's lifespan, so serve the app with ``lifespan="on"``.
+
+Public without a login: ``/healthz``, ``/readyz``, ``/metrics`` (probes and Prometheus)
+and the console's login form. The API's description (``/openapi.json``, ``/docs``)
+needs a viewer, like the API itself; without the console there are no users, so it is
+not served at all. Every request body is capped (``gateway.body_limit``) before a route
+reads it.
 """
 
 from __future__ import annotations
@@ -12,10 +18,15 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from gateway.body_limit import MAX_BODY_BYTES, BodyLimit
 from gateway.console import Console, ConsoleRuntime, mount_console
+from gateway.console.deps import Viewer
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/console/login"})
 
 
 class Runtime(Protocol):
@@ -28,7 +39,8 @@ class Runtime(Protocol):
         ...
 
 
-def create_app(runtime: Runtime, *, console: ConsoleRuntime | None = None) -> FastAPI:
+def create_app(runtime: Runtime, *, console: ConsoleRuntime | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """Build the admin app for a running gateway (with the console when ``console`` is set)."""
     mounted: list[Console] = []
 
@@ -42,7 +54,8 @@ def create_app(runtime: Runtime, *, console: ConsoleRuntime | None = None) -> Fa
             for c in mounted:
                 await c.sampler.stop()
 
-    app = FastAPI(title="hl7gw gateway", docs_url="/docs", redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="hl7gw gateway", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -71,4 +84,19 @@ def create_app(runtime: Runtime, *, console: ConsoleRuntime | None = None) -> Fa
                 """The console's dashboard is the front page."""
                 return RedirectResponse("/console", status_code=307)
 
+            _describe_api(app)
+
+    app.add_middleware(BodyLimit, limit=max_body_bytes)  # outermost of ours: first to run
     return app
+
+
+def _describe_api(app: FastAPI) -> None:
+    """``/openapi.json`` and ``/docs`` (Swagger UI), for viewers: they list every route."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: Viewer) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(_: Viewer) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")

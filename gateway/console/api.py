@@ -2,29 +2,46 @@
 
 Authenticated with ``Authorization: Bearer <token>`` (a browser session works too, with
 its CSRF token in ``X-CSRF-Token`` for changes). Bodies and replays need the operator
-role and are audited; everything else is metadata a viewer may read.
+role and are audited; everything else is metadata a viewer may read. Each route declares
+its role (``Viewer``/``Operator``), what it takes (bounded path ids, ``parse_query``,
+strict body models) and what it gives (``gateway.console.schemas``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Request
 
-from gateway.console.core import (
-    Console,
-    Denied,
-    filter_from_json,
-    message_json,
-    parse_query,
-    rejected_json,
+from gateway.console.core import Console, Denied, message_json, rejected_json
+from gateway.console.deps import Operator, Viewer
+from gateway.console.filters import parse_query
+from gateway.console.mapview import map_text, pick_profile
+from gateway.console.schemas import (
+    MAX_ROW_ID,
+    AuditOut,
+    BodyOut,
+    DashboardOut,
+    ErrorOut,
+    MappingOut,
+    MessageOut,
+    MessagePage,
+    PlaygroundRequest,
+    ProfilesOut,
+    RejectedOut,
+    RejectedPage,
+    ReplayedOut,
+    ReplayRequest,
+    ReprocessOut,
 )
-from gateway.console.mapview import AUTO, map_text, pick_profile
 from gateway.spool import MessageFilter
 from mappers.errors import Hl7gwError
 
 MAX_PLAYGROUND_BYTES = 1024 * 1024
+
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="a spool row id")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 503)}
 
 
 def _page(rows: list[Any], limit: int) -> int | None:
@@ -32,125 +49,107 @@ def _page(rows: list[Any], limit: int) -> int | None:
     return rows[-1].id if len(rows) == limit and rows else None
 
 
-async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError:
-        raise Denied(400, "the request body must be JSON") from None
-
-
 def build_api(console: Console) -> APIRouter:
     """Routes for ``/api/v1``; errors become ``{"error": ...}`` (see ``mount_console``)."""
-    api = APIRouter(prefix="/api/v1")
+    api = APIRouter(prefix="/api/v1", responses=ERRORS)
     spool = console.runtime.spool
 
-    @api.get("/messages")
-    async def messages(request: Request) -> dict[str, Any]:
-        """Accepted messages, newest first: sender, type, status, control_id, since, until."""
-        console.require(request, "viewer")
+    @api.get("/messages", response_model=MessagePage)
+    async def messages(request: Request, _: Viewer) -> dict[str, Any]:
+        """Accepted messages, newest first: sender, type, status, control_id, since, until,
+        limit (1-500), before (a row id: the page after ``next_before``)."""
         q = parse_query(request.query_params)
         rows = await spool.find(q.filter, limit=q.limit, before_id=q.before)
         return {"messages": [message_json(r) for r in rows],
                 "next_before": _page(rows, q.limit)}
 
-    @api.get("/messages/{row_id}")
-    async def message(request: Request, row_id: int) -> dict[str, Any]:
+    @api.get("/messages/{row_id}", response_model=MessageOut)
+    async def message(row_id: RowIdPath, _: Viewer) -> dict[str, Any]:
         """One message's metadata."""
-        console.require(request, "viewer")
         return message_json(await console.message(row_id))
 
-    @api.get("/messages/{row_id}/body")
-    async def message_body(request: Request, row_id: int) -> dict[str, Any]:
+    @api.get("/messages/{row_id}/body", response_model=BodyOut)
+    async def message_body(request: Request, row_id: RowIdPath, caller: Operator
+                           ) -> dict[str, Any]:
         """Raw text, ACK and the Bundle as mapped now (operator; audited)."""
-        caller = console.require(request, "operator")
         body = await console.body(request, caller, row_id)
         return {**body, "mapping": body["mapping"].as_json()}
 
-    @api.post("/messages/{row_id}/replay")
-    async def replay_one(request: Request, row_id: int) -> JSONResponse:
+    @api.post("/messages/{row_id}/replay", status_code=202, response_model=ReplayedOut)
+    async def replay_one(request: Request, row_id: RowIdPath, caller: Operator
+                         ) -> dict[str, Any]:
         """Publish one published or failed message again (operator; audited)."""
-        caller = console.require(request, "operator")
         console.check_write(request, caller, request.headers.get("x-csrf-token"))
         info = await console.message(row_id)
         if info.status == "pending":
             raise Denied(409, f"message {row_id} is pending already; nothing to replay")
         ids = await console.replay(request, caller, MessageFilter(ids=(row_id,)))
-        return JSONResponse({"replayed": ids}, status_code=202)
+        return {"replayed": ids}
 
-    @api.post("/replay")
-    async def replay(request: Request) -> JSONResponse:
-        """Replay every published/failed message matching a filter (operator; audited)."""
-        caller = console.require(request, "operator")
+    @api.post("/replay", status_code=202, response_model=ReplayedOut)
+    async def replay(request: Request, body: ReplayRequest, caller: Operator
+                     ) -> dict[str, Any]:
+        """Replay every published/failed message matching a filter (operator; audited).
+        An empty filter is refused unless ``"all": true`` is sent."""
         console.check_write(request, caller, request.headers.get("x-csrf-token"))
-        ids = await console.replay(request, caller, filter_from_json(await _json_body(request)))
-        return JSONResponse({"replayed": ids}, status_code=202)
+        return {"replayed": await console.replay(request, caller, body.to_filter())}
 
-    @api.get("/rejected")
-    async def rejected(request: Request) -> dict[str, Any]:
-        """Refused messages, newest first: sender, control_id, since, until."""
-        console.require(request, "viewer")
+    @api.get("/rejected", response_model=RejectedPage)
+    async def rejected(request: Request, _: Viewer) -> dict[str, Any]:
+        """Refused messages, newest first: sender, control_id, since, until, limit, before."""
         q = parse_query(request.query_params)
         rows = await spool.find_rejected(q.filter, limit=q.limit, before_id=q.before)
         return {"rejected": [rejected_json(r) for r in rows],
                 "next_before": _page(rows, q.limit)}
 
-    @api.get("/rejected/{row_id}")
-    async def rejected_one(request: Request, row_id: int) -> dict[str, Any]:
+    @api.get("/rejected/{row_id}", response_model=RejectedOut)
+    async def rejected_one(row_id: RowIdPath, _: Viewer) -> dict[str, Any]:
         """One refused message's metadata."""
-        console.require(request, "viewer")
         return rejected_json(await console.rejected(row_id))
 
-    @api.get("/rejected/{row_id}/body")
-    async def rejected_body(request: Request, row_id: int) -> dict[str, Any]:
+    @api.get("/rejected/{row_id}/body", response_model=BodyOut)
+    async def rejected_body(request: Request, row_id: RowIdPath, caller: Operator
+                            ) -> dict[str, Any]:
         """A refused message's raw text and NAK (operator; audited)."""
-        caller = console.require(request, "operator")
         body = await console.rejected_body(request, caller, row_id)
         return {**body, "mapping": body["mapping"].as_json()}
 
-    @api.post("/rejected/{row_id}/reprocess")
-    async def reprocess(request: Request, row_id: int) -> dict[str, Any]:
+    @api.post("/rejected/{row_id}/reprocess", response_model=ReprocessOut)
+    async def reprocess(request: Request, row_id: RowIdPath, caller: Operator
+                        ) -> dict[str, Any]:
         """Feed a refused message through its listener's intake again (operator; audited)."""
-        caller = console.require(request, "operator")
         console.check_write(request, caller, request.headers.get("x-csrf-token"))
         return await console.reprocess(request, caller, row_id)
 
-    @api.post("/playground")
-    async def playground(request: Request) -> dict[str, Any]:
-        """Map pasted text: ``{"text": ..., "profile": "auto" | "" | name}``."""
-        caller = console.require(request, "viewer")
+    @api.post("/playground", response_model=MappingOut)
+    async def playground(request: Request, body: PlaygroundRequest, caller: Viewer
+                         ) -> dict[str, Any]:
+        """Map pasted text: ``{"text": ..., "profile": "auto" | "" | name}``; up to 1 MiB."""
         console.check_write(request, caller, request.headers.get("x-csrf-token"))
-        body = await _json_body(request)
-        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            raise Denied(400, 'send {"text": "<HL7 message>", "profile": "auto"}')
-        text: str = body["text"]
-        if len(text.encode()) > MAX_PLAYGROUND_BYTES:
+        if len(body.text.encode()) > MAX_PLAYGROUND_BYTES:
             raise Denied(400, "the playground maps messages up to 1 MiB")
         profiles, _, _ = console.profile_state()
-        choice = str(body.get("profile", AUTO))
         try:
-            profile = pick_profile(profiles, text, choice)
+            profile = pick_profile(profiles, body.text, body.profile)
         except Hl7gwError as exc:
             raise Denied(400, str(exc)) from None
-        view = map_text(text, profile=profile,
+        view = map_text(body.text, profile=profile,
                         fallback_tz=console.runtime.settings.default_timezone, explain=True)
         return view.as_json()
 
-    @api.get("/profiles")
-    async def profiles(request: Request) -> dict[str, Any]:
+    @api.get("/profiles", response_model=ProfilesOut)
+    async def profiles(_: Viewer) -> dict[str, Any]:
         """Live profile names and matches, and the last reload error."""
-        console.require(request, "viewer")
         return console.profiles_json()
 
-    @api.get("/dashboard")
-    async def dashboard(request: Request) -> dict[str, Any]:
+    @api.get("/dashboard", response_model=DashboardOut)
+    async def dashboard(_: Viewer) -> dict[str, Any]:
         """Row counts and the sampled series (rates per second, levels)."""
-        console.require(request, "viewer")
         return {"counts": await spool.counts(), "series": console.sampler.series()}
 
-    @api.get("/audit")
-    async def audit(request: Request) -> dict[str, Any]:
+    @api.get("/audit", response_model=AuditOut)
+    async def audit(_: Operator) -> dict[str, Any]:
         """The latest audit entries, newest first (operator)."""
-        console.require(request, "operator")
         return {"entries": console.audit.latest(200)}
 
     return api

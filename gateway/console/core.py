@@ -1,4 +1,4 @@
-"""What the console's pages and the admin API share: the runtime, users, audit, queries.
+"""What the console's pages and the admin API share: the runtime, users, audit, replays.
 
 Both faces authenticate the same way (a bearer token, or a browser session cookie), audit
 the same actions and read the spool through the same helpers here, so the JSON API and the
@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 from starlette.requests import Request
 
+from gateway.audit import AuditLog
 from gateway.config import ConsoleSettings, GatewaySettings
-from gateway.console.audit import AuditLog
 from gateway.console.auth import NO_USERS, Principal, Session, Sessions, Users
 from gateway.console.dashboard import Sampler
 from gateway.console.kafka_lag import ConsumerLag
@@ -23,12 +23,11 @@ from gateway.console.mapview import MappingView, map_text, parse_summary
 from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
 from gateway.publisher import Publisher
+from gateway.replay import Actor, ReplayService
 from gateway.spool import MessageFilter, MessageInfo, RejectedInfo, Spool
 from mappers.profiles import EMPTY_PROFILES, ProfileSet
 
 COOKIE = "hl7gw_console"
-STATUSES = ("pending", "published", "failed", "conflict")
-PAGE_SIZE = 50
 
 
 class ConsoleRuntime(Protocol):
@@ -67,100 +66,11 @@ class Caller:
     session: Session | None
 
 
-@dataclass(frozen=True)
-class Query:
-    """A parsed message filter plus paging, and the raw values to echo into forms."""
-
-    filter: MessageFilter
-    limit: int
-    before: int | None
-    values: dict[str, str]
-
-
-def parse_time(value: str) -> float:
-    """Unix seconds, or ISO 8601 (``2024-01-15T10:30``; no offset means UTC)."""
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise Denied(400, f"not a time: {value!r} (use ISO 8601 like 2024-01-15T10:30, "
-                          "UTC unless an offset is given, or Unix seconds)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 def iso(ts: float | None) -> str | None:
     """Unix seconds as ISO 8601 UTC (``...Z``)."""
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def parse_query(params: Mapping[str, str]) -> Query:
-    """A filter from query parameters: sender, type, status, control_id, since, until."""
-    values = {k: params.get(k, "").strip() for k in
-              ("sender", "type", "status", "control_id", "since", "until")}
-    status = values["status"] or None
-    if status is not None and status not in STATUSES:
-        raise Denied(400, f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
-    try:
-        limit = min(max(int(params.get("limit") or PAGE_SIZE), 1), 500)
-        before = int(params["before"]) if params.get("before") else None
-    except ValueError:
-        raise Denied(400, "limit and before must be whole numbers") from None
-    flt = MessageFilter(sender=values["sender"] or None, message_type=values["type"] or None,
-                        status=status, control_id=values["control_id"] or None,
-                        since=parse_time(values["since"]) if values["since"] else None,
-                        until=parse_time(values["until"]) if values["until"] else None)
-    return Query(flt, limit, before, values)
-
-
-def filter_from_json(body: Any) -> MessageFilter:
-    """A replay filter from a JSON body; an empty one needs ``"all": true`` (no accidents)."""
-    if not isinstance(body, dict):
-        raise Denied(400, "send a JSON object: ids, sender, message_type, status, "
-                          "control_id, since, until (or all: true)")
-    known = {"ids", "sender", "message_type", "status", "control_id", "since", "until", "all"}
-    unknown = sorted(set(body) - known)
-    if unknown:
-        raise Denied(400, f"unknown filter field(s): {', '.join(unknown)}")
-    ids = body.get("ids") or []
-    if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-        raise Denied(400, "ids must be a list of row ids (integers)")
-    status = body.get("status")
-    if status is not None and status not in STATUSES:
-        raise Denied(400, f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
-
-    def text(key: str) -> str | None:
-        value = body.get(key)
-        if value is not None and not isinstance(value, str):
-            raise Denied(400, f"{key} must be a string")
-        return value or None
-
-    def moment(key: str) -> float | None:
-        value = body.get(key)
-        if value is None or value == "":
-            return None
-        return float(value) if isinstance(value, int | float) else parse_time(str(value))
-
-    flt = MessageFilter(ids=tuple(ids), sender=text("sender"),
-                        message_type=text("message_type"), status=status,
-                        control_id=text("control_id"), since=moment("since"),
-                        until=moment("until"))
-    if flt == MessageFilter() and body.get("all") is not True:
-        raise Denied(400, "an empty filter would replay every message; "
-                          'send "all": true if that is what you mean')
-    return flt
-
-
-def filter_record(flt: MessageFilter) -> dict[str, Any]:
-    """A filter for the audit log: only the fields that were set."""
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(flt).items()
-            if v not in (None, ())}
 
 
 def message_json(info: MessageInfo) -> dict[str, Any]:
@@ -203,6 +113,7 @@ class Console:
         self.users = Users(settings.users)
         self.sessions = Sessions(settings.session_hours)
         self.audit = AuditLog(settings.audit_path)
+        self.replays = ReplayService(runtime.spool, self.audit, wake=runtime.publisher.wake)
         bridge = runtime.settings.bridge
         lag = (ConsumerLag(runtime.settings.kafka, bridge.group_id, bridge.topic)
                if bridge is not None else None)
@@ -332,12 +243,9 @@ class Console:
                 "mapping": self.map_row(text, self.runtime.settings.default_timezone)}
 
     async def replay(self, request: Request, caller: Caller, flt: MessageFilter) -> list[int]:
-        """Queue matching published/failed rows again; audited with the ids queued."""
-        ids = await self.runtime.spool.replay(flt)
-        await self.record(request, caller, "replay", targets=ids, filter=filter_record(flt))
-        if ids:
-            self.runtime.publisher.wake()
-        return ids
+        """Queue matching published/failed rows again (the replay service audits it)."""
+        actor = Actor(caller.user.name, caller.user.role, peer_of(request))
+        return await self.replays.replay(flt, actor)
 
     async def reprocess(self, request: Request, caller: Caller, row_id: int
                         ) -> dict[str, Any]:

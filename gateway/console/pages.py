@@ -1,7 +1,9 @@
 """The web console's HTML pages: server-rendered Jinja2, usable without JavaScript.
 
-Every page checks the caller first (a session cookie from ``/console/login``, or a bearer
-token); a missing login redirects to the login form, a missing role gets a 403 page. Forms
+Every page but the login form declares its role (``Viewer``/``Operator``), checked before
+the page's code runs (a session cookie from ``/console/login``, or a bearer token); a
+missing login redirects to the login form, a missing role gets a 403 page, a parameter
+that cannot be used (a row id beyond 64 bits) a 400 page saying which and why. Forms
 that change something (replay, reprocess, logout) carry the session's CSRF token and must
 come from this origin; the session cookie is also ``SameSite=Strict``.
 """
@@ -14,28 +16,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from gateway.console.api import MAX_PLAYGROUND_BYTES
+from gateway.console.api import MAX_PLAYGROUND_BYTES, RowIdPath
 from gateway.console.auth import NO_USERS
-from gateway.console.core import (
-    COOKIE,
-    STATUSES,
-    Caller,
-    Console,
-    Denied,
-    parse_query,
-    peer_of,
-    same_origin,
-)
+from gateway.console.core import COOKIE, Caller, Console, Denied, peer_of, same_origin
 from gateway.console.dashboard import charts
+from gateway.console.deps import Operator, Viewer
+from gateway.console.filters import parse_query
 from gateway.console.hl7view import segments
 from gateway.console.mapview import AUTO, NONE, map_text, parse_summary, pick_profile
+from gateway.console.schemas import MAX_ROW_ID, STATUSES
 from gateway.spool import MessageFilter
 from mappers.errors import Hl7gwError
 
@@ -81,9 +77,6 @@ def build_pages(console: Console) -> APIRouter:
                        path=request.url.path)
         return HTMLResponse(env.get_template(name).render(**context), status_code=status)
 
-    def page_caller(request: Request, role: str) -> Caller:
-        return console.require(request, role)
-
     async def form(request: Request) -> dict[str, str]:
         data = await request.form()
         return {k: v for k, v in data.items() if isinstance(v, str)}
@@ -121,8 +114,7 @@ def build_pages(console: Console) -> APIRouter:
         return response
 
     @pages.post("/logout")
-    async def logout(request: Request) -> RedirectResponse:
-        caller = page_caller(request, "viewer")
+    async def logout(request: Request, caller: Viewer) -> RedirectResponse:
         console.check_write(request, caller, (await form(request)).get("csrf"))
         if caller.session is not None:
             console.sessions.drop(caller.session.id)
@@ -134,8 +126,7 @@ def build_pages(console: Console) -> APIRouter:
     # -- dashboard ------------------------------------------------------------------------
 
     @pages.get("")
-    async def dashboard(request: Request) -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def dashboard(request: Request, caller: Viewer) -> HTMLResponse:
         counts = await spool.counts()
         oldest = await spool.pending(limit=1)
         age = time.time() - oldest[0].received_at if oldest else None
@@ -152,16 +143,15 @@ def build_pages(console: Console) -> APIRouter:
     # -- messages -------------------------------------------------------------------------
 
     @pages.get("/messages")
-    async def messages(request: Request) -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def messages(request: Request, caller: Viewer) -> HTMLResponse:
         page = await _listing(request, "/console/messages", spool.find)
         return render("messages.html", request, caller, rows=page.rows, values=page.values,
                       statuses=STATUSES, older=page.older, problem=page.problem,
                       newest=page.newest)
 
     @pages.get("/messages/{row_id}")
-    async def message(request: Request, row_id: int, show: str = "") -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def message(request: Request, row_id: RowIdPath, caller: Viewer,
+                      show: str = "") -> HTMLResponse:
         info = await console.message(row_id)
         body = None
         if show == "body":
@@ -177,8 +167,8 @@ def build_pages(console: Console) -> APIRouter:
                       summary=parse_summary(info.summary))
 
     @pages.post("/messages/{row_id}/replay")
-    async def replay(request: Request, row_id: int) -> RedirectResponse:
-        caller = page_caller(request, "operator")
+    async def replay(request: Request, row_id: RowIdPath, caller: Operator
+                     ) -> RedirectResponse:
         console.check_write(request, caller, (await form(request)).get("csrf"))
         await console.message(row_id)
         ids = await console.replay(request, caller, MessageFilter(ids=(row_id,)))
@@ -188,8 +178,7 @@ def build_pages(console: Console) -> APIRouter:
     # -- rejected -------------------------------------------------------------------------
 
     @pages.get("/rejected")
-    async def rejected(request: Request) -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def rejected(request: Request, caller: Viewer) -> HTMLResponse:
         page = await _listing(request, "/console/rejected", spool.find_rejected)
         return render("rejected.html", request, caller, rows=page.rows, values=page.values,
                       older=page.older, problem=page.problem)
@@ -208,9 +197,10 @@ def build_pages(console: Console) -> APIRouter:
                       result=result)
 
     @pages.get("/rejected/{row_id}")
-    async def rejected_one(request: Request, row_id: int, show: str = "", ack: str = "",
-                           status: str = "", row: int | None = None) -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def rejected_one(request: Request, row_id: RowIdPath, caller: Viewer,
+                           show: str = "", ack: str = "", status: str = "",
+                           row: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID)] = None
+                           ) -> HTMLResponse:
         result = None
         if ack:  # where a reprocess redirected to: what it gave (a reload resends nothing)
             new = {"status": status, "row_id": row} if status and row is not None else None
@@ -218,8 +208,8 @@ def build_pages(console: Console) -> APIRouter:
         return await rejected_page(request, caller, row_id, show == "body", result)
 
     @pages.post("/rejected/{row_id}/reprocess")
-    async def reprocess(request: Request, row_id: int) -> RedirectResponse:
-        caller = page_caller(request, "operator")
+    async def reprocess(request: Request, row_id: RowIdPath, caller: Operator
+                        ) -> RedirectResponse:
         console.check_write(request, caller, (await form(request)).get("csrf"))
         result = await console.reprocess(request, caller, row_id)
         params = {"ack": result["ack_code"] or ""}
@@ -249,13 +239,11 @@ def build_pages(console: Console) -> APIRouter:
                       problem=problem)
 
     @pages.get("/playground")
-    async def playground(request: Request) -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def playground(request: Request, caller: Viewer) -> HTMLResponse:
         return playground_page(request, caller, "", AUTO)
 
     @pages.post("/playground")
-    async def playground_post(request: Request) -> HTMLResponse:
-        caller = page_caller(request, "viewer")
+    async def playground_post(request: Request, caller: Viewer) -> HTMLResponse:
         data = await form(request)
         console.check_write(request, caller, data.get("csrf"))
         return playground_page(request, caller, data.get("text", ""),
@@ -264,8 +252,7 @@ def build_pages(console: Console) -> APIRouter:
     # -- audit ----------------------------------------------------------------------------
 
     @pages.get("/audit")
-    async def audit(request: Request) -> HTMLResponse:
-        caller = page_caller(request, "operator")
+    async def audit(request: Request, caller: Operator) -> HTMLResponse:
         entries = console.audit.latest(200)
         return render("audit.html", request, caller, entries=entries,
                       path_shown=str(console.audit.path),

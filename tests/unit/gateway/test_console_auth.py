@@ -9,7 +9,8 @@ from starlette.requests import Request
 
 from gateway.config import ConsoleUser
 from gateway.console.auth import NO_USERS, Principal, Sessions, Users, token_sha256
-from gateway.console.core import Denied, filter_from_json, parse_query, same_origin
+from gateway.console.core import Denied, same_origin
+from gateway.console.filters import filter_from_json, parse_query
 from gateway.spool import MessageFilter
 
 

@@ -1,5 +1,9 @@
 """The audit log: who saw which message body, who replayed what, who logged in.
 
+The console writes it for its users; ``hl7gw replay`` appends to the same file (the
+gateway config's ``console.audit_path``) with the OS user as the actor, through the one
+replay service (``gateway.replay``), so a replay leaves the same line whichever way it came.
+
 One JSON object per line, appended, flushed and fsynced before the action's answer goes
 out — a body view that cannot be recorded is refused (``AuditError``), because an
 unrecorded look at patient data is worse than no look. Entries name row ids and filters,
@@ -46,16 +50,29 @@ class AuditLog:
             record["outcome"] = outcome
         return record
 
+    def check(self) -> None:
+        """Raise AuditError now if the log cannot be opened for appending (before an action
+        whose record must follow it, so the action is refused rather than left unrecorded)."""
+        self._write(b"")
+
+    async def writable(self) -> None:
+        """``check`` off the event loop."""
+        await asyncio.to_thread(self.check)
+
     def append(self, record: dict[str, Any]) -> None:
         """Write one record durably; raises AuditError when it cannot."""
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        self._write(line)
+
+    def _write(self, line: bytes) -> None:
         with self._lock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
-                    os.write(fd, line)
-                    os.fsync(fd)
+                    if line:
+                        os.write(fd, line)
+                        os.fsync(fd)
                 finally:
                     os.close(fd)
             except OSError as exc:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.console.audit import AuditError, AuditLog
+from gateway.audit import AuditError, AuditLog
 
 
 async def test_entries_are_json_lines_in_a_created_folder(tmp_path: Path) -> None:
