@@ -34,13 +34,6 @@ MAX_ERRORS = 5  # lines per report: the first few mistakes, not a wall of text
 LINE_KEY = "__line__"  # the key a stamped mapping carries its start line in
 
 
-class _Constructor(yaml.constructor.SafeConstructor):
-    """The safe constructor, kept for its scalar tags (int, bool, null, timestamps)."""
-
-
-_SCALARS = _Constructor()
-
-
 @dataclass(frozen=True, slots=True)
 class YamlDocument:
     """One parsed YAML file: its data, its node tree, and the line of every key and item."""
@@ -99,54 +92,61 @@ def parse(text: str, where: str, error: ErrorFactory, *,
         root = yaml.compose(text, Loader=_Loader)
         if root is None:
             return YamlDocument(where, None, None, {})
-        lines: Lines = {}
-        data = _build(root, (), lines, stamp, frozenset())
+        builder = _Builder(stamp)
+        data = builder.build(root, (), frozenset())
     except yaml.YAMLError as exc:
         raise error(f"{where}:{_mark_line(exc)}: not valid YAML: {_problem(exc)}") from None
-    return YamlDocument(where, data, root, lines)
+    return YamlDocument(where, data, root, builder.lines)
 
 
-def _build(node: yaml.Node, at: Loc, lines: Lines, stamp: Callable[[Loc], bool] | None,
-           above: frozenset[int]) -> Any:
-    """Python data from a node, recording lines: a key's own line wins over its value's."""
-    lines.setdefault(at, node.start_mark.line + 1)
-    if id(node) in above:
-        raise yaml.constructor.ConstructorError(
-            None, None, "an alias refers to a mapping or list that contains it",
-            node.start_mark)
-    inner = above | {id(node)}
-    if isinstance(node, yaml.MappingNode):
-        _SCALARS.flatten_mapping(node)  # merge keys (<<: *base), as yaml.safe_load does
-        out: dict[Any, Any] = {}
-        if stamp is not None and stamp(at):
-            out[LINE_KEY] = node.start_mark.line + 1
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be plain text, not a list or a mapping "
-                    "(are the braces doubled, as in {{...}}?)", key_node.start_mark)
-            key = _scalar(key_node)
-            child = (*at, str(key))
-            lines[child] = key_node.start_mark.line + 1
-            out[key] = _build(value_node, child, lines, stamp, inner)
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*at, i), lines, stamp, inner)
-                for i, item in enumerate(node.value)]
-    return _scalar(node)
+class _Builder:
+    """Python data from a node tree, as ``yaml.safe_load`` builds it, plus the lines.
 
+    One per file: PyYAML's constructor keeps state, so none is shared between threads
+    (profiles reload off the event loop).
+    """
 
-def _scalar(node: yaml.Node) -> Any:
-    """A scalar's value by its tag; a value its explicit tag cannot read is a YAML error."""
-    try:
-        return _SCALARS.construct_object(node)
-    except (ValueError, TypeError, KeyError, ArithmeticError):
-        # e.g. ``!!int eighty``, ``!!bool maybe``: PyYAML raises these bare
-        tag = node.tag.rsplit(":", 1)[-1]
-        raise yaml.constructor.ConstructorError(
-            None, None, f"cannot read {node.value!r} as !!{tag}", node.start_mark) from None
-    finally:
-        _SCALARS.constructed_objects.clear()  # nothing shared between files
+    def __init__(self, stamp: Callable[[Loc], bool] | None) -> None:
+        self.stamp = stamp
+        self.lines: Lines = {}
+        self.scalars = yaml.constructor.SafeConstructor()  # the safe tags: int, bool, null...
+
+    def build(self, node: yaml.Node, at: Loc, above: frozenset[int]) -> Any:
+        """The value of ``node``; a key's own line wins over its value's in ``lines``."""
+        self.lines.setdefault(at, node.start_mark.line + 1)
+        if id(node) in above:
+            raise yaml.constructor.ConstructorError(
+                None, None, "an alias refers to a mapping or list that contains it",
+                node.start_mark)
+        inner = above | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            self.scalars.flatten_mapping(node)  # merge keys (<<: *base), as safe_load does
+            out: dict[Any, Any] = {}
+            if self.stamp is not None and self.stamp(at):
+                out[LINE_KEY] = node.start_mark.line + 1
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "a key must be plain text, not a list or a mapping "
+                        "(are the braces doubled, as in {{...}}?)", key_node.start_mark)
+                key = self.scalar(key_node)
+                child = (*at, str(key))
+                self.lines[child] = key_node.start_mark.line + 1
+                out[key] = self.build(value_node, child, inner)
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*at, i), inner) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        """A scalar by its tag; a value its explicit tag cannot read is a YAML error."""
+        try:
+            return self.scalars.construct_object(node)
+        except (ValueError, TypeError, KeyError, ArithmeticError):
+            # e.g. ``!!int eighty``, ``!!bool maybe``: PyYAML raises these bare
+            tag = node.tag.rsplit(":", 1)[-1]
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {node.value!r} as !!{tag}", node.start_mark) from None
 
 
 def _mark_line(exc: yaml.YAMLError) -> int:
