@@ -35,7 +35,9 @@ botocore's default credential chain); ``OidcAuth`` (``type: oidc``, ``token_url`
 (10 MiB).
 
 These are plain pydantic models: the gateway's configuration loader reads a file and passes
-them in; nothing here reads the environment.
+them in; nothing here reads the environment. Secrets (``sasl_password``, the auth secrets,
+``headers``) reach these models already read: the loader replaces ``${env:NAME}`` and
+``${file:PATH}`` values before validation (``gateway.config_refs``).
 """
 
 from __future__ import annotations
