@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import (
+from gateway.cli.common import ROW_ID, SECONDS, (
     CONFIG_HELP,
     config_option,
     fail,
@@ -42,7 +42,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 
 @click.command()
 @config_option(help=CONFIG_HELP + " Its spool.path is opened.")
-@click.option("--id", "ids", type=int, multiple=True, help="Spool row id (repeatable).")
+@click.option("--id", "ids", type=ROW_ID, multiple=True, help="Spool row id (repeatable).")
 @click.option("--since", metavar="WHEN", callback=_when,
               help="Received at or after: ISO 8601 (naive = local) or 30m, 2h, 3d ago.")
 @click.option("--until", metavar="WHEN", callback=_when,
@@ -55,7 +55,7 @@ def _when(ctx: click.Context, param: click.Parameter, value: str | None) -> floa
 @click.option("--dry-run", is_flag=True, help="Show what matches; change nothing.")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the running gateway to publish (or fail) every queued row.")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
+@click.option("--timeout", type=SECONDS, default=120.0, show_default=True,
               help="Seconds --wait waits before giving up on rows still pending.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def replay(config: Path, ids: tuple[int, ...], since: float | None, until: float | None,
@@ -67,6 +67,9 @@ def replay(config: Path, ids: tuple[int, ...], since: float | None, until: float
     running gateway (which shares the spool file) maps them with the profiles live now
     and publishes them within about a second, with event ids ending in "-r<count>".
     Rows still pending are left alone. An empty filter is refused unless --all is given.
+    Each replay is recorded in the gateway's audit log (console.audit_path), as the
+    console's are, with your login name as the user; if that log cannot be written,
+    nothing is replayed.
 
     Exits 0 when every queued row was published, 1 when some failed again or were still
     pending after --timeout (is the gateway running?), 2 on a usage or spool error.
@@ -82,20 +85,21 @@ def replay(config: Path, ids: tuple[int, ...], since: float | None, until: float
     if not settings.spool.path.exists():
         fail(f"no spool at {settings.spool.path} (spool.path in {config})")
     code = asyncio.run(_replay(settings.spool.path, flt, dry_run=dry_run, wait=wait,
-                               wait_s=timeout, yes=yes))
+                               wait_s=timeout, yes=yes, audit=settings.console.audit_path))
     sys.exit(code)
 
 
 async def _replay(path: Path, flt: Any, *, dry_run: bool, wait: bool, wait_s: float,
-                  yes: bool) -> int:
-    import dataclasses
-
+                  yes: bool, audit: Path) -> int:
+    from gateway.audit import AuditLog
+    from gateway.replay import Actor, ReplayService
     from gateway.spool import Spool
 
     spool = Spool(path)
     await spool.start()
     try:
-        matching = await _all_matching(spool, flt)
+        service = ReplayService(spool, AuditLog(audit))  # the console's service and log
+        matching = await service.matching(flt)
         queue = sorted(m.id for m in matching if m.status != "pending")
         by_status: dict[str, int] = {}
         for m in matching:
@@ -113,29 +117,16 @@ async def _replay(path: Path, flt: Any, *, dry_run: bool, wait: bool, wait_s: fl
             if dry_run:
                 click.echo("dry run: nothing changed")
             return 0
+        await service.audit.writable()  # before asking: a replay must be recorded
         if not yes:
             click.confirm(f"Replay {len(queue)} message(s)?", abort=True, err=True)
-        queued: list[int] = []
-        for chunk in _chunks(queue, 10_000):
-            queued += await spool.replay(dataclasses.replace(flt, ids=tuple(chunk)))
+        queued = await service.replay(flt, Actor.os_user(), only=queue)
         click.echo(f"queued {len(queued)} message(s) for the running gateway to publish")
         if not wait or not queued:
             return 0
         return await _wait_replayed(spool, queued, wait_s)
     finally:
         await spool.stop()
-
-
-async def _all_matching(spool: Any, flt: Any) -> list[Any]:
-    """Every row ``flt`` matches (find pages newest first)."""
-    out: list[Any] = []
-    before: int | None = None
-    while True:
-        page = await spool.find(flt, limit=1000, before_id=before)
-        out += page
-        if len(page) < 1000:
-            return out
-        before = page[-1].id
 
 
 def _chunks(ids: list[int], size: int) -> list[list[int]]:

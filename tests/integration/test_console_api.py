@@ -144,6 +144,10 @@ async def test_roles_audit_and_replay(gateway_settings: GatewaySettings, tmp_pat
             last = audit_lines(audit)[-1]
             assert last["action"] == "replay" and last["targets"] == [row_id]
             assert last["filter"] == {"ids": [row_id]}
+            # the line hl7gw replay writes too (test_replay_cli.py), here with the token's user
+            assert set(last) == {"time", "user", "role", "action", "peer", "targets",
+                                 "filter"}
+            assert last["user"] == "olga" and last["role"] == "operator"
 
             # A filter replay refuses to mean "everything" by accident.
             empty = await client.post("/api/v1/replay", json={}, headers=bearer(OPERATOR))

@@ -5,6 +5,8 @@ queued rows with new event ids ("-r1")."""
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 import os
 import sqlite3
 import sys
@@ -75,7 +77,7 @@ class Topic:
         return self.records
 
 
-def config_file(tmp_path: Path, settings: GatewaySettings) -> Path:
+def config_file(tmp_path: Path, settings: GatewaySettings, audit: Path | None = None) -> Path:
     path = tmp_path / "gateway.yaml"
     path.write_text(f"""\
 spool:
@@ -83,8 +85,16 @@ spool:
 kafka:
   bootstrap_servers: {settings.kafka.bootstrap_servers}
   topic: {settings.kafka.topic}
+console:
+  audit_path: {audit or tmp_path / "audit.jsonl"}
 """)
     return path
+
+
+def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] \
+        if path.exists() else []
 
 
 @bounded(240)
@@ -124,6 +134,7 @@ async def test_replay_republishes_matching_rows_with_new_event_ids(
                                          stdin=b"n\n")
             assert code == 1 and "Replay 2 message(s)?" in err
             assert all(n == 0 for _, _, n in rows(spool).values())
+            assert audit_lines(tmp_path) == []  # nothing replayed, nothing recorded
             await topic.until(3, settle=1.5)
             assert len(topic.records) == 3
 
@@ -136,6 +147,14 @@ async def test_replay_republishes_matching_rows_with_new_event_ids(
             assert rows(spool) == {"R1": ("ADT^A01", "published", 1),
                                    "R2": ("ADT^A01", "published", 1),
                                    "R3": ("ADT^A04", "published", 0)}
+            # The same audit line the console writes, with the OS user as the actor.
+            (entry,) = audit_lines(tmp_path)
+            assert set(entry) == {"time", "user", "role", "action", "peer", "targets",
+                                  "filter"}
+            assert entry["action"] == "replay" and entry["user"] == getpass.getuser()
+            assert entry["role"] == "cli" and entry["peer"].startswith("cli@")
+            assert entry["filter"] == {"message_type": "ADT^A01", "status": "published"}
+            assert sorted(entry["targets"]) == sorted(int(r) for r in original)[:2]
             records = await topic.until(5, settle=1.5)
         assert len(records) == 5
         again = {dict(r.headers)["ce_hl7spoolrow"].decode(): dict(r.headers)["ce_id"].decode()
@@ -169,3 +188,24 @@ async def test_replay_without_a_running_gateway_times_out_with_exit_1(
     # Unknown sender: nothing matches, nothing queued.
     code, out, _ = await hl7gw("replay", "--config", str(cfg), "--sender", "NOBODY|X", "--yes")
     assert code == 0 and "0 message(s) match" in out
+
+
+@bounded(120)
+async def test_replay_refuses_when_the_audit_log_cannot_be_written(
+        tmp_path: Path, gateway_settings: GatewaySettings) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the audit log's folder should be")
+    cfg = config_file(tmp_path, gateway_settings, audit=blocker / "audit.jsonl")
+    async with GatewayService(gateway_settings, http=False) as gateway:
+        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as client:
+            assert ack_code_of((await client.send(A01)).decode()) == "CA"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while await gateway.spool.depth():
+            assert loop.time() < deadline, "never published"
+            await asyncio.sleep(0.1)
+        code, out, err = await hl7gw("replay", "--config", str(cfg), "--sender", "EPICADT",
+                                     "--yes", "--no-wait")
+    assert code == 2, out + err
+    assert "cannot write the audit log" in err and "Traceback" not in err
+    assert [v[1:] for v in rows(gateway_settings.spool.path).values()] == [("published", 0)]
