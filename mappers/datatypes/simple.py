@@ -33,13 +33,23 @@ def code(rep: Repetition, ctx: Context, rule: RuleView) -> Any:
     return ctx.lookup(rule.table, value)[1]
 
 
-@datatype("NM", args={"as": ("integer", "decimal")})
+# the least value of each FHIR integer type (unsignedInt: a count, positiveInt: a duration)
+_INTEGER_MIN: Final = {"integer": None, "unsignedInt": 0, "positiveInt": 1}
+
+
+@datatype("NM", args={"as": ("integer", "unsignedInt", "positiveInt", "decimal")})
 def number(rep: Repetition, ctx: Context, rule: RuleView) -> int | float | None:
-    """NM as a FHIR integer (default) or decimal; anything else is an issue."""
+    """NM as a FHIR integer (default), unsignedInt, positiveInt or decimal; else an issue."""
     text = rep.component(1).strip()
-    if rule.args.get("as", "integer") == "integer":
+    kind = rule.args.get("as", "integer")
+    if kind != "decimal":
         if _INTEGER.fullmatch(text):
-            return int(text)
+            value = int(text)
+            least = _INTEGER_MIN.get(str(kind))
+            if least is None or value >= least:
+                return value
+            ctx.issue("invalid-value", f"not a {kind} (at least {least}); left out")
+            return None
         ctx.issue("invalid-value", "not an integer; left out")
         return None
     if _DECIMAL.fullmatch(text):

@@ -138,6 +138,8 @@ def converts_or_refuses(text: str) -> None:
 # finds, each fixed: (sample, segment, field, value)
 FOUND = [
     ("siu_s12", "AIL", 4, '""\\.br\\\n\\'),  # a CWE code with a line break in it
+    ("rde_o11", "RXE", 12, "-0500"),  # a negative count of repeats (FHIR unsignedInt)
+    ("siu_s12", "SCH", 9, "0"),  # an appointment of no minutes (FHIR positiveInt)
 ]
 
 
