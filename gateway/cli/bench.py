@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from gateway.cli.common import COUNT
+
 
 @click.group()
 def bench() -> None:
@@ -29,8 +31,8 @@ def _emit(figures: dict[str, Any], as_json: bool, lines: list[str]) -> None:
 
 
 @bench.command("map")
-@click.option("-n", "count", type=int, default=2000, show_default=True,
-              help="Messages per measurement.")
+@click.option("-n", "count", type=click.IntRange(min=5), default=2000, show_default=True,
+              help="Messages per measurement (at least one per timing round: 5).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_map(count: int, as_json: bool) -> None:
     """Parsing and mapping, per message type, on one core; next to full model validation."""
@@ -45,9 +47,9 @@ def bench_map(count: int, as_json: bool) -> None:
 
 
 @bench.command("intake")
-@click.option("-n", "count", type=int, default=2000, show_default=True,
+@click.option("-n", "count", type=COUNT, default=2000, show_default=True,
               help="Messages per measurement.")
-@click.option("--connections", type=int, multiple=True, default=(1, 8), show_default=True,
+@click.option("--connections", type=COUNT, multiple=True, default=(1, 8), show_default=True,
               help="Concurrent MLLP senders (repeat for several runs).")
 @click.option("--sample", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=Path("samples/adt_a01.hl7"), show_default=True)
@@ -82,7 +84,7 @@ def bench_intake(count: int, connections: tuple[int, ...], sample: Path, rounds:
 
 
 @bench.command("bridge")
-@click.option("-n", "count", type=int, default=2000, show_default=True,
+@click.option("-n", "count", type=COUNT, default=2000, show_default=True,
               help="Events to send through Kafka to a local function.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_bridge(count: int, as_json: bool) -> None:

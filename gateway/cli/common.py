@@ -79,6 +79,13 @@ class TimeZoneType(click.ParamType[str, Any]):
 
 
 TIME_ZONE = TimeZoneType()
+# Option value types: a value out of range is a usage error naming the option, not an
+# OverflowError from a socket call or SQLite later on.
+PORT = click.IntRange(0, 65535)  # 0: any free port
+PEER_PORT = click.IntRange(1, 65535)
+COUNT = click.IntRange(min=1)
+SECONDS = click.FloatRange(min=0, min_open=True)
+ROW_ID = click.IntRange(1, 2**63 - 1)  # a SQLite rowid
 
 
 def load_config(config: Path) -> Any:

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from gateway.cli.common import (
+    PEER_PORT,
     config_option,
     load_config,
 )
@@ -19,7 +20,7 @@ def dev() -> None:
 
 
 @dev.command("kafka")
-@click.option("--port", type=int, help="Broker port (default: a free one).")
+@click.option("--port", type=PEER_PORT, help="Broker port (default: a free one).")
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path),
               help="Log directory to keep between runs (default: a temporary one).")
 def dev_kafka(port: int | None, data: Path | None) -> None:

@@ -9,8 +9,10 @@ from typing import Any
 
 import click
 
-from gateway.cli.common import ROW_ID, SECONDS, (
+from gateway.cli.common import (
     CONFIG_HELP,
+    ROW_ID,
+    SECONDS,
     config_option,
     fail,
     load_config,

@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from gateway.cli.common import (
+    PEER_PORT,
+    SECONDS,
     fail,
 )
 from hl7gw.errors import Hl7gwError
@@ -17,8 +19,8 @@ from hl7gw.errors import Hl7gwError
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=2575, show_default=True)
-@click.option("--timeout", type=float, default=30.0, show_default=True,
+@click.option("--port", type=PEER_PORT, default=2575, show_default=True)
+@click.option("--timeout", type=SECONDS, default=30.0, show_default=True,
               help="Seconds to wait for each ACK.")
 @click.option("--tls", is_flag=True, help="Connect with TLS (implied by the options below).")
 @click.option("--cafile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -29,7 +31,7 @@ from hl7gw.errors import Hl7gwError
               help="Key of the client certificate (default: inside --certfile).")
 @click.option("--insecure", is_flag=True,
               help="Do not check the gateway's certificate (test certificates only).")
-@click.option("--retries", type=int, default=3, show_default=True,
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Reconnect attempts after a dropped connection.")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))

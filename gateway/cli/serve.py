@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from gateway.cli.common import (
+    PORT,
     config_option,
     load_config,
     run_until_signal,
@@ -16,8 +17,8 @@ from gateway.cli.common import (
 
 @click.command()
 @config_option()
-@click.option("--mllp-port", type=int, help="Override the first listener's port.")
-@click.option("--http-port", type=int, help="Override the health/metrics HTTP port.")
+@click.option("--mllp-port", type=PORT, help="Override the first listener's port.")
+@click.option("--http-port", type=PORT, help="Override the health/metrics HTTP port.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path, mllp_port: int | None, http_port: int | None, log_level: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from gateway.cli import main
@@ -80,3 +81,21 @@ def test_config_comes_from_hl7gw_config(tmp_path: Path) -> None:
 def test_hl7gw_is_such_a_group() -> None:
     assert isinstance(main, Hl7gwGroup)
     assert issubclass(ConfigError, Hl7gwError)
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["send", "--port", "70000", "x.hl7"], "'--port': 70000 is not in the range 1<=x<=65535"),
+    (["send", "--timeout", "0", "x.hl7"], "'--timeout': 0.0 is not in the range x>0"),
+    (["serve", "--config", "gw.yaml", "--mllp-port", "70000"], "'--mllp-port': 70000"),
+    (["bench", "map", "-n", "2"], "'-n': 2 is not in the range x>=5"),
+    (["replay", "--config", "gw.yaml", "--id", "99999999999999999999"], "'--id': "),
+])
+def test_an_option_out_of_range_is_a_usage_error(tmp_path: Path, args: list[str],
+                                                   option: str) -> None:
+    # were OverflowError / ValueError tracebacks from a socket call, SQLite or the bench
+    (tmp_path / "x.hl7").write_text("MSH|^~\\&|\r")
+    (tmp_path / "gw.yaml").write_text("kafka: {bootstrap_servers: x}\n")
+    paths = {"x.hl7": str(tmp_path / "x.hl7"), "gw.yaml": str(tmp_path / "gw.yaml")}
+    result = CliRunner().invoke(main, [paths.get(a, a) for a in args])
+    assert result.exit_code == 2
+    assert f"Invalid value for {option}" in result.stderr
