@@ -49,6 +49,18 @@ bench-instructions: setup  ## instructions per conversion (callgrind): stable on
 	  echo "$$label: $$(( (b - a) / 50 )) instructions per convert"; \
 	done
 
+.PHONY: wheel function-package
+# The shipped artefacts. The wheel's build hook (hatch_build.py) compiles the mapper inside
+# the folder it builds, so it builds a copy; deploy/container/build.sh does the same.
+wheel: $(STAMP)  ## the wheel into dist/, the mapper compiled by mypyc (a minute or two)
+	rm -rf build/wheel-src && mkdir -p build/wheel-src dist
+	tar --exclude=__pycache__ --exclude='*.so' -cf - pyproject.toml README.md hatch_build.py \
+	  hl7gw gateway mappers connectors samples | tar -xf - -C build/wheel-src
+	$(BIN)/pip wheel --no-deps --wheel-dir dist build/wheel-src
+
+function-package: wheel  ## the Lambda package (no mapper) into deploy/aws/build/
+	PYTHON=$(BIN)/python deploy/aws/build.sh "$$(ls -t dist/hl7gw-*.whl | head -1)" deploy/aws/build
+
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build mappers_accel__mypyc.*.so
 	find mappers -name '*.so' -delete

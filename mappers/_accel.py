@@ -2,15 +2,21 @@
 
 The same ``.py`` files are both the reference implementation and the source of the compiled
 extension modules: mypyc turns the type-annotated code into C (3-4x fewer cycles per
-message here), nothing is rewritten by hand. ``main(["ensure"])`` (run by
-``make setup``) writes ``<module>.cpython-*.so`` next to each source file; Python prefers an
-extension module over a ``.py`` of the same name.
+message here), nothing is rewritten by hand. Python prefers an extension module
+(``<module>.cpython-*.so``) over a ``.py`` of the same name. Two builds make them:
+
+* the wheel (``pip wheel`` / ``python -m build``): the build hook in ``hatch_build.py``
+  (hatch-mypyc) compiles ``COMPILED`` into it, so the wheel is the artefact that is tested
+  and shipped (deploy/container/Containerfile installs it);
+* a source checkout (the editable install of ``make setup``): ``main(["ensure"])`` compiles
+  in place, next to each source file, and again whenever a source changed.
 
 Two guards keep that safe:
 
-* a compiled module older than its source is never used: if any ``.py`` in ``COMPILED`` is
-  newer than its ``.so`` (an edit, a ``git checkout``), every module loads from source and
-  ``status()`` says why, so an edit is never silently ignored;
+* in a source checkout, a compiled module older than its source is never used: if any
+  ``.py`` in ``COMPILED`` is newer than its ``.so`` (an edit, a ``git checkout``), every
+  module loads from source and ``status()`` says why, so an edit is never silently ignored
+  (an installed wheel's sources and binaries come together, so it is not checked there);
 * ``HL7GW_PURE_PYTHON=1`` forces the sources, which is how the tests run the mapper in both
   forms and how a monkeypatching debugger session gets plain functions.
 
@@ -33,6 +39,7 @@ ROOT = Path(__file__).resolve().parent
 GROUP = "mappers_accel"  # the shared library mypyc builds: mappers_accel__mypyc.*.so
 # The modules on the conversion path (tokenizer, engine, datatypes, ids), as paths under
 # mappers/. The YAML loader and pydantic models stay Python: they run once, at start-up.
+# The wheel's build hook lists the same files (pyproject.toml, hooks.custom.include).
 COMPILED = (
     "hl7v2/__init__.py",
     "hl7v2/encoding.py",
@@ -71,11 +78,17 @@ def _binary(source: str) -> Path:
     return path.with_name(path.stem + _SUFFIX)
 
 
+def in_checkout() -> bool:
+    """True in a source checkout (sources may be edited), False in an installed wheel."""
+    return (ROOT.parent / "pyproject.toml").is_file()
+
+
 def _why_pure(ignore_env: bool = False) -> str | None:
     """None when the compiled modules are present and current; else the reason they are not."""
     if not ignore_env and os.environ.get(PURE_ENV, "") not in ("", "0"):
         return f"{PURE_ENV} is set"
     missing = stale = 0
+    check_age = in_checkout()
     for source in COMPILED:
         binary = _binary(source)
         try:
@@ -83,10 +96,10 @@ def _why_pure(ignore_env: bool = False) -> str | None:
         except FileNotFoundError:
             missing += 1
             continue
-        if (ROOT / source).stat().st_mtime > built:
+        if check_age and (ROOT / source).stat().st_mtime > built:
             stale += 1
     if missing == len(COMPILED):
-        return "not built (run: make setup)"
+        return "not built (run: make setup)" if check_age else "not built (a pure wheel)"
     if missing or stale:
         return (f"{missing + stale} compiled module(s) missing or older than their source "
                 "(rebuild: make setup)")
@@ -132,7 +145,12 @@ def status() -> str:
 
 
 def build(jobs: int = 2) -> None:
-    """Compile ``COMPILED`` in place (needs mypy's mypyc, setuptools and a C compiler)."""
+    """Compile ``COMPILED`` in a source checkout (needs mypy's mypyc, setuptools and a C
+    compiler). Installed copies get their compiled modules from the wheel instead: mypy run
+    inside site-packages reads the modules there (``typing_extensions.py``...) as its own."""
+    if not in_checkout():
+        raise RuntimeError(f"{ROOT} is not a source checkout: install a wheel built with "
+                           "`pip wheel` or `python -m build`, which compiles the mapper")
     from mypyc.build import mypycify
     from setuptools import Distribution  # type: ignore[import-untyped]
 

@@ -54,34 +54,54 @@ def test_the_pure_fallback_gives_byte_identical_results() -> None:
         assert results[str(path)] == here, path.name
 
 
-def _fake_tree(tmp_path: Path, suffix: str) -> None:
+def _fake_tree(tmp_path: Path, suffix: str, checkout: bool = True) -> Path:
+    """A ``mappers`` folder with every compiled module built after its source; its path."""
+    root = tmp_path / "mappers"
+    if checkout:
+        (tmp_path / "pyproject.toml").write_text("")
     for source in accel.COMPILED:
-        path = tmp_path / source
+        path = root / source
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
         os.utime(path, (1000, 1000))
         binary = path.with_name(path.stem + suffix)
         binary.write_bytes(b"")
         os.utime(binary, (2000, 2000))
+    return root
 
 
 def test_a_source_newer_than_its_build_means_the_sources_are_used(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accel, "ROOT", tmp_path)
+    monkeypatch.setattr(accel, "ROOT", _fake_tree(tmp_path, accel._SUFFIX))
     monkeypatch.delenv(accel.PURE_ENV, raising=False)
-    _fake_tree(tmp_path, accel._SUFFIX)
+    assert accel.in_checkout()
     assert accel._why_pure() is None
-    os.utime(tmp_path / "engine" / "build.py", (3000, 3000))  # an edit after the build
+    os.utime(accel.ROOT / "engine" / "build.py", (3000, 3000))  # an edit after the build
     reason = accel._why_pure()
     assert reason is not None and "1 compiled module(s) missing or older" in reason
-    (tmp_path / "engine" / "build.py").with_name("build" + accel._SUFFIX).unlink()
-    os.utime(tmp_path / "engine" / "build.py", (1000, 1000))
+    (accel.ROOT / "engine" / "build.py").with_name("build" + accel._SUFFIX).unlink()
+    os.utime(accel.ROOT / "engine" / "build.py", (1000, 1000))
     assert "1 compiled module(s) missing" in (accel._why_pure() or "")
+
+
+def test_an_installed_wheel_uses_its_binaries_whatever_the_file_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pip gives extracted files the time of extraction: a .py may land after its .so
+    monkeypatch.setattr(accel, "ROOT", _fake_tree(tmp_path, accel._SUFFIX, checkout=False))
+    monkeypatch.delenv(accel.PURE_ENV, raising=False)
+    assert not accel.in_checkout()
+    os.utime(accel.ROOT / "engine" / "build.py", (3000, 3000))
+    assert accel._why_pure() is None
+    (accel.ROOT / "engine" / "build.py").with_name("build" + accel._SUFFIX).unlink()
+    assert "1 compiled module(s) missing" in (accel._why_pure() or "")
+    with pytest.raises(RuntimeError, match="not a source checkout"):
+        accel.build()  # never compiles inside site-packages
 
 
 def test_nothing_built_and_the_env_switch_are_reported(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(accel, "ROOT", tmp_path)
+    monkeypatch.setattr(accel, "ROOT", tmp_path / "mappers")
+    (tmp_path / "pyproject.toml").write_text("")
     monkeypatch.delenv(accel.PURE_ENV, raising=False)
     assert "not built" in (accel._why_pure() or "")
     _fake_tree(tmp_path, accel._SUFFIX)
