@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test unit integration browser lint bench bench-instructions clean
+.PHONY: setup run test unit integration browser fuzz lint bench bench-instructions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ integration: setup
 browser: setup  ## Debian's Chromium for the console's browser tests (root; never `playwright install`)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 	$(BIN)/pytest -m browser tests/browser
+
+# Every `fuzz`-marked test with HL7GW_FUZZ_EXAMPLES random examples per target (~15-30 min
+# on 2 cores); `make test` runs the same tests with a few thousand fixed examples each.
+# A run prints its seed: `make fuzz FUZZ_SEED=<seed>` replays it (docs/faults.md).
+FUZZ_EXAMPLES ?= 50000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: setup  ## long property-based fuzzing, for nights and releases
+	@echo "make fuzz: $(FUZZ_EXAMPLES) examples per target, seed $(FUZZ_SEED)"
+	HL7GW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -p no:cacheprovider \
+	  --hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics --timeout=3600 -q tests
 
 lint: setup
 	$(BIN)/ruff check .
