@@ -16,7 +16,6 @@ from typing import IO, Any, NoReturn, TypeVar
 import click
 
 from hl7gw.errors import Hl7gwError
-from hl7gw.fieldtypes import check_timezone
 
 CONFIG_HELP = "Gateway config file (YAML), e.g. samples/gateway.yaml."
 CONFIG_ENV = "HL7GW_CONFIG"
@@ -72,6 +71,8 @@ class TimeZoneType(click.ParamType[str, Any]):
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> str:
         """The zone name, checked like the config's ``default_timezone``."""
+        from hl7gw.fieldtypes import check_timezone  # pydantic: not for every command
+
         try:
             return check_timezone(str(value))
         except ValueError as exc:
