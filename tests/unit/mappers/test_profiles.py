@@ -194,6 +194,12 @@ def test_the_sample_profile_loads() -> None:
      "p.yaml:2: ignore_segments: 'MSH' is not a segment id that can be ignored"),
     ("profile: 'two words'\n", "p.yaml:1: profile: String should match pattern"),
     ("- a list\n", "p.yaml:1: a profile file must be a YAML mapping"),
+    ("", "p.yaml:1: a profile file must be a YAML mapping"),
+    # were a ValueError and a TypeError traceback (the final yaml.load was unguarded)
+    ("profile: p\nmatch: {version: !!int two}\n", "p.yaml:2: not valid YAML: cannot read "
+                                                  "'two' as !!int"),
+    ("profile: p\nlocal_codes:\n  - {{code: x}}\n", "p.yaml:3: not valid YAML: a key must "
+                                                    "be plain text"),
 ])
 def test_mistakes_name_file_line_and_field(text: str, expected: str) -> None:
     with pytest.raises(ProfileError) as err:
