@@ -2,7 +2,10 @@
 
 Settings are built here once and passed down; no module below reads the environment or
 the file itself. ``KAFKA_BOOTSTRAP_SERVERS`` overrides ``kafka.bootstrap_servers`` so the
-same file works against a local broker and a managed one.
+same file works against a local broker and a managed one; values written as
+``${env:NAME}`` / ``${file:PATH}`` (secrets) are read here too (``gateway.config_refs``).
+The YAML is read with its line numbers by ``hl7gw.yamlfile``, shared with the mapping
+specs and the sender profiles, so every mistake is one ``file:line: field:`` line.
 """
 
 from __future__ import annotations
