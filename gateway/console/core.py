@@ -221,11 +221,10 @@ class Console:
         if stored is None:
             raise Denied(404, f"no message with id {row_id}")
         await self.record(request, caller, "view_body", targets=[row_id])
-        raw, ack = stored
-        text = raw.decode(info.charset, "replace")
+        text = stored.raw.decode(info.charset, "replace")
         view = self.map_row(text, info.timezone)
         return {"id": row_id, "charset": info.charset, "raw": text,
-                "ack": ack.decode(info.charset, "replace"), "mapping": view}
+                "ack": stored.ack.decode(info.charset, "replace"), "mapping": view}
 
     async def rejected_body(self, request: Request, caller: Caller, row_id: int
                             ) -> dict[str, Any]:
@@ -235,11 +234,10 @@ class Console:
         if stored is None:
             raise Denied(404, f"no rejected message with id {row_id}")
         await self.record(request, caller, "view_rejected_body", targets=[row_id])
-        raw, ack = stored
         charset = self.listener_charset(info.listener)
-        text = raw.decode(charset, "replace")
+        text = stored.raw.decode(charset, "replace")
         return {"id": row_id, "charset": charset, "raw": text,
-                "ack": ack.decode(charset, "replace"),
+                "ack": stored.ack.decode(charset, "replace"),
                 "mapping": self.map_row(text, self.runtime.settings.default_timezone)}
 
     async def replay(self, request: Request, caller: Caller, flt: MessageFilter) -> list[int]:
@@ -258,7 +256,7 @@ class Console:
         stored = await self.runtime.spool.rejected_body(row_id)
         if stored is None:
             raise Denied(404, f"no rejected message with id {row_id}")
-        result = await intake.handle(stored[0], peer=f"console:{caller.user.name}")
+        result = await intake.handle(stored.raw, peer=f"console:{caller.user.name}")
         outcome = result.outcome
         new = {"status": outcome.status, "row_id": outcome.row_id} if outcome else None
         await self.record(request, caller, "reprocess", targets=[row_id],

@@ -6,7 +6,18 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gateway.spool import Accepted, MessageFilter, MessageInfo, PublishedMark, Rejected, Spool
+import pytest
+
+from gateway.spool import (
+    Accepted,
+    MessageFilter,
+    PublishedMark,
+    Rejected,
+    Spool,
+    StoredBody,
+    queries,
+    writes,
+)
 
 
 def row(control_id: str, *, sender: str = "LAB|HOSP", kind: str = "ORU^R01",
@@ -62,7 +73,7 @@ async def test_metadata_has_no_body_and_the_body_is_separate(spool: Spool) -> No
     info = (await spool.find(MessageFilter(ids=(a,))))[0]
     assert info.size == len(b"MSH|secret") and info.status == "pending" and info.replays == 0
     assert b"secret" not in repr(info).encode()
-    assert await spool.body(a) == (b"MSH|secret", b"ACK MSH|secret")
+    assert await spool.body(a) == StoredBody(raw=b"MSH|secret", ack=b"ACK MSH|secret")
     assert await spool.body(a + 100) is None
 
 
@@ -74,7 +85,7 @@ async def test_rejected_rows_are_found_with_their_reason(spool: Spool) -> None:
     (found,) = await spool.find_rejected(MessageFilter(sender="LAB"))
     assert (found.id, found.err_code, found.size) == (out.row_id, "200", 7)
     assert await spool.find_rejected(MessageFilter(sender="RAD")) == []
-    assert await spool.rejected_body(out.row_id) == (b"MSH|bad", b"NAK")
+    assert await spool.rejected_body(out.row_id) == StoredBody(raw=b"MSH|bad", ack=b"NAK")
 
 
 async def test_replay_requeues_settled_rows_under_a_new_event_id(spool: Spool) -> None:
@@ -128,26 +139,24 @@ async def test_an_older_spool_gets_the_replays_column(tmp_path: Path) -> None:
         await spool.stop()
 
 
-async def test_console_queries_run_off_the_event_loop_thread(tmp_path: Path) -> None:
+async def test_console_queries_run_off_the_event_loop_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search through a big spool takes most of a second: it must not hold up ACKs."""
     import threading
+    from collections.abc import Callable
+    from typing import Any
 
     seen: list[str] = []
 
-    class Watched(Spool):
-        def _find(self, *args: object) -> list[MessageInfo]:  # type: ignore[override]
+    def watched(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
             seen.append(threading.current_thread().name)
-            return super()._find(*args)  # type: ignore[arg-type]
+            return fn(*args)
+        return run
 
-        def _counts(self, *args: object) -> dict[str, int]:  # type: ignore[override]
-            seen.append(threading.current_thread().name)
-            return super()._counts(*args)  # type: ignore[arg-type]
-
-        def _replay(self, *args: object) -> list[int]:  # type: ignore[override]
-            seen.append(threading.current_thread().name)
-            return super()._replay(*args)  # type: ignore[arg-type]
-
-    spool = Watched(tmp_path / "spool.db")
+    for module, name in ((queries, "find"), (queries, "counts"), (writes, "replay")):
+        monkeypatch.setattr(module, name, watched(getattr(module, name)))
+    spool = Spool(tmp_path / "spool.db")
     await spool.start()
     try:
         (a,) = await stored(spool, row("1"))

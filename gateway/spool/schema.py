@@ -1,0 +1,115 @@
+"""The spool's tables and their history: ordered migrations keyed by ``PRAGMA user_version``.
+
+A spool file records the number of migrations applied to it in ``user_version``. Opening
+a spool applies the missing ones in order, all in one ``BEGIN IMMEDIATE`` transaction
+together with the new version, so a crash mid-migration leaves the old schema intact and
+two processes opening the same file (``hl7gw serve`` and ``hl7gw replay``) migrate once.
+
+Spools written before versioning have ``user_version`` 0 and come in two shapes: with the
+``replays`` column in ``CREATE TABLE`` (made by a gateway that had replay) or without it
+(it was then added by an ad-hoc ``ALTER TABLE`` on open). The first two migrations are
+written to bring both shapes, and an empty file, to the same schema; later ones need no
+such care: add a function at the end of :data:`MIGRATIONS`, never edit or reorder one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from gateway.errors import SpoolError
+from gateway.spool.tx import transaction
+
+# Version 1: the tables as first shipped. ``IF NOT EXISTS`` because unversioned spools
+# (user_version 0) already have them.
+_TABLES = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    listener TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    ack BLOB NOT NULL,
+    charset TEXT NOT NULL DEFAULT 'utf-8',
+    timezone TEXT NOT NULL DEFAULT 'UTC',
+    event_id TEXT NOT NULL,
+    patient_key TEXT,
+    summary TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL DEFAULT 'pending',
+    conflict INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    published_at REAL,
+    kafka_topic TEXT,
+    kafka_partition INTEGER,
+    kafka_offset INTEGER
+);
+CREATE INDEX IF NOT EXISTS messages_by_sender_id ON messages (sender, control_id);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages (id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS messages_failed ON messages (id) WHERE status = 'failed';
+CREATE INDEX IF NOT EXISTS messages_conflict ON messages (id) WHERE conflict = 1;
+CREATE TABLE IF NOT EXISTS rejected (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    listener TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    ack_code TEXT NOT NULL,
+    err_code TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw BLOB NOT NULL,
+    ack BLOB NOT NULL
+);
+"""
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    """1: messages (accepted, with publish state) and rejected (refused, with the NAK)."""
+    # Statement by statement: executescript() would COMMIT the migration's transaction.
+    for statement in _TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _add_replays(conn: sqlite3.Connection) -> None:
+    """2: ``messages.replays``, how often a row was queued again (its event id's ``-r<n>``)."""
+    if "replays" not in _columns(conn, "messages"):  # unversioned spools may have it
+        conn.execute("ALTER TABLE messages ADD COLUMN replays INTEGER NOT NULL DEFAULT 0")
+
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays)
+VERSION = len(MIGRATIONS)
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def user_version(conn: sqlite3.Connection) -> int:
+    """The number of migrations applied to the open spool."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection, *, name: str) -> int:
+    """Apply the migrations ``conn``'s file lacks, in one transaction; the version before.
+
+    Raises SpoolError for a spool written by a newer gateway (its schema is unknown here).
+    """
+    if user_version(conn) == VERSION:  # the usual case: no write lock needed
+        return VERSION
+    with transaction(conn):
+        found = user_version(conn)  # again, under the lock: another process may have won
+        if found > VERSION:
+            raise SpoolError(
+                f"spool {name} has schema version {found}, newer than this hl7gw knows "
+                f"({VERSION}); run the newer hl7gw, or give this one another spool.path")
+        for step in MIGRATIONS[found:]:
+            step(conn)
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+    return found

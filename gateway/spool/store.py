@@ -1,0 +1,271 @@
+"""The :class:`Spool`: its two connections, its threads, and the group-commit writer.
+
+SQLite in WAL mode with ``synchronous=FULL``: a commit that returned survives a power cut.
+Callers hand rows to an asyncio queue; one writer task takes everything queued and commits
+it in one transaction (group commit), so many connections share one fsync instead of
+serialising on it.
+
+By default the commit runs on the event loop's own thread (``inline=True``): while it
+waits for the disk, frames from other connections wait in their socket buffers and all
+land in the next commit. Measured here with 8 senders waiting for each ACK, that gave
+3,325 msg/s (71 % of a bare MLLP echo in the same run) against 1,247 msg/s (23 %) with a
+writer thread, whose hand-offs cost more than the fsync they overlap. ``inline=False``
+keeps the thread, for a slow disk where a blocked loop would hurt health checks.
+
+Every call into SQLite goes through :meth:`Spool._run` (writer connection) or
+:meth:`Spool._read` (side connection), and both run it inside
+:func:`~gateway.spool.tx.spool_errors`: callers see ``SpoolError`` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from gateway.errors import SpoolError
+from gateway.spool import queries, schema, writes
+from gateway.spool.records import (
+    Accepted,
+    MessageFilter,
+    MessageInfo,
+    PendingRow,
+    PublishedMark,
+    Rejected,
+    RejectedInfo,
+    StoredBody,
+    StoreOutcome,
+)
+from gateway.spool.tx import spool_errors
+
+T = TypeVar("T")
+_Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection as the spool uses them: autocommit (see tx.py), rows by column name."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+class Spool:
+    """Durable message store with group commit; start() before use, stop() to close."""
+
+    def __init__(self, path: Path, *, max_batch: int = 512, inline: bool = True) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self.inline = inline
+        # Loop turns the writer waits before taking the queue, so frames that arrived
+        # together share a commit. Measured with 8 senders: 1 turn 2.4 rows per commit,
+        # 3 turns 6.8 (+36 % msg/s); more adds latency for a lone sender without gain.
+        self.gather_yields = 3 if inline else 0
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._conn: sqlite3.Connection | None = None
+        # The console's and hl7gw replay's queries run on a connection and thread of their
+        # own: a search through a big spool (0.6 s for 500k rows) must not hold up ACKs.
+        self._side_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
+        self._side: sqlite3.Connection | None = None
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.rows_committed = 0
+        self._pending_rows = 0  # kept by the writer thread; read for the spool bound
+
+    async def start(self) -> None:
+        """Open (or create, or migrate) the database and start the group-commit writer."""
+        await self._run("open", self._open)
+        self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
+
+    async def stop(self) -> None:
+        """Commit what is queued, then close; safe to call twice."""
+        if self._writer is not None:
+            await self._queue.join()
+            self._writer.cancel()
+            try:
+                await self._writer
+            except asyncio.CancelledError:
+                pass
+            self._writer = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._run("close", conn.close)
+        if self._side is not None:
+            side, self._side = self._side, None
+            await asyncio.get_running_loop().run_in_executor(
+                self._side_executor, self._guarded, "close", side.close, ())
+        self._executor.shutdown(wait=True)
+        self._side_executor.shutdown(wait=True)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def store(self, row: Accepted | Rejected) -> StoreOutcome:
+        """Commit ``row`` durably; return only once it is on disk. Raises SpoolError."""
+        if self._writer is None:
+            raise SpoolError("spool is not started")
+        fut: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
+        await self._queue.put((row, fut))
+        return await fut
+
+    async def mark_published(self, marks: Iterable[PublishedMark]) -> None:
+        """Mark rows published, with where they went and what mapping said."""
+        await self._run("mark published", self._settle, writes.mark_published, list(marks))
+
+    async def mark_failed(self, row_id: int, reason: str, summary: str = "{}") -> None:
+        """Mark a row that cannot be mapped: kept with its reason, never published."""
+        await self._run("mark failed", self._settle, writes.mark_failed, row_id, reason,
+                        summary)
+
+    async def record_failure(self, row_id: int, error: str) -> None:
+        """Count a failed publish attempt and keep its reason (no PHI: error text only)."""
+        await self._run("record a failure", writes.record_failure, self._db(), row_id, error)
+
+    async def prune(self, *, published_before: float, rejected_before: float) -> int:
+        """Delete published rows and refusals older than the given times; rows deleted."""
+        return await self._run("prune", writes.prune, self._db(), published_before,
+                               rejected_before)
+
+    async def replay(self, where: MessageFilter) -> list[int]:
+        """Queue published or failed rows matching ``where`` to be mapped and published again.
+
+        Each gets ``replays + 1`` (so its events carry a new id, ``<event id>-r<n>``) and
+        goes back to ``pending``; the publisher re-maps it with the profiles live then, in
+        spool order. Rows already pending are left as they are. Returns the ids queued.
+        Rows are found off the event loop and queued in short transactions of
+        ``REPLAY_CHUNK`` rows, so intake's commits wait for one chunk at most.
+        """
+        ids = await self._read("replay", writes.replay, where)
+        self._pending_rows += len(ids)
+        return ids
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def pending(self, limit: int = 500, after_id: int = 0) -> list[PendingRow]:
+        """Unpublished rows in arrival order."""
+        return await self._run("read pending rows", queries.pending, self._db(), limit,
+                               after_id)
+
+    async def depth(self) -> int:
+        """Number of rows waiting to be published (counted again: resets the tally)."""
+        # hl7gw replay may have queued rows from another process: the tally follows.
+        self._pending_rows = await self._run("count pending rows", queries.count_pending,
+                                             self._db())
+        return self._pending_rows
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows waiting to be published, as counted by the writer (no query)."""
+        return self._pending_rows
+
+    async def find(self, where: MessageFilter, *, limit: int = 100,
+                   before_id: int | None = None) -> list[MessageInfo]:
+        """Accepted messages matching ``where``, newest first (page with ``before_id``)."""
+        return await self._read("search messages", queries.find, where, limit, before_id)
+
+    async def find_rejected(self, where: MessageFilter, *, limit: int = 100,
+                            before_id: int | None = None) -> list[RejectedInfo]:
+        """Refused messages matching ``where`` (sender, control id, times), newest first."""
+        return await self._read("search refused messages", queries.find_rejected, where,
+                                limit, before_id)
+
+    async def body(self, row_id: int) -> StoredBody | None:
+        """Raw bytes as received and the ACK sent, of an accepted message, or None."""
+        return await self._read("read a message", queries.body, "messages", row_id)
+
+    async def rejected_body(self, row_id: int) -> StoredBody | None:
+        """Raw bytes as received and the NAK sent, of a refused message, or None."""
+        return await self._read("read a refused message", queries.body, "rejected", row_id)
+
+    async def counts(self) -> dict[str, int]:
+        """Row counts by status plus rejected, for the console (off the event loop)."""
+        return await self._read("count messages", queries.counts)
+
+    # -- the boundary: every SQLite call runs through _run or _read -----------------------
+
+    async def _run(self, doing: str, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on the writer connection's thread (or inline), errors mapped."""
+        if self.inline:
+            return self._guarded(doing, fn, args)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._guarded, doing, fn, args)
+
+    async def _read(self, doing: str, fn: Callable[..., T], *args: object) -> T:
+        """``fn(side connection, *args)`` in the side thread, errors mapped."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._side_executor, self._guarded, doing,
+                                          self._on_side, (fn, args))
+
+    def _guarded(self, doing: str, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        with spool_errors(self.path, doing):
+            return fn(*args)
+
+    def _on_side(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
+        if self._side is None:
+            if self._conn is None:
+                raise SpoolError("spool is not open")
+            self._side = connect(self.path)
+        return fn(self._side, *args)
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SpoolError("spool is not open")
+        return self._conn
+
+    # -- the writer -----------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._queue.get()
+            for _ in range(self.gather_yields):
+                # Let frames that arrived with this one reach the queue: one commit for all.
+                await asyncio.sleep(0)
+            batch = [first]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                outcomes = await self._run("commit", self._store_batch,
+                                           [row for row, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
+                err = exc if isinstance(exc, SpoolError) else SpoolError(
+                    f"spool commit failed: {exc}")
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                    self._queue.task_done()
+                continue
+            for (_, fut), outcome in zip(batch, outcomes, strict=True):
+                if not fut.done():
+                    fut.set_result(outcome)
+            for _ in batch:
+                self._queue.task_done()
+
+    def _settle(self, change: Callable[..., int], *args: object) -> None:
+        """Run a write that settles pending rows; the tally drops by the rows it changed."""
+        # On the writer's thread (or inline), like the increments in _store_batch.
+        self._pending_rows -= change(self._db(), *args)
+
+    def _store_batch(self, rows: list[Accepted | Rejected]) -> list[StoreOutcome]:
+        outcomes = writes.store_batch(self._db(), rows)
+        self.commits += 1
+        self.rows_committed += len(rows)
+        self._pending_rows += sum(o.status in ("stored", "conflict") for o in outcomes)
+        return outcomes
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise SpoolError(f"{self.path}: SQLite refused WAL mode (got {mode})")
+            schema.migrate(conn, name=str(self.path))
+            self._pending_rows = queries.count_pending(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
