@@ -6,23 +6,21 @@ the header against what the listener accepts and the message's structure against
 spool, and only then answer. Mapping to FHIR happens after
 the ACK, in the publisher, so the ACK path costs a parse and a commit, not a mapping.
 
-Per-sender settings, first found wins:
-
-- profile: the live ``ProfileSet`` (``gateway.profiles.ProfileStore``) picks the most
-  specific profile for MSH-3.1, MSH-4.1 and MSH-12 read from the envelope (string
-  compares only, no parse); its specs are the ones the structure is checked against;
-- charset: the profile's ``charset``, else the listener's ``senders:`` entry, else MSH-18,
-  else the listener's ``charset``;
-- time zone: the profile's ``timezone``, else the sender entry's ``default_timezone``,
-  else the gateway's ``default_timezone``.
+Per-sender settings are settled by ``gateway.prepare``, the one path every caller that
+maps a message uses (the worker, ``hl7gw map``, the console): the profile is the most
+specific one for MSH-3.1, MSH-4.1 and MSH-12.1 read from the envelope (string compares
+only, no parse); the charset is a byte order mark's, else the profile's, else the
+listener's ``senders:`` entry's, else MSH-18's, else the listener's; the time zone is the
+profile's, else the sender entry's ``default_timezone``, else the gateway's.
 
 The charset and zone used are stored with the row; the publisher maps with the profile
 live at mapping time, whose charset and zone win over the row's (so a replay after a
 profile fix uses the fix).
 
 Every refusal is stored with its raw bytes in the spool's ``rejected`` table, except a
-refusal because the spool is at capacity (there is no room to keep it; the sender keeps
-the message and resends).
+refusal because the spool is at capacity or failed to store (a full disk): there is no
+room to keep it, and the answer (AE/CE, ERR 207) tells the sender to keep the message and
+resend it.
 """
 
 from __future__ import annotations
@@ -35,50 +33,41 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mappers
-from gateway.ack import Envelope, answer_code, build_ack, sniff_envelope
+from gateway.ack import Envelope, ack_bytes, answer_code, build_ack, sniff_envelope
 from gateway.batch import build_batch_ack, split_batch
 from gateway.config import ListenerSettings, SenderSettings
 from gateway.errors import SpoolAtCapacity, SpoolError
 from gateway.metrics import GatewayMetrics
+from gateway.prepare import UndecodableMessage, check, choose_profile, prepare
 from gateway.spool import Accepted, Rejected, Spool, StoreOutcome
 from mappers.errors import (
-    DataTypeError,
     MessageError,
-    UnreadableMessage,
     UnsupportedEvent,
     UnsupportedMessageType,
     UnsupportedProcessingId,
     UnsupportedVersion,
 )
+from mappers.hl7v2.envelope import HL7_CHARSETS, Sniffed, sniff
 
 if TYPE_CHECKING:
+    from gateway.prepare import Prepared
     from gateway.profiles import ProfileStore
-    from mappers.profiles import Profile
 
 log = logging.getLogger("hl7gw.intake")
 
-# MSH-18 values (HL7 table 0211) → Python codecs.
-HL7_CHARSETS = {
-    "ASCII": "ascii",
-    "8859/1": "latin-1",
-    "8859/2": "iso8859-2",
-    "8859/5": "iso8859-5",
-    "8859/7": "iso8859-7",
-    "8859/8": "iso8859-8",
-    "8859/9": "iso8859-9",
-    "8859/15": "iso8859-15",
-    "UNICODE UTF-8": "utf-8",
-    "UTF-8": "utf-8",
-    "ISO IR6": "ascii",
-    "ISO IR100": "latin-1",
-    "ISO IR192": "utf-8",
-    "WINDOWS-1252": "cp1252",
-    "CP1252": "cp1252",
-}
+__all__ = ["HL7_CHARSETS", "Intake", "IntakeResult", "StoreFailed", "UndecodableMessage",
+           "event_id"]
 
 
-class UndecodableMessage(DataTypeError):
-    """The bytes are not valid in the charset the sender declared or was configured with."""
+class StoreFailed(MessageError):
+    """The spool could not store an accepted message (a full disk, an I/O error).
+
+    AE (CE in enhanced mode) with ERR 207: the sender keeps the message and resends it;
+    nothing was kept, so nothing is lost and nothing is half-stored.
+    """
+
+    ack_code = "AE"
+    err_code = "207"
 
 
 @dataclass(frozen=True)
@@ -124,45 +113,58 @@ class Intake:
         self._on_stored.append(callback)
 
     async def handle(self, frame: bytes, peer: str) -> IntakeResult:
-        """Process one frame; never raises for bad input, only for a failing spool."""
+        """Process one frame; never raises for bad input, nor when the spool fails."""
         self._frames.inc()
         self._bytes.inc(len(frame))
-        latin = frame.decode("latin-1")
-        if latin.lstrip("\ufeff\xef\xbb\xbf\r\n ").startswith(("FHS", "BHS")):
-            return await self._handle_batch(frame, latin, peer)
-        env = sniff_envelope(latin)
+        sniffed = sniff(frame)
+        if sniffed.batch:
+            return await self._handle_batch(frame, peer)
+        env = sniffed.envelope
         try:
-            checked = self._check(frame, latin, env, peer)
+            checked = self._check(frame, sniffed, peer)
         except MessageError as exc:
             return await self._reject(frame, env, peer, exc)
-        outcome = await self._store(checked.row)
+        try:
+            outcome = await self._store(checked.row)
+        except SpoolError:
+            log.error("could not store an accepted message; answered 207, sender resends",
+                      extra={"listener": self.listener.name, "peer": peer})
+            return await self._reject(frame, env, peer, StoreFailed(
+                "the gateway could not store the message (storage error); resend it later"))
         code = answer_code("AA", env) or "AA"
         ack = outcome.ack or None  # b"" is stored when the sender asked for no ACK
         return IntakeResult(ack, code, outcome)
 
     # -- checks ---------------------------------------------------------------------------
 
-    def _check(self, frame: bytes, latin: str, env: Envelope, peer: str) -> _Checked:
-        """Everything that decides AA/AE/AR before the commit; raises MessageError."""
+    def _check(self, frame: bytes, sniffed: Sniffed, peer: str) -> _Checked:
+        """Everything that decides AA/AE/AR before the commit; raises MessageError.
+
+        Profile, charset, decoding and zone: ``gateway.prepare``, as for every caller.
+        """
+        env = sniffed.envelope
         sender = self._sender(env)
-        profile = self._profile(env)
-        text, charset = self._decode(frame, latin, sender, profile)
-        tz = (profile.timezone if profile else None) \
-            or (sender.default_timezone if sender else None) or self.default_timezone
-        header = self._check_content(text, tz, profile)
+        profile = choose_profile(self.profiles.current, env) \
+            if self.profiles is not None else None
+        prepared = prepare(
+            frame, sniffed=sniffed, profile=profile,
+            charset=sender.charset if sender else None,
+            timezone=sender.default_timezone if sender else None,
+            default_charset=self.listener.charset, default_timezone=self.default_timezone)
+        header = self._check_content(prepared)
         if self.spool.pending_rows >= self.max_pending:
             raise SpoolAtCapacity(
                 f"spool holds {self.max_pending} unpublished messages; resend later")
         sender_id = f"{header.sending_application}|{header.sending_facility}"
         sha = hashlib.sha256(frame).hexdigest()
         code = answer_code("AA", env)
-        ack = build_ack(env, code, ack_control_id=_ack_id()).encode(charset, "replace") \
+        ack = ack_bytes(build_ack(env, code, ack_control_id=_ack_id()), prepared.charset) \
             if code else b""
         row = Accepted(
             listener=self.listener.name, peer=peer, sender=sender_id,
             control_id=header.control_id, message_type=header.message_type, sha256=sha,
             raw=frame, ack=ack, event_id=event_id(sender_id, header.control_id, sha),
-            charset=charset, timezone=tz)
+            charset=prepared.charset, timezone=prepared.timezone)
         return _Checked(row, env)
 
     def _sender(self, env: Envelope) -> SenderSettings | None:
@@ -173,47 +175,11 @@ class Intake:
         facility = env.sending_facility.split(comp)[0]
         return next((s for s in self.listener.senders if s.matches(app, facility)), None)
 
-    def _profile(self, env: Envelope) -> Profile | None:
-        """The live profile for this envelope's MSH-3.1, MSH-4.1 and MSH-12 (or None)."""
-        if self.profiles is None:
-            return None
-        current = self.profiles.current
-        if not current.profiles:
-            return None
-        comp = env.encoding_chars[0]
-        return current.select(env.sending_application.split(comp)[0].strip(),
-                              env.sending_facility.split(comp)[0].strip(), env.version)
-
-    def _decode(self, frame: bytes, latin: str, sender: SenderSettings | None,
-                profile: Profile | None = None) -> tuple[str, str]:
-        if not frame.strip(b" \r\n\x00"):
-            raise UnreadableMessage("empty message: the frame holds no HL7 segments")
-        charset = (profile.charset if profile else None) \
-            or (sender.charset if sender else None) or self._declared_charset(latin)
-        try:
-            return frame.decode(charset), charset
-        except UnicodeDecodeError as exc:
-            raise UndecodableMessage(
-                f"bytes not valid {charset} at offset {exc.start};"
-                " set MSH-18, the sender's or the profile's charset",
-                segment="MSH", sequence=1, field=18
-            ) from None
-
-    def _declared_charset(self, latin: str) -> str:
-        first = latin.split("\r", 1)[0].split("\n", 1)[0]
-        if first.startswith("MSH") and len(first) > 3:
-            fields = first.split(first[3])
-            if len(fields) > 17 and fields[17].strip():
-                declared = fields[17].split("~")[0].strip().upper()
-                return HL7_CHARSETS.get(declared, self.listener.charset)
-        return self.listener.charset
-
-    def _check_content(self, text: str, tz: str, profile: Profile | None = None
-                       ) -> mappers.Header:
+    def _check_content(self, prepared: Prepared) -> mappers.Header:
         # One parse: mappers.check reads the header and the structure; the listener's own
         # limits (types, versions, processing ids) are checked on the header it returns.
         try:
-            header = mappers.check(text, default_tz=tz, profile=profile)
+            header = check(prepared)
         except MessageError:
             raise
         except Exception as exc:  # noqa: BLE001 - a checker bug must not kill the listener
@@ -264,8 +230,7 @@ class Intake:
         code = answer_code(exc.ack_code, env)
         if code is None:
             return b""
-        return build_ack(env, code, ack_control_id=_ack_id(), error=exc).encode(
-            "utf-8", "replace")
+        return ack_bytes(build_ack(env, code, ack_control_id=_ack_id(), error=exc), "utf-8")
 
     async def _reject(self, frame: bytes, env: Envelope, peer: str,
                       exc: MessageError) -> IntakeResult:
@@ -277,7 +242,7 @@ class Intake:
             "err_code": exc.err_code, "location": exc.location,
             "control_id": env.control_id, "bytes": len(frame)})
         outcome = None
-        if not isinstance(exc, SpoolAtCapacity):
+        if not isinstance(exc, SpoolAtCapacity | StoreFailed):  # no room, or no storage
             outcome = await self._keep_refused(frame, env, peer, exc, ack)
         return IntakeResult(ack or None, answer_code(exc.ack_code, env) or exc.ack_code,
                             outcome)
@@ -297,10 +262,10 @@ class Intake:
 
     # -- batches --------------------------------------------------------------------------
 
-    async def _handle_batch(self, frame: bytes, latin: str, peer: str) -> IntakeResult:
+    async def _handle_batch(self, frame: bytes, peer: str) -> IntakeResult:
         """FHS/BHS…BTS/FTS in one frame: each message checked and spooled, one answer."""
         try:
-            batch = split_batch(latin)
+            batch = split_batch(frame.decode("latin-1"))
         except MessageError as exc:
             return await self._reject(frame, sniff_envelope(""), peer, exc)
         if batch.error is not None:
@@ -308,18 +273,25 @@ class Intake:
         results: list[tuple[str, bytes, MessageError | None]] = []
         for part in batch.messages:
             raw = part.encode("latin-1")
-            env = sniff_envelope(part)
+            sniffed = sniff(raw)
+            env = sniffed.envelope
+            problem: MessageError | None = None
             try:
-                checked = self._check(raw, part, env, peer)
+                checked = self._check(raw, sniffed, peer)
+                outcome = await self._store(checked.row)
+            except SpoolError:
+                problem = StoreFailed(
+                    "the gateway could not store the message (storage error); resend it")
             except MessageError as exc:
-                refused = await self._reject(raw, env, peer, exc)
-                results.append((env.control_id, refused.ack or b"", exc))
+                problem = exc
+            if problem is None:
+                results.append((env.control_id, outcome.ack, None))
                 continue
-            outcome = await self._store(checked.row)
-            results.append((env.control_id, outcome.ack, None))
+            refused = await self._reject(raw, env, peer, problem)
+            results.append((env.control_id, refused.ack or b"", problem))
         ack, code = build_batch_ack(batch, results, mode=self.listener.batch_ack,
                                     ack_control_id=_ack_id())
-        return IntakeResult(ack.encode("utf-8", "replace"), code, None)
+        return IntakeResult(ack_bytes(ack, "utf-8"), code, None)
 
 
 def event_id(sender: str, control_id: str, sha256: str) -> str:

@@ -8,7 +8,7 @@ cost is paid once per batch. ``mapping_workers: 0`` maps inline (tests, tiny sit
 Profiles: each batch carries the live profile set as a snapshot, (generation, file name ->
 YAML text). A worker process builds the ``ProfileSet`` from it once and keeps only the
 latest one, so a reload costs one rebuild per worker and a batch costs a comparison. Each
-message is matched to its profile by MSH (``select_text``, as intake did) at mapping time,
+message is matched to its profile by MSH (``gateway.prepare``, as intake did) at mapping time,
 and the profile's ``charset`` and ``timezone`` win over the ones stored with the row: a
 replay after a profile fix maps with the fix.
 """
@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import orjson
 
 import mappers
+from gateway.prepare import convert, describe, prepare
 from gateway.worker_lifetime import die_with_parent, stop_pool
 from mappers.errors import MessageError, ProfileError
 from mappers.profiles import EMPTY_PROFILES, Profile, ProfileSet
@@ -80,26 +81,18 @@ def map_one(raw: bytes, charset: str, timezone: str,
             profiles: ProfileSet = EMPTY_PROFILES) -> Mapped:
     """Map one message; never raises (a failure is returned as ``error``).
 
-    The profile is chosen from MSH-3.1, MSH-4.1 and MSH-12 (most specific wins); its
-    charset and time zone win over the row's ``charset`` and ``timezone``.
+    ``gateway.prepare`` as for every caller: the profile is chosen from MSH-3.1, MSH-4.1
+    and MSH-12.1 (most specific wins); the row's ``charset`` and ``timezone`` stand at the
+    sender level (intake decided them), so a profile's charset and zone win over them.
     """
     profile = None
     try:
-        if profiles.profiles:
-            # MSH is ASCII in every charset HL7 allows: latin-1 reads it without failing.
-            # the MSH line alone (not the whole message): MSH-3, MSH-4 and MSH-12 choose
-            start = max(raw.find(b"MSH"), 0)
-            head = raw[start:].split(b"\r", 1)[0].split(b"\n", 1)[0]
-            profile = profiles.select_text(head.decode("latin-1"))
-        if profile is not None:
-            charset = profile.charset or charset
-            timezone = profile.timezone or timezone
-        result = mappers.convert(raw.decode(charset, "replace"), default_tz=timezone,
-                                 profile=profile)
+        prepared = prepare(raw, profiles=profiles, charset=charset, timezone=timezone,
+                           errors="replace")
+        profile = prepared.profile
+        result = convert(prepared)
     except MessageError as exc:
-        where = f" at {exc.location}" if exc.location else ""
-        return Mapped(None, None, _summary(None, profile),
-                      f"{type(exc).__name__}{where}: {exc}")
+        return Mapped(None, None, _summary(None, profile), describe(exc))
     except Exception as exc:  # noqa: BLE001 - a mapping bug is kept on the row, not raised
         return Mapped(None, None, _summary(None, profile),
                       f"internal mapping error ({type(exc).__name__})")
