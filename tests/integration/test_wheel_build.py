@@ -16,6 +16,7 @@ a minute or two.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -51,6 +52,13 @@ def _build_stage_copies() -> list[str]:
     return paths
 
 
+def _build_env() -> dict[str, str]:
+    """This environment (proxies, pip's index settings) without what would leak .venv in."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV") and not k.startswith("HL7GW_")}
+    return {**env, "PYTHON": sys.executable}
+
+
 def _run(cmd: list[str], timeout: float, **kwargs: object) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
                           **kwargs)  # type: ignore[call-overload]
@@ -76,8 +84,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
     assert "RUN hl7gw-build /src /wheels /opt/hl7gw" in CONTAINERFILE.read_text()
     started = time.monotonic()
     done = _run(["sh", str(ROOT / "deploy" / "container" / "build.sh"), str(src),
-                 str(work / "wheels"), str(work / "venv")], timeout=540,
-                env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+                 str(work / "wheels"), str(work / "venv")], timeout=540, env=_build_env())
     print(f"wheel built and installed in {time.monotonic() - started:.0f} s")
     assert "mapper: compiled (mypyc)" in done.stdout
     [wheel] = (work / "wheels").glob("hl7gw-*.whl")
@@ -137,7 +144,7 @@ def test_the_function_package_runs_without_the_mapper(
     wheel, _venv = built
     package = tmp_path / "function"
     _run(["sh", str(ROOT / "deploy" / "aws" / "build.sh"), str(wheel), str(package)],
-         timeout=300, env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+         timeout=300, env=_build_env())
     size = sum(p.stat().st_size for p in package.rglob("*") if p.is_file())
     print(f"function package: {size / 1e6:.1f} MB unzipped")
     assert size < FUNCTION_PACKAGE_LIMIT
@@ -158,7 +165,7 @@ print(json.dumps({{"answer": answer, "import_s": took, "modules": sorted(sys.mod
     # a bare interpreter (-S: no site-packages; no PYTHON* variables) with only the package
     base = getattr(sys, "_base_executable", sys.executable)
     done = _run([base, "-S", "-c", f"import sys; sys.path.insert(0, {str(package)!r})\n" + probe],
-                timeout=120, cwd="/", env={"PATH": "/usr/bin:/bin"})
+                timeout=120, cwd="/", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
     out = json.loads(done.stdout.splitlines()[-1])
     print(f"function import: {out['import_s'] * 1000:.0f} ms")
     assert out["answer"] == {"batchItemFailures": []}
