@@ -112,33 +112,6 @@ async def test_replay_of_a_failed_row_clears_its_error(spool: Spool) -> None:
     assert info.status == "pending" and info.last_error is None
 
 
-async def test_an_older_spool_gets_the_replays_column(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, received_at REAL NOT NULL,"
-                 " listener TEXT NOT NULL, peer TEXT NOT NULL, sender TEXT NOT NULL,"
-                 " control_id TEXT NOT NULL, message_type TEXT NOT NULL, sha256 TEXT NOT NULL,"
-                 " raw BLOB NOT NULL, ack BLOB NOT NULL, charset TEXT NOT NULL DEFAULT 'utf-8',"
-                 " timezone TEXT NOT NULL DEFAULT 'UTC', event_id TEXT NOT NULL,"
-                 " patient_key TEXT, summary TEXT NOT NULL DEFAULT '{}',"
-                 " status TEXT NOT NULL DEFAULT 'pending', conflict INTEGER NOT NULL DEFAULT 0,"
-                 " attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, published_at REAL,"
-                 " kafka_topic TEXT, kafka_partition INTEGER, kafka_offset INTEGER)")
-    conn.execute("INSERT INTO messages (received_at, listener, peer, sender, control_id,"
-                 " message_type, sha256, raw, ack, event_id) VALUES"
-                 " (1, 'l', 'p', 'A|B', '1', 'ADT^A01', 's', x'00', x'00', 'ev')")
-    conn.commit()
-    conn.close()
-    spool = Spool(path)
-    await spool.start()
-    try:
-        (pending,) = await spool.pending()
-        assert pending.event_id == "ev"
-        assert (await spool.find(MessageFilter()))[0].replays == 0
-    finally:
-        await spool.stop()
-
-
 async def test_console_queries_run_off_the_event_loop_thread(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A search through a big spool takes most of a second: it must not hold up ACKs."""
