@@ -83,7 +83,7 @@ def _profiled() -> tuple[str, Profile]:
 
 # A long text report: every OBX line shares OBX-3 (and an empty OBX-4), so each one's id
 # comes from the collision suffix (``#2``, ``#3``...): the case that was once quadratic.
-REPORT = "ORU^R01 5000-line text report"
+REPORT = "ORU^R01 5000-line report"
 REPORT_LINES = 5000
 
 
