@@ -318,3 +318,34 @@ async def test_dashboard_shows_the_bridge_groups_kafka_lag(gateway_settings: Gat
             page = await client.get("/console", headers={"Authorization": ""})
             assert f"group {settings.bridge.group_id}" in page.text  # type: ignore[union-attr]
             assert 'id="consumer-lag">3<' in page.text
+
+
+@bounded(90)
+async def test_out_of_range_and_mistyped_parameters_are_400_over_http(
+        gateway_settings: GatewaySettings, tmp_path: Path) -> None:
+    # Issue 16 items 9 and 10, as the campaign found them: a real gateway over HTTP.
+    settings = gateway_settings.model_copy(update={"console": console_settings(tmp_path)})
+    huge = "99999999999999999999"
+    async with GatewayService(settings) as gateway:
+        await accepted(gateway, "B-1", "B-2")
+        base = f"http://127.0.0.1:{gateway.http_port}"
+        async with httpx.AsyncClient(base_url=base, timeout=10,
+                                     headers=bearer(OPERATOR)) as client:
+            first = (await client.get("/api/v1/messages")).json()["messages"][-1]["id"]
+            await wait_for(client, first, status="published")
+            for path in (f"/api/v1/messages?before={huge}", f"/api/v1/rejected?before={huge}",
+                         f"/api/v1/messages/{huge}", f"/console/messages/{huge}"):
+                answer = await client.get(path)
+                assert answer.status_code == 400, (path, answer.text)
+                assert "9223372036854775807" in answer.text
+            for path in (f"/console/messages?before={huge}", f"/console/rejected?before={huge}"):
+                page = await client.get(path)
+                assert page.status_code == 200 and "before must be a whole number" in page.text
+            for body in ({"ids": [int(huge)]}, {"since": True}, {"ids": [True]},
+                         {"until": False, "all": True}):
+                answer = await client.post("/api/v1/replay", json=body)
+                assert answer.status_code == 400, (body, answer.text)
+                assert answer.json()["error"]
+            info = (await client.get(f"/api/v1/messages/{first}")).json()
+            assert info["replays"] == 0 and info["status"] == "published"
+            assert not settings.console.audit_path.exists()  # nothing replayed or recorded
