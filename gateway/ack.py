@@ -9,71 +9,25 @@ Either way an ERR segment carries the HL7 table 0357 code and a readable text.
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mappers.errors import MessageError
+from mappers.hl7v2.envelope import DEFAULT_ENCODING, Envelope, sniff_text
 
-DEFAULT_ENCODING = "^~\\&"
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """The MSH fields an ACK echoes, read tolerantly even from a broken message."""
-
-    field_sep: str = "|"
-    encoding_chars: str = DEFAULT_ENCODING
-    sending_application: str = ""
-    sending_facility: str = ""
-    receiving_application: str = ""
-    receiving_facility: str = ""
-    trigger_event: str = ""
-    control_id: str = ""
-    processing_id: str = "P"
-    version: str = "2.5.1"
-    accept_ack_type: str = ""  # MSH-15
-    application_ack_type: str = ""  # MSH-16
-
-    @property
-    def enhanced(self) -> bool:
-        """Enhanced acknowledgement mode: the sender valued MSH-15 or MSH-16."""
-        return bool(self.accept_ack_type or self.application_ack_type)
+__all__ = ["DEFAULT_ENCODING", "Envelope", "ack_bytes", "ack_code_of", "answer_code",
+           "build_ack", "escape", "hl7_timestamp", "sniff_envelope", "version_tuple"]
 
 
 def sniff_envelope(text: str) -> Envelope:
-    """Read what an ACK needs from the first segment, never raising.
+    """Read what an ACK needs from the first segment of ``text``, never raising.
 
     Used for the NAK of a message the parser refused: whatever can be echoed is echoed,
-    so the sender can match the NAK to its message.
+    so the sender can match the NAK to its message (``mappers.hl7v2.envelope``; from
+    bytes, ``sniff``).
     """
-    text = text.lstrip("\ufeff\r\n ")
-    if not text.startswith("MSH") or len(text) < 8:
-        return Envelope()
-    sep = text[3]
-    first = text.split("\r", 1)[0].split("\n", 1)[0]
-    # MSH-1 is the separator itself, so MSH-n sits at index n - 1; fields the message
-    # leaves off are padded as empty (runs for every frame: no per-field helper call).
-    fields = first.split(sep, 16)
-    if len(fields) < 16:
-        fields += [""] * (16 - len(fields))
-    enc = fields[1] if len(fields[1]) >= 4 else DEFAULT_ENCODING
-    comp = enc[0]
-    msg_type = fields[8].split(comp)
-    return Envelope(
-        field_sep=sep,
-        encoding_chars=enc,
-        sending_application=fields[2],
-        sending_facility=fields[3],
-        receiving_application=fields[4],
-        receiving_facility=fields[5],
-        trigger_event=msg_type[1] if len(msg_type) > 1 else "",
-        control_id=fields[9],
-        processing_id=fields[10].split(comp)[0] or "P",
-        version=fields[11].split(comp)[0] or "2.5.1",
-        accept_ack_type=fields[14].strip().upper(),
-        application_ack_type=fields[15].strip().upper(),
-    )
+    return sniff_text(text).envelope
 
 
 ENHANCED = {"AA": "CA", "AE": "CE", "AR": "CR"}
@@ -100,13 +54,30 @@ def answer_code(code: str, env: Envelope) -> str | None:
     return commit
 
 
+# Characters that must never reach an ACK as they are: MLLP's start and end bytes (0x0B,
+# 0x1C), CR and LF (segment ends) and every other C0 control and DEL.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def clean(value: str, env: Envelope) -> str:
+    """A field echoed from the message, its control characters as HL7 hex escapes.
+
+    The field's own delimiters stay (MSH-3 ``APP^1.2.3^ISO`` is echoed as sent); only
+    what would break the ACK's framing or segments is escaped (``\\X1C\\``).
+    """
+    if value.isprintable():  # the common case: nothing to do (control chars are not)
+        return value
+    esc = env.encoding_chars[2]
+    return _CONTROL.sub(lambda m: f"{esc}X{ord(m.group()):02X}{esc}", value)
+
+
 def escape(text: str, env: Envelope) -> str:
-    """Escape HL7 delimiters in free text placed into an ACK."""
+    """Escape HL7 delimiters in free text placed into an ACK; controls become spaces."""
     comp, rep, esc, sub = (env.encoding_chars[i] for i in range(4))
     out = text.replace(esc, f"{esc}E{esc}")
     for char, code in ((env.field_sep, "F"), (comp, "S"), (rep, "R"), (sub, "T")):
         out = out.replace(char, f"{esc}{code}{esc}")
-    return out.replace("\r", " ").replace("\n", " ")
+    return out if out.isprintable() else _CONTROL.sub(" ", out)
 
 
 def hl7_timestamp(now: datetime | None = None) -> str:
@@ -141,15 +112,16 @@ def build_ack(
     """
     s = env.field_sep
     comp, sub = env.encoding_chars[0], env.encoding_chars[3]
-    trigger = env.trigger_event
+    trigger = clean(env.trigger_event, env)
     msg_type = f"ACK{comp}{trigger}{comp}ACK" if trigger else "ACK"
     msh = s.join([
-        "MSH", env.encoding_chars, env.receiving_application, env.receiving_facility,
-        env.sending_application, env.sending_facility, hl7_timestamp(now), "",
-        msg_type, ack_control_id, env.processing_id, env.version,
+        "MSH", env.encoding_chars, clean(env.receiving_application, env),
+        clean(env.receiving_facility, env), clean(env.sending_application, env),
+        clean(env.sending_facility, env), hl7_timestamp(now), "",
+        msg_type, ack_control_id, clean(env.processing_id, env), clean(env.version, env),
     ])
     text = escape(str(error), env) if error else ""
-    msa = s.join(["MSA", code, env.control_id] + ([text] if text else []))
+    msa = s.join(["MSA", code, clean(env.control_id, env)] + ([text] if text else []))
     segments = [msh, msa]
     if error is not None:
         segments.append(_err_segment(env, error, text, comp, sub))
@@ -159,7 +131,8 @@ def build_ack(
 def _err_segment(env: Envelope, error: MessageError, text: str, comp: str, sub: str) -> str:
     """ERR for the version the sender speaks."""
     s = env.field_sep
-    seg, seq, fld = error.segment or "", str(error.sequence or ""), str(error.field or "")
+    seg = escape(error.segment or "", env)
+    seq, fld = str(error.sequence or ""), str(error.field or "")
     code = error.err_code
     if (version_tuple(env.version) or (2, 5)) < (2, 5):
         eld = comp.join([seg, seq, fld, sub.join([code, text, "HL70357"])])
@@ -173,10 +146,23 @@ def version_tuple(version: str) -> tuple[int, ...]:
     """``2.5.1`` as ``(2, 5, 1)``, to compare versions; ``()`` when it starts with no number."""
     parts = []
     for p in version.split("."):
-        if not p.isdigit():
+        if not (p.isascii() and p.isdigit()):  # "²".isdigit() is True; int("²") fails
             break
         parts.append(int(p))
     return tuple(parts)
+
+
+def ack_bytes(text: str, charset: str) -> bytes:
+    """An ACK's text as bytes in ``charset``, guaranteed free of MLLP's 0x0B and 0x1C.
+
+    Echoed fields hold no control characters (``clean``), so an ASCII-compatible charset
+    cannot produce those bytes; UTF-16 can (a code unit like U+1C00), so then every
+    non-ASCII character is replaced by ``?`` rather than break the sender's framing.
+    """
+    data = text.encode(charset, "replace")
+    if b"\x0b" in data or b"\x1c" in data:
+        data = "".join(c if c.isascii() else "?" for c in text).encode(charset, "replace")
+    return data
 
 
 def ack_code_of(ack_text: str) -> str:

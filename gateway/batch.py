@@ -14,10 +14,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gateway.ack import Envelope, build_ack, hl7_timestamp
+from gateway.ack import Envelope, build_ack, clean, hl7_timestamp
 from mappers.errors import MessageError, SegmentSequenceError, UnreadableMessage
+from mappers.hl7v2.envelope import DEFAULT_ENCODING, sane_delimiters
 
 _LINES = re.compile(r"\r\n|\r|\n")
+_COUNT = re.compile("[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,22 @@ def split_batch(text: str) -> Batch:
     sep = lines[0][3]
     header = next((ln for ln in lines if ln.startswith("BHS")), lines[0])
     fields = header.split(sep)
+    if not sane_delimiters(sep, fields[1] if len(fields) > 1 else ""):
+        raise UnreadableMessage("the batch header's delimiters (FHS/BHS-1 and -2) are not "
+                                "4 or 5 distinct punctuation characters",
+                                segment=lines[0][:3], sequence=1, field=2)
     env = _envelope(fields, sep)
     control_id = fields[10] if len(fields) > 10 else ""
     messages: list[list[str]] = []
-    declared: int | None = None
+    declared: str | None = None  # BTS-1 when it is a count (ASCII digits), as sent
     for line in lines:
         tag = line[:3]
         if tag in ("FHS", "BHS", "FTS"):
             continue
         if tag == "BTS":
-            count = line.split(sep)[1] if len(line.split(sep)) > 1 else ""
-            declared = int(count) if count.strip().isdigit() else None
+            count = line.split(sep)[1].strip() if len(line.split(sep)) > 1 else ""
+            # [0-9] only: str.isdigit() takes "²", which int() refuses
+            declared = count if _COUNT.fullmatch(count) else None
             continue
         if tag == "MSH":
             messages.append([line])
@@ -63,9 +70,10 @@ def split_batch(text: str) -> Batch:
     if not texts:
         return Batch(env, control_id, [], SegmentSequenceError(
             "the batch holds no messages", segment="BHS"))
-    if declared is not None and declared != len(texts):
+    if declared is not None and (declared.lstrip("0") or "0") != str(len(texts)):
+        shown = declared if len(declared) <= 12 else declared[:12] + "..."
         return Batch(env, control_id, texts, _CountMismatch(
-            f"BTS-1 says {declared} messages, the batch holds {len(texts)}",
+            f"BTS-1 says {shown} messages, the batch holds {len(texts)}",
             segment="BTS", field=1))
     return batch
 
@@ -80,7 +88,7 @@ def _envelope(fields: list[str], sep: str) -> Envelope:
     def get(n: int) -> str:
         return fields[n - 1] if len(fields) > n - 1 else ""
 
-    enc = get(2) if len(get(2)) >= 4 else "^~\\&"
+    enc = get(2) if sane_delimiters(sep, get(2)) else DEFAULT_ENCODING
     return Envelope(field_sep=sep, encoding_chars=enc, sending_application=get(3),
                     sending_facility=get(4), receiving_application=get(5),
                     receiving_facility=get(6), control_id=get(11))
@@ -104,9 +112,10 @@ def build_batch_ack(batch: Batch, results: list[tuple[str, bytes, MessageError |
     code = "AE" if failed else "AA"
     if mode == "messages":
         s = env.field_sep
-        bhs = s.join(["BHS", env.encoding_chars, env.receiving_application,
-                      env.receiving_facility, env.sending_application, env.sending_facility,
-                      hl7_timestamp(), "", "", "", ack_control_id, batch.control_id])
+        bhs = s.join(["BHS", env.encoding_chars, *(clean(v, env) for v in (
+            env.receiving_application, env.receiving_facility, env.sending_application,
+            env.sending_facility)), hl7_timestamp(), "", "", "", ack_control_id,
+            clean(batch.control_id, env)])
         body = "".join(ack.decode("utf-8", "replace") for _, ack, _ in results)
         return f"{bhs}\r{body}BTS{s}{len(results)}\r", code
     if not failed:

@@ -9,6 +9,7 @@ needs them.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
 from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,7 +45,9 @@ def to_fhir(text: str, kind: Kind = "dateTime", default_tz: str = "UTC") -> str:
     fraction = ""
     if "." in value:
         value, fraction = value.split(".", 1)
-        if len(value) != 14 or not 1 <= len(fraction) <= 4 or not fraction.isdigit():
+        # isascii too: str.isdigit() takes "²", which FHIR's [0-9] does not
+        if len(value) != 14 or not 1 <= len(fraction) <= 4 or not (
+                fraction.isdigit() and fraction.isascii()):
             raise TimestampError(_FORMAT)
         fraction = "." + fraction
     size = len(value)
@@ -56,7 +59,7 @@ def to_fhir(text: str, kind: Kind = "dateTime", default_tz: str = "UTC") -> str:
         raise TimestampError("not a calendar date")
     date = f"{year}-{month}-{day}" if day else f"{year}-{month}" if month else year
     if kind == "date" or (size <= 8 and kind == "dateTime"):
-        return date
+        return _checked(date, kind)
     if size == 10 and kind == "dateTime":
         size = 12  # FHIR needs minutes and seconds with an hour: they are filled with zeros
     if size <= 10:  # only an instant gets here without minutes
@@ -66,7 +69,28 @@ def to_fhir(text: str, kind: Kind = "dateTime", default_tz: str = "UTC") -> str:
         raise TimestampError("time of day out of range")
     if not offset:
         offset = _offset_in(default_tz, int(year), int(month), int(day), int(hour), int(minute))
-    return f"{date}T{hour}:{minute}:{second}{fraction}{offset}"
+    return _checked(f"{date}T{hour}:{minute}:{second}{fraction}{offset}", kind)
+
+
+# FHIR R4's own regular expressions for the three types: the last word on every output, so
+# whatever slipped past the checks above is refused here instead of published.
+_YEAR: Final = "([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_MONTH: Final = "(0[1-9]|1[0-2])"
+_DAY: Final = "(0[1-9]|[1-2][0-9]|3[0-1])"
+_TIME: Final = ("T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]+)?"
+                "(Z|(\\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))")
+FHIR_PATTERNS: Final[dict[str, re.Pattern[str]]] = {
+    "date": re.compile(f"{_YEAR}(-{_MONTH}(-{_DAY})?)?"),
+    "dateTime": re.compile(f"{_YEAR}(-{_MONTH}(-{_DAY}({_TIME})?)?)?"),
+    "instant": re.compile(f"{_YEAR}-{_MONTH}-{_DAY}{_TIME}"),
+}
+
+
+def _checked(out: str, kind: str) -> str:
+    """``out`` when it matches FHIR's pattern for ``kind``; else ``TimestampError``."""
+    if FHIR_PATTERNS[kind].fullmatch(out) is None:
+        raise TimestampError(f"not a valid FHIR {kind}")
+    return out
 
 
 _FORMAT: Final = "not a TS/DTM value (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ])"

@@ -83,7 +83,9 @@ def create_app(processor: Processor | None = None, *,
 
 async def _post_event(request: Request, intake: Intake, limit: int) -> JSONResponse:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    # ASCII digits only ("²".isdigit() is True, int("²") fails); 19+ digits is too large
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18
+                                                      or int(declared) > limit):
         return _error(413, "payload_too_large", f"body exceeds {limit} bytes")
     body = await request.body()
     if len(body) > limit:

@@ -10,7 +10,7 @@ from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
-_HL7_TABLE: Final = re.compile(r"HL7(\d{4})")
+_HL7_TABLE: Final = re.compile(r"HL7([0-9]{4})")  # [0-9]: \d takes any script's digits
 CODING_SYSTEMS_TABLE: Final = "0396"
 
 

@@ -19,7 +19,7 @@ from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
 from mappers.registry import datatype
 
-_OID: Final = re.compile(r"[0-2](\.(0|[1-9]\d*))+")
+_OID: Final = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")  # FHIR oid: ASCII digits only
 _UUID: Final = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 NAME_URN: Final = "urn:id:"
 ENDPOINT_URN: Final = "urn:hl7v2:"
