@@ -40,6 +40,7 @@ JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true
 FETCH_TIMEOUT = 900.0  # seconds for the one-off Maven fetch; a cold ~/.m2 is ~100 MB
 _MARKER = "fetched.ok"
 _PR_SET_PDEATHSIG = 1
+KILL_WAIT_S = 10.0  # after SIGKILL, for the kernel to end the process
 
 SERVER_PROPERTIES = """\
 # Written by gateway.dev.kafka on every start; edits are lost.
@@ -328,7 +329,12 @@ class LocalKafka:
         return self.bootstrap_servers
 
     def stop(self, timeout: float = 15) -> None:
-        """SIGTERM the broker, wait up to ``timeout`` seconds, then SIGKILL. Idempotent."""
+        """Stop the broker within ``timeout`` seconds (plus a moment for SIGKILL). Idempotent.
+
+        SIGTERM starts Kafka's controlled shutdown (it flushes logs and, in a cluster,
+        hands its partitions over); a broker still running after ``timeout`` seconds is
+        SIGKILLed, so a test or ``hl7gw dev kafka`` never hangs on a stuck JVM.
+        """
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -338,7 +344,10 @@ class LocalKafka:
         except subprocess.TimeoutExpired:
             self._log(f"Kafka did not stop within {timeout:.0f}s; killing it")
             process.kill()
-            process.wait()
+            try:
+                process.wait(KILL_WAIT_S)
+            except subprocess.TimeoutExpired:  # unkillable (D state): say so, do not hang
+                self._log(f"Kafka (pid {process.pid}) did not exit after SIGKILL")
 
     def wait(self) -> int | None:
         """Block until the broker process exits; its exit code (None if never started)."""

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import socket
 import stat
+import subprocess
+import sys
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -253,3 +256,25 @@ def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) ->
     ids = iter([dashed, normal])
     monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(ids))
     assert kafka.new_cluster_id() == "AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def test_stop_kills_a_broker_that_ignores_sigterm_within_the_deadline(tmp_path: Path) -> None:
+    # A JVM stuck in its controlled shutdown must not hang a test or `hl7gw dev kafka`.
+    stubborn = subprocess.Popen([sys.executable, "-c",
+                                 "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(600)"],
+                                stdout=subprocess.PIPE)
+    assert stubborn.stdout is not None
+    try:
+        assert stubborn.stdout.readline() == b"ready\n"  # SIGTERM is ignored from here on
+        broker = LocalKafka(data_dir=tmp_path, cache_dir=tmp_path)
+        broker._process = stubborn
+        began = time.monotonic()
+        broker.stop(timeout=0.5)
+        assert time.monotonic() - began < 0.5 + 10
+        assert stubborn.poll() is not None and not broker.is_running()
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+            stubborn.wait()
+        stubborn.stdout.close()
