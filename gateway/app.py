@@ -26,8 +26,6 @@ from gateway.body_limit import MAX_BODY_BYTES, BodyLimit
 from gateway.console import Console, ConsoleRuntime, mount_console
 from gateway.console.deps import Viewer
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/console/login"})
-
 
 class Runtime(Protocol):
     """What the HTTP app needs to know about the running gateway."""
