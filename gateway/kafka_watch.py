@@ -73,24 +73,32 @@ class KafkaWatch:
             self._warned_at = None  # warn at once on the next check
 
     async def check(self) -> None:
-        """Probe once, refresh the oldest-row age, and warn if Kafka is down and rows wait."""
-        try:
-            await self.producer.ping(self.probe_timeout_s)
-        except ConnectorError as exc:
-            self.failed(getattr(exc, "cause", None) or type(exc).__name__)
-        else:
-            self.succeeded()
+        """Probe once, refresh the oldest-row age, and warn if Kafka is down.
+
+        The first warning comes when Kafka is found down; it repeats every
+        ``warn_interval_s`` while rows wait. Before the producer has started there is
+        nothing to probe: the state stays as the start attempts reported it.
+        """
+        if self.producer.started:
+            try:
+                await self.producer.ping(self.probe_timeout_s)
+            except ConnectorError as exc:
+                self.failed(getattr(exc, "cause", None) or type(exc).__name__)
+            else:
+                self.succeeded()
         age = await self.oldest_pending_age()
         self.metrics.oldest_pending_age.set(age or 0.0)
-        if self.state == "unreachable" and age is not None:
-            now = time.monotonic()
-            if self._warned_at is None or now - self._warned_at >= self.warn_interval_s:
-                self._warned_at = now
-                log.warning("kafka unreachable; accepted messages wait in the spool",
-                            extra={"error_class": self.error,
-                                   "down_for_s": round(self.seconds_in_state(), 1),
-                                   "pending": self.spool.pending_rows,
-                                   "oldest_pending_age_s": round(age, 1)})
+        if self.state != "unreachable":
+            return
+        now = time.monotonic()
+        if self._warned_at is None or (age is not None and
+                                       now - self._warned_at >= self.warn_interval_s):
+            self._warned_at = now
+            log.warning("kafka unreachable; accepted messages wait in the spool",
+                        extra={"error_class": self.error,
+                               "down_for_s": round(self.seconds_in_state(), 1),
+                               "pending": self.spool.pending_rows,
+                               "oldest_pending_age_s": None if age is None else round(age, 1)})
 
     async def run(self) -> None:
         """Check every ``probe_interval_s`` until cancelled."""

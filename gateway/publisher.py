@@ -14,7 +14,8 @@ A record Kafka refuses for good (a non-retriable error: too large for ``max_requ
 or the topic's ``max.message.bytes``, not authorised, ...) would fail the same way on
 every pass and hold back every row behind it. Its row is marked ``failed`` with the reason
 instead (logged without PHI, counted in ``hl7gw_publish_refused``, replayable once the
-limit is raised), and the rows after it go on in order.
+limit is raised), and the rows after it go on in order. (With ``raw_topic``, the row's
+other record may have gone out already; a replay sends both again, with the same ids.)
 
 Each batch is mapped with the profile set live when it is taken (``profiles``, a
 ``ProfileStore``): a reload applies from the next batch on, and a replayed row is mapped with
@@ -47,6 +48,7 @@ from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.kafka.producer import NotSent
 from connectors.settings import KafkaSettings
+from gateway.errors import SpoolError
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import Mapped, MappingPool
 from gateway.metrics import GatewayMetrics
@@ -146,7 +148,9 @@ class Publisher:
 
     async def _drain_retrying(self) -> int:
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type(PublishError),
+            # SpoolError too: a transient disk error (full, I/O) must not end publishing
+            # until a restart; the rows stay pending and the next pass tries again.
+            retry=retry_if_exception_type((PublishError, SpoolError)),
             wait=wait_exponential_jitter(multiplier=0.5, max=self.max_backoff),
             before_sleep=self._before_retry, reraise=True)
         async for attempt in retrying:
@@ -242,7 +246,8 @@ class Publisher:
                     extra={"row": row.id, "sender": row.sender, "control_id": row.control_id,
                            "message_type": row.message_type, "topic": topic,
                            "error_class": cause, "bytes": len(mapped.payload or b"")})
-        await self.spool.mark_failed(row.id, f"not published: {error}", mapped.summary)
+        await self.spool.mark_failed(row.id, f"not published ({cause}): {error}",
+                                     mapped.summary)
 
 
 Refusal = tuple[tuple[PendingRow, Mapped], str, PublishError]

@@ -20,6 +20,7 @@ class Broker:
 
     def __init__(self) -> None:
         self.up = True
+        self.started = True
 
     async def ping(self, within: float) -> None:
         if not self.up:
@@ -100,13 +101,30 @@ async def test_the_warning_repeats_after_the_interval(
     assert sum(r.levelno == logging.WARNING for r in caplog.records) == 2
 
 
-async def test_no_warning_while_down_with_nothing_waiting(
+async def test_down_with_nothing_waiting_warns_once(
         spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
     broker = Broker()
     broker.up = False
+    w = watch(spool, broker, warn_interval_s=0)
+    caplog.set_level(logging.WARNING, logger="hl7gw.kafka")
+    await w.check()
+    await w.check()
+    assert w.state == "unreachable"
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.pending == 0  # type: ignore[attr-defined]
+    assert warning.oldest_pending_age_s is None  # type: ignore[attr-defined]
+    assert w.metrics.registry.get_sample_value("hl7gw_oldest_pending_age_seconds") == 0
+
+
+async def test_no_probe_and_no_alarm_before_the_producer_started(
+        spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
+    # At start-up the producer is still connecting: that is not an outage.
+    broker = Broker()
+    broker.started = False
     w = watch(spool, broker)
     caplog.set_level(logging.WARNING, logger="hl7gw.kafka")
     await w.check()
-    assert w.state == "unreachable"
-    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert w.metrics.registry.get_sample_value("hl7gw_oldest_pending_age_seconds") == 0
+    assert w.state == "connecting" and not caplog.records
+    w.failed("KafkaConnectionError")  # the start attempt failed: that is one
+    await w.check()
+    assert w.describe()["state"] == "unreachable" and len(caplog.records) == 1

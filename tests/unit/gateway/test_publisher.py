@@ -115,7 +115,7 @@ async def test_a_row_kafka_refuses_for_good_is_failed_and_the_rest_goes_on(
     assert await spool.depth() == 0
     [failed] = await spool.find(MessageFilter(status="failed"))
     assert failed.id == ids[2]
-    assert failed.last_error == "not published: too large"
+    assert failed.last_error == "not published (MessageSizeTooLargeError): too large"
     assert sample(pub.metrics, "hl7gw_publish_refused_total", topic="t",
                   error_class="MessageSizeTooLargeError") == 1
     assert sample(pub.metrics, "hl7gw_publish_errors_total", topic="t") is None
