@@ -35,13 +35,15 @@ browser: setup  ## Debian's Chromium for the console's browser tests (root; neve
 
 # Every `fuzz`-marked test with HL7GW_FUZZ_EXAMPLES random examples per target (~15-30 min
 # on 2 cores); `make test` runs the same tests with a few thousand fixed examples each.
-# A run prints its seed: `make fuzz FUZZ_SEED=<seed>` replays it (docs/faults.md).
+# A run prints its seed: `make fuzz FUZZ_SEED=<seed>` replays it; FUZZ_TESTS=<paths> narrows
+# it to some suites (docs/faults.md).
 FUZZ_EXAMPLES ?= 50000
 FUZZ_SEED ?= $(shell date +%s)
+FUZZ_TESTS ?= tests
 fuzz: setup  ## long property-based fuzzing, for nights and releases
 	@echo "make fuzz: $(FUZZ_EXAMPLES) examples per target, seed $(FUZZ_SEED)"
 	HL7GW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m fuzz -p no:cacheprovider \
-	  --hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics --timeout=3600 -q tests
+	  --hypothesis-seed=$(FUZZ_SEED) --hypothesis-show-statistics --timeout=3600 -q $(FUZZ_TESTS)
 
 lint: setup
 	$(BIN)/ruff check .
