@@ -91,6 +91,10 @@ def mount_console(app: FastAPI, runtime: ConsoleRuntime, settings: ConsoleSettin
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         hint = REPLAY_HINT if request.url.path == "/api/v1/replay" else ""
+        kind = request.headers.get("content-type", "")
+        if wants_json(request.url.path) and "json" not in kind:  # e.g. curl -d without -H
+            hint = (f"send the body as JSON, with Content-Type: application/json "
+                    f"(not {kind or 'none'})")
         message = describe_errors(exc.errors(), hint=hint)
         if wants_json(request.url.path):
             return JSONResponse({"error": message}, status_code=400)

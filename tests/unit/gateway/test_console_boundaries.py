@@ -108,6 +108,14 @@ async def test_a_replay_body_that_is_not_json_is_400(tmp_path: Path) -> None:
         assert answer.json() == {"error": "the request body must be JSON"}
 
 
+async def test_a_body_sent_as_a_form_is_told_to_be_json(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as (client, _, _):
+        answer = await client.post("/api/v1/replay", headers=bearer(OPERATOR),
+                                   data={"all": "true"})  # curl -d without -H
+        assert answer.status_code == 400
+        assert "Content-Type: application/json" in answer.json()["error"]
+
+
 async def test_a_well_typed_replay_still_replays_and_is_audited(tmp_path: Path) -> None:
     async with running_app(tmp_path) as (client, runtime, _):
         answer = await client.post("/api/v1/replay", headers=bearer(OPERATOR),
