@@ -263,8 +263,9 @@ def build_pages(console: Console) -> APIRouter:
 
 
 def _safe_next(target: str) -> str:
-    """Only console-local paths: a login must never redirect to another site."""
-    if target.startswith("/console") and not target.startswith("//") and "\\" not in target:
+    """Only console-local paths (and the API docs): a login must never redirect elsewhere."""
+    if target == "/docs" or (target.startswith("/console") and not target.startswith("//")
+                             and "\\" not in target):
         return target
     return "/console"
 

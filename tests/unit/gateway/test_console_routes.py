@@ -117,7 +117,11 @@ async def test_viewers_are_refused_every_operator_route(tmp_path: Path) -> None:
 async def test_the_api_description_needs_a_viewer(tmp_path: Path) -> None:
     async with running_app(tmp_path) as (client, _, _):
         assert (await client.get("/openapi.json")).status_code == 401
-        assert (await client.get("/docs")).status_code == 303
+        to_login = await client.get("/docs")
+        assert to_login.status_code == 303
+        assert to_login.headers["location"] == "/console/login?next=/docs"
+        login = await client.post("/console/login", data={"token": VIEWER, "next": "/docs"})
+        assert login.headers["location"] == "/docs"  # and back to the docs after the login
         assert (await client.get("/redoc")).status_code == 404
         schema = await client.get("/openapi.json", headers=bearer(VIEWER))
         assert schema.status_code == 200
