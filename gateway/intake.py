@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING
 import mappers
 from gateway.ack import Envelope, ack_bytes, answer_code, build_ack, sniff_envelope
 from gateway.batch import build_batch_ack, split_batch
-from gateway.config import ListenerSettings, SenderSettings
+from gateway.config import ListenerSettings
 from gateway.errors import SpoolAtCapacity, SpoolError
 from gateway.metrics import GatewayMetrics
-from gateway.prepare import UndecodableMessage, check, choose_profile, prepare
+from gateway.prepare import UndecodableMessage, check, choose_profile, prepare, sender_entry
 from gateway.spool import Accepted, Rejected, Spool, StoreOutcome
 from mappers.errors import (
     MessageError,
@@ -143,7 +143,7 @@ class Intake:
         Profile, charset, decoding and zone: ``gateway.prepare``, as for every caller.
         """
         env = sniffed.envelope
-        sender = self._sender(env)
+        sender = sender_entry(self.listener.senders, env)
         profile = choose_profile(self.profiles.current, env) \
             if self.profiles is not None else None
         prepared = prepare(
@@ -166,14 +166,6 @@ class Intake:
             raw=frame, ack=ack, event_id=event_id(sender_id, header.control_id, sha),
             charset=prepared.charset, timezone=prepared.timezone)
         return _Checked(row, env)
-
-    def _sender(self, env: Envelope) -> SenderSettings | None:
-        if not self.listener.senders:
-            return None
-        comp = env.encoding_chars[0]
-        app = env.sending_application.split(comp)[0]
-        facility = env.sending_facility.split(comp)[0]
-        return next((s for s in self.listener.senders if s.matches(app, facility)), None)
 
     def _check_content(self, prepared: Prepared) -> mappers.Header:
         # One parse: mappers.check reads the header and the structure; the listener's own

@@ -22,13 +22,17 @@ so the same bytes give the same Bundle whichever way they come in.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import mappers
 from mappers.errors import DataTypeError, MessageError, UnreadableMessage
 from mappers.hl7v2.envelope import Envelope, Sniffed, sniff, sniff_text
 from mappers.profiles import EMPTY_PROFILES, Profile, ProfileSet
+
+if TYPE_CHECKING:
+    from gateway.config import SenderSettings
 
 
 class UndecodableMessage(DataTypeError):
@@ -55,6 +59,16 @@ class Prepared:
     timezone: str
     profile: Profile | None
     envelope: Envelope
+
+
+def sender_entry(senders: Sequence[SenderSettings], env: Envelope) -> SenderSettings | None:
+    """The listener's first ``senders:`` entry for MSH-3.1 and MSH-4.1, or None."""
+    if not senders:
+        return None
+    comp = env.encoding_chars[0]
+    app = env.sending_application.split(comp)[0]
+    facility = env.sending_facility.split(comp)[0]
+    return next((s for s in senders if s.matches(app, facility)), None)
 
 
 def choose_profile(profiles: ProfileSet, env: Envelope) -> Profile | None:

@@ -19,12 +19,14 @@ from gateway.config import ConsoleSettings, GatewaySettings
 from gateway.console.auth import NO_USERS, Principal, Session, Sessions, Users
 from gateway.console.dashboard import Sampler
 from gateway.console.kafka_lag import ConsumerLag
-from gateway.console.mapview import MappingView, map_text, parse_summary
+from gateway.console.mapview import MappingView, map_raw, parse_summary
 from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
+from gateway.prepare import sender_entry
 from gateway.publisher import Publisher
 from gateway.replay import Actor, ReplayService
 from gateway.spool import MessageFilter, MessageInfo, RejectedInfo, Spool
+from mappers.hl7v2.envelope import sniff
 from mappers.profiles import EMPTY_PROFILES, ProfileSet
 
 COOKIE = "hl7gw_console"
@@ -209,10 +211,23 @@ class Console:
                 return ls.charset
         return "utf-8"
 
-    def map_row(self, text: str, row_timezone: str) -> MappingView:
-        """Map a stored message as the gateway would now: profile by MSH, zone fallback."""
+    def map_row(self, raw: bytes, listener: str, charset: str | None = None,
+                timezone: str | None = None) -> tuple[str, str, MappingView]:
+        """(text, charset, mapping) of stored bytes as the gateway's worker maps them now.
+
+        ``charset``/``timezone``: the row's (an accepted message); for a refused one, None:
+        the listener's ``senders:`` entry and charset decide, as intake would have.
+        """
         profiles, _, _ = self.profile_state()
-        return map_text(text, profile=profiles.select_text(text), fallback_tz=row_timezone)
+        settings = self.runtime.settings
+        ls = next((ls for ls in settings.listeners if ls.name == listener), None)
+        if charset is None and ls is not None:
+            entry = sender_entry(ls.senders, sniff(raw).envelope)
+            charset = entry.charset if entry else None
+            timezone = entry.default_timezone if entry else None
+        return map_raw(raw, profiles=profiles, charset=charset, timezone=timezone,
+                       default_charset=ls.charset if ls else "utf-8",
+                       default_timezone=settings.default_timezone)
 
     async def body(self, request: Request, caller: Caller, row_id: int) -> dict[str, Any]:
         """An accepted message's raw text, ACK and Bundle as mapped now; audited first."""
@@ -221,8 +236,7 @@ class Console:
         if stored is None:
             raise Denied(404, f"no message with id {row_id}")
         await self.record(request, caller, "view_body", targets=[row_id])
-        text = stored.raw.decode(info.charset, "replace")
-        view = self.map_row(text, info.timezone)
+        text, _, view = self.map_row(stored.raw, info.listener, info.charset, info.timezone)
         return {"id": row_id, "charset": info.charset, "raw": text,
                 "ack": stored.ack.decode(info.charset, "replace"), "mapping": view}
 
@@ -234,11 +248,10 @@ class Console:
         if stored is None:
             raise Denied(404, f"no rejected message with id {row_id}")
         await self.record(request, caller, "view_rejected_body", targets=[row_id])
-        charset = self.listener_charset(info.listener)
-        text = stored.raw.decode(charset, "replace")
+        text, charset, view = self.map_row(stored.raw, info.listener)
         return {"id": row_id, "charset": charset, "raw": text,
-                "ack": stored.ack.decode(charset, "replace"),
-                "mapping": self.map_row(text, self.runtime.settings.default_timezone)}
+                "ack": stored.ack.decode("utf-8", "replace"),  # intake's NAKs are UTF-8
+                "mapping": view}
 
     async def replay(self, request: Request, caller: Caller, flt: MessageFilter) -> list[int]:
         """Queue matching published/failed rows again (the replay service audits it)."""

@@ -12,7 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import mappers
+from gateway.prepare import Prepared, convert, describe, prepare, prepare_text
+from gateway.prepare import explain as explain_prepared
 from mappers.errors import Hl7gwError, MessageError
 from mappers.profiles import Profile, ProfileSet
 
@@ -45,18 +46,14 @@ class MappingView:
 
 
 def describe_error(exc: Exception) -> str:
-    """One line: ``RequiredFieldMissing at PID-3: text``."""
-    if isinstance(exc, MessageError):
-        where = f" at {exc.location}" if exc.location else ""
-        return f"{type(exc).__name__}{where}: {exc.text}"
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {first}"
+    """One line: ``RequiredFieldMissing at PID-3: text`` (``gateway.prepare.describe``)."""
+    return describe(exc)
 
 
 def pick_profile(profiles: ProfileSet, text: str, choice: str) -> Profile | None:
     """``auto``: as the gateway would; ``""``: none; else the named profile (may raise)."""
     if choice == AUTO:
-        return profiles.select_text(text)
+        return prepare_text(text, profiles=profiles).profile
     if choice == NONE:
         return None
     return profiles.get(choice)
@@ -65,14 +62,20 @@ def pick_profile(profiles: ProfileSet, text: str, choice: str) -> Profile | None
 def map_text(text: str, *, profile: Profile | None, fallback_tz: str,
              explain: bool = False) -> MappingView:
     """Convert ``text`` with ``profile``; zone: the profile's, else ``fallback_tz``."""
-    tz = (profile.timezone if profile is not None else None) or fallback_tz
-    view = MappingView(profile.name if profile is not None else None, tz)
+    return map_prepared(prepare_text(text, profile=profile, default_timezone=fallback_tz),
+                        explain=explain)
+
+
+def map_prepared(prepared: Prepared, *, explain: bool = False) -> MappingView:
+    """Convert a message prepared by ``gateway.prepare``, as the gateway's worker does."""
+    profile = prepared.profile
+    view = MappingView(profile.name if profile is not None else None, prepared.timezone)
     try:
-        result = mappers.convert(text, default_tz=tz, profile=profile)
+        result = convert(prepared)
         if explain:
-            view.explanation = mappers.explain(text, default_tz=tz, profile=profile)
+            view.explanation = explain_prepared(prepared)
     except Hl7gwError as exc:
-        view.error = describe_error(exc)
+        view.error = describe(exc)
         return view
     except Exception as exc:  # noqa: BLE001 - a mapper bug is shown, not raised
         view.error = f"internal mapping error ({type(exc).__name__})"
@@ -81,6 +84,24 @@ def map_text(text: str, *, profile: Profile | None, fallback_tz: str,
     view.issues = [asdict(i) for i in result.issues]
     view.unmapped = list(result.unmapped)
     return view
+
+
+def map_raw(raw: bytes, *, profiles: ProfileSet, charset: str | None, timezone: str | None,
+            default_charset: str, default_timezone: str) -> tuple[str, str, MappingView]:
+    """A stored message's (text, charset, mapping now): ``gateway.prepare`` as the worker.
+
+    ``charset`` and ``timezone`` stand at the sender level (the row's, or the listener's
+    sender entry for a refused message). Bytes that cannot be prepared (an empty frame)
+    are shown decoded with the default charset, the mapping saying why there is none.
+    """
+    try:
+        prepared = prepare(raw, profiles=profiles, charset=charset, timezone=timezone,
+                           default_charset=default_charset,
+                           default_timezone=default_timezone, errors="replace")
+    except MessageError as exc:
+        view = MappingView(None, timezone or default_timezone, error=describe(exc))
+        return raw.decode(default_charset, "replace"), default_charset, view
+    return prepared.text, prepared.charset, map_prepared(prepared)
 
 
 def parse_summary(summary: str) -> dict[str, Any]:
