@@ -152,6 +152,16 @@ def test_a_fuzzed_field_gives_a_valid_bundle_or_a_message_error(text: str) -> No
     converts_or_refuses(text)
 
 
+@fuzz_settings(1000)
+@given(name=st.sampled_from(["adt_a01", "oru_r01", "siu_s12"]), n=st.integers(3, 21),
+       value=TEXT)
+@example(name="adt_a01", n=7, value="20240601120000.\u00b2+0000")  # issue 16.14
+def test_a_fuzzed_msh_field_gives_a_valid_bundle_or_a_message_error(name: str, n: int,
+                                                                    value: str) -> None:
+    # MSH-7 becomes Bundle.timestamp, MSH-9/10/12 decide what is mapped: not spec rules
+    converts_or_refuses(with_field(sample_text(name), "MSH", n, value, 0))
+
+
 @pytest.mark.parametrize(("name", "segment", "n", "value"), FOUND)
 def test_what_fuzzing_found_converts_or_is_refused(name: str, segment: str, n: int,
                                                   value: str) -> None:
