@@ -14,7 +14,6 @@ python=${PYTHON:-python3}
 "$python" -m pip wheel --no-deps --wheel-dir "$wheels" "$src"
 "$python" -m venv "$venv"
 venv=$(cd "$venv" && pwd)
-"$venv/bin/pip" install --quiet --upgrade pip
 "$venv/bin/pip" install --quiet "$wheels"/hl7gw-*.whl
 cd /  # import from the venv, not from a source folder in the working directory
 "$venv/bin/python" -c '

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,31 +106,40 @@ def test_the_wheel_is_platform_specific_and_carries_the_compiled_modules(
     assert "hatch_build.py" not in names
 
 
+def _map_in(venv: Path, env: dict[str, str]) -> dict[str, Any]:
+    """Map the sample with the venv's mapper: status, loaders and files of the hot modules."""
+    probe = f"""
+import json, sys
+import mappers, mappers._accel as accel
+text = open({str(ROOT / "samples" / f"{SAMPLE}.hl7")!r}, "rb").read().decode()
+bundle = mappers.convert(text).bundle
+names = {[module_name(s) for s in COMPILED]!r}
+print(json.dumps({{
+    "status": accel.status(), "mappers": mappers.__file__,
+    "loaders": {{n: type(sys.modules[n].__loader__).__name__ for n in names}},
+    "files": {{n: sys.modules[n].__file__ for n in names}},
+    "bundle": json.dumps(bundle, indent=2, sort_keys=True, ensure_ascii=False) + "\\n"}}))
+"""
+    done = _run([str(venv / "bin" / "python"), "-c", probe], timeout=120, cwd="/", env=env)
+    out: dict[str, Any] = json.loads(done.stdout)
+    assert str(venv) in out["mappers"], "imported the checkout, not the installed wheel"
+    return out
+
+
 def test_a_clean_venv_maps_a_sample_with_the_compiled_mapper(built: tuple[Path, Path]) -> None:
     _wheel, venv = built
-    golden = ROOT / "samples" / "expected" / f"{SAMPLE}.json"
-    probe = f"""
-import importlib.machinery, json, sys
-import mappers, mappers._accel as accel
-from mappers import convert
-names = {[module_name(s) for s in COMPILED]!r}
-loaders = {{n: type(sys.modules[n].__loader__).__name__ for n in names if n in sys.modules}}
-text = open({str(ROOT / "samples" / f"{SAMPLE}.hl7")!r}, "rb").read().decode()
-bundle = convert(text).bundle
-loaders.update({{n: type(sys.modules[n].__loader__).__name__ for n in names}})
-files = {{n: sys.modules[n].__file__ for n in names}}
-print(json.dumps({{"status": accel.status(), "loaders": loaders, "files": files,
-                   "mappers": mappers.__file__,
-                   "bundle": json.dumps(bundle, indent=2, sort_keys=True,
-                                        ensure_ascii=False) + "\\n"}}))
-"""
-    done = _run([str(venv / "bin" / "python"), "-c", probe], timeout=120, cwd="/")
-    out = json.loads(done.stdout)
+    golden = (ROOT / "samples" / "expected" / f"{SAMPLE}.json").read_text(encoding="utf-8")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    out = _map_in(venv, env)
     assert out["status"] == "compiled (mypyc)"
-    assert str(venv) in out["mappers"], "imported the checkout, not the installed wheel"
     assert set(out["loaders"].values()) == {"ExtensionFileLoader"}, out["loaders"]
     assert all(f.endswith(".so") for f in out["files"].values()), out["files"]
-    assert out["bundle"] == golden.read_text(encoding="utf-8")
+    assert out["bundle"] == golden
+    # the sources ship too: the pure-Python fallback gives the same Bundle
+    pure = _map_in(venv, {**env, "HL7GW_PURE_PYTHON": "1"})
+    assert pure["status"].startswith("pure Python")
+    assert set(pure["loaders"].values()) == {"SourceFileLoader"}, pure["loaders"]
+    assert pure["bundle"] == golden
 
 
 def test_the_console_script_maps_a_sample(built: tuple[Path, Path]) -> None:
