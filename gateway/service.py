@@ -254,8 +254,11 @@ class GatewayService:
             # Let a start in progress finish (a cancelled aiokafka start leaks its
             # bootstrap connection), but not past the deadline.
             await _finish([self._producer_start], left())
+        # Records in flight are kept in the spool anyway; with Kafka down, waiting for
+        # their acks until the deadline would only delay the restart.
+        flush_within = left() if self.kafka_watch.up else min(left(), 1.0)
         with contextlib.suppress(Exception):
-            await self.producer.stop(flush_within=left())
+            await self.producer.stop(flush_within=flush_within)
         # Off the loop: a worker past the deadline is terminated, which takes a moment.
         await asyncio.to_thread(self.mapping.stop, left())
         await self.spool.stop()
