@@ -39,7 +39,7 @@ from gateway.spool.records import (
     StoredBody,
     StoreOutcome,
 )
-from gateway.spool.tx import spool_errors
+from gateway.spool.tx import FailureLog, spool_errors
 
 T = TypeVar("T")
 _Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
@@ -76,6 +76,9 @@ class Spool:
         self.commits = 0
         self.rows_committed = 0
         self._pending_rows = 0  # kept by the writer thread; read for the spool bound
+        # The SpoolError's advice reaches the operator's log (callers log only its class).
+        self._write_failures = FailureLog("writer connection")
+        self._read_failures = FailureLog("console/replay connection")
 
     async def start(self) -> None:
         """Open (or create, or migrate) the database and start the group-commit writer."""
@@ -198,11 +201,19 @@ class Spool:
         """``fn(side connection, *args)`` in the side thread, errors mapped."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._side_executor, self._guarded, doing,
-                                          self._on_side, (fn, args))
+                                          self._on_side, (fn, args), self._read_failures)
 
-    def _guarded(self, doing: str, fn: Callable[..., T], args: tuple[object, ...]) -> T:
-        with spool_errors(self.path, doing):
-            return fn(*args)
+    def _guarded(self, doing: str, fn: Callable[..., T], args: tuple[object, ...],
+                 failures: FailureLog | None = None) -> T:
+        failures = failures or self._write_failures
+        try:
+            with spool_errors(self.path, doing):
+                result = fn(*args)
+        except SpoolError as exc:
+            failures.failed(exc)
+            raise
+        failures.succeeded()
+        return result
 
     def _on_side(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
         if self._side is None:

@@ -15,12 +15,16 @@ resend; nothing is ACKed that is not on disk.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from gateway.errors import SpoolError
+
+log = logging.getLogger("hl7gw.spool")
 
 # Primary SQLite result codes (https://sqlite.org/rescode.html) and what an operator does.
 _ADVICE = {
@@ -84,3 +88,36 @@ def _rollback(conn: sqlite3.Connection) -> None:
             # The error that brought us here is the one to report; the next transaction()
             # retries the rollback before it begins.
             pass
+
+
+class FailureLog:
+    """Logs what a failing spool says to do: at once, then once per ``interval_s``, and
+    the recovery once, so a full disk that refuses every frame does not flood the log.
+
+    SQLite's messages name tables, columns and files, never values: no PHI.
+    """
+
+    def __init__(self, what: str, interval_s: float = 30.0) -> None:
+        self.what = what
+        self.interval_s = interval_s
+        self.failing = False
+        self._logged_at = 0.0
+        self._unlogged = 0
+
+    def failed(self, exc: SpoolError) -> None:
+        """Note a failure; log it unless one was logged less than ``interval_s`` ago."""
+        now = time.monotonic()
+        if self.failing and now - self._logged_at < self.interval_s:
+            self._unlogged += 1
+            return
+        log.error(f"spool {self.what} failing", extra={
+            "error": str(exc), "failures_not_logged": self._unlogged})
+        self.failing, self._logged_at, self._unlogged = True, now, 0
+
+    def succeeded(self) -> None:
+        """Note a success; log the recovery if the last call had failed."""
+        if self.failing:
+            self.failing = False
+            log.warning(f"spool {self.what} working again",
+                        extra={"failures_not_logged": self._unlogged})
+            self._unlogged = 0

@@ -8,6 +8,7 @@ does, without needing a file system of limited size.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -131,8 +132,9 @@ def free_up(spool: Spool) -> None:
 
 
 async def test_a_full_database_refuses_stores_then_recovers_without_restart(
-        either_spool: Spool) -> None:
+        either_spool: Spool, caplog: pytest.LogCaptureFixture) -> None:
     spool = either_spool
+    caplog.set_level(logging.WARNING, logger="hl7gw.spool")
     kept = [await spool.store(row(f"ok{i}", 2000)) for i in range(3)]
     fill_up(spool)
     stored: list[str] = []
@@ -152,6 +154,12 @@ async def test_a_full_database_refuses_stores_then_recovers_without_restart(
     assert [r.control_id for r in await spool.pending()] == expected  # nothing lost
     assert spool.pending_rows == len(expected) == await spool.depth()
     assert [k.status for k in kept] == ["stored"] * 3
+    # The operator's log says what to do, once (not once per refused frame), and when
+    # the spool works again.
+    logged = [(r.getMessage(), getattr(r, "error", "")) for r in caplog.records]
+    assert [m for m, _ in logged] == ["spool writer connection failing",
+                                      "spool writer connection working again"]
+    assert "free space" in logged[0][1]
 
 
 async def test_the_open_error_says_what_to_do(tmp_path: Path) -> None:
