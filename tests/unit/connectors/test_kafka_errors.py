@@ -64,7 +64,7 @@ def test_decisions(error: BaseException, decision: Decision) -> None:
 
 
 def test_unknown_subclass_takes_its_nearest_ancestors_decision() -> None:
-    class NewTimeout(aiokafka_errors.RequestTimedOutError):
+    class NewTimeout(aiokafka_errors.RequestTimedOutError):  # type: ignore[misc]
         pass
 
     assert decide(NewTimeout()) is Decision.RETRY
@@ -88,11 +88,13 @@ def test_the_boundary_translates_every_aiokafka_error(cls: type[BaseException]) 
     for kind in (KafkaPublishError, KafkaClientError):
         with pytest.raises(kind) as caught, kafka_errors("doing x", kind):
             raise cls()
-        assert isinstance(caught.value, ConnectorError)
-        assert caught.value.cause == cls.__name__
-        assert caught.value.retriable is (decision is not Decision.FAIL)
-        assert caught.value.client_broken is (decision is Decision.RECREATE)
-        assert isinstance(caught.value.__cause__, cls)
+        error = caught.value
+        assert isinstance(error, KafkaPublishError | KafkaClientError)
+        assert isinstance(error, ConnectorError)
+        assert error.cause == cls.__name__
+        assert error.retriable is (decision is not Decision.FAIL)
+        assert error.client_broken is (decision is Decision.RECREATE)
+        assert isinstance(error.__cause__, cls)
 
 
 @pytest.mark.parametrize("error", [ValueError("bug"), asyncio.CancelledError(),
