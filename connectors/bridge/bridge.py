@@ -118,7 +118,8 @@ class Bridge:
         stack.push_async_callback(client.aclose)
         if s.dlq_topic is not None:
             self._producer = EventProducer(self.kafka)
-            stack.push_async_callback(self._producer.stop)
+            # Bounded: with Kafka down, aiokafka's flush would wait for the broker forever.
+            stack.push_async_callback(self._producer.stop, s.drain_timeout_s)
             await self._producer.start()
         self._target = HttpTarget(client, s, metrics=self.metrics, sleep=self._sleep)
         options = self.kafka.client_options()
