@@ -119,3 +119,45 @@ async def test_a_frame_larger_than_kafka_takes_is_refused_at_intake(
         async with MllpClient("127.0.0.1", port, timeout=30) as client:
             assert ack_code_of((await client.send(oru("AFTER"))).decode()) == "CA"
     assert set(statuses(tmp_path / "spool.db")) == {"AFTER"}
+
+
+def long_report(control_id: str, lines: int) -> bytes:
+    """The sample ORU plus ``lines`` short text OBX: a few bytes each in HL7, an
+    Observation each in FHIR, so the Bundle is many times the size of the message."""
+    obx = b"".join(b"OBX|%d|TX|11526-1^Pathology study^LN||Line %d of the report||||||F\r"
+                   % (100 + n, n) for n in range(lines))
+    return oru(control_id) + obx
+
+
+@bounded(120)
+async def test_a_message_that_fits_intake_but_maps_too_large_fails_alone(
+        tmp_path: Path, kafka_bootstrap: str, kafka_topic: str) -> None:
+    # The producer itself refuses the record (max_request_size), before the broker sees it.
+    limit = 64 * 1024
+    settings = GatewaySettings(
+        listeners=[ListenerSettings(name="long", port=0, max_frame_bytes=limit)],
+        http=HttpSettings(port=0), spool=SpoolSettings(path=tmp_path / "spool.db"),
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic=kafka_topic,
+                            max_request_size=limit))
+    report = long_report("LONG", 600)
+    assert len(report) < limit  # accepted at intake...
+    async with GatewayService(settings, http=False) as gateway:
+        async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=30) as client:
+            for message in (oru("BEFORE"), report, oru("AFTER1"), oru("AFTER2")):
+                assert ack_code_of((await client.send(message)).decode()) == "CA"
+        for _ in range(300):
+            if not await gateway.spool.depth():
+                break
+            await asyncio.sleep(0.2)
+    rows = statuses(tmp_path / "spool.db")
+    status, error = rows["LONG"]
+    assert status == "failed"  # ...but its Bundle is larger than Kafka takes
+    assert error is not None and "MessageSizeTooLargeError" in error
+    assert {c: s for c, (s, _) in rows.items() if c != "LONG"} == {
+        "BEFORE": "published", "AFTER1": "published", "AFTER2": "published"}
+    records = await read_records(kafka_bootstrap, kafka_topic, 3)
+    with sqlite3.connect(tmp_path / "spool.db") as conn:
+        control_of = dict(conn.execute("SELECT id, control_id FROM messages").fetchall())
+    conn.close()
+    assert [control_of[int(dict(r.headers)["ce_hl7spoolrow"])] for r in records] == [
+        "BEFORE", "AFTER1", "AFTER2"]
