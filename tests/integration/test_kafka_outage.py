@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = split_messages((ROOT / "samples" / "adt_a01.hl7").read_bytes())[0]
+HL7GW = str(Path(sys.executable).with_name("hl7gw"))
 DRAIN_S = 5.0
 
 
@@ -119,3 +123,69 @@ async def test_outage_is_reported_and_the_stop_keeps_its_deadline(
             "SELECT count(*) FROM messages WHERE status = 'pending'").fetchone()[0]
     conn.close()
     assert waiting == 10  # kept for the next start, none lost, none marked
+
+
+@bounded(300)
+async def test_sigterm_of_hl7gw_serve_during_an_outage_exits_within_the_deadline(
+        tmp_path: Path, kafka_topic: str) -> None:
+    # The issue's case, as an operator runs it: ``hl7gw serve``, the broker stopped with
+    # rows pending, then SIGTERM (it hung for over 4 minutes, until the broker returned).
+    broker = LocalKafka(port=free_port(), data_dir=tmp_path / "kafka",
+                        cache_dir=default_cache_dir())
+    bootstrap = await asyncio.to_thread(broker.start)
+    mllp, http_port = free_port(), free_port()
+    config = tmp_path / "gw.yaml"
+    config.write_text(f"""\
+listeners:
+  - name: outage
+    port: {mllp}
+http:
+  port: {http_port}
+spool:
+  path: {tmp_path / "spool.db"}
+kafka:
+  bootstrap_servers: {bootstrap}
+  topic: {kafka_topic}
+  request_timeout_ms: 3000
+drain_timeout_s: {DRAIN_S}
+""")
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    gateway = await asyncio.create_subprocess_exec(
+        HL7GW, "serve", "--config", str(config), "--log-level", "warning",
+        stderr=asyncio.subprocess.DEVNULL, env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
+
+            async def connected() -> bool:
+                try:
+                    return (await readyz(http)).get("kafka") == "connected"
+                except httpx.TransportError:
+                    return False
+
+            await wait_for("the gateway connected to Kafka", connected, 60)
+            async with MllpClient("127.0.0.1", mllp, timeout=10) as client:
+                for i in range(15):
+                    if i == 5:  # the first ones published (the topic's leader is known)
+                        async def drained() -> bool:
+                            return (await readyz(http)).get("spool_depth") == 0
+
+                        await wait_for("the first messages published", drained, 60)
+                        await asyncio.to_thread(broker.stop)
+                    code = ack_code_of((await client.send(numbered(i))).decode())
+                    assert code in ("AA", "CA")
+        began = time.monotonic()
+        gateway.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(gateway.wait(), DRAIN_S + 25)
+        took = time.monotonic() - began
+        assert gateway.returncode == 0
+        assert took < DRAIN_S + 5, f"exit took {took:.1f}s"
+    finally:
+        if gateway.returncode is None:
+            gateway.kill()
+            await gateway.wait()
+        await asyncio.to_thread(broker.stop)
+    with sqlite3.connect(tmp_path / "spool.db") as conn:
+        waiting = conn.execute(
+            "SELECT count(*) FROM messages WHERE status = 'pending'").fetchone()[0]
+    conn.close()
+    assert waiting == 10
