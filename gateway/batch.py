@@ -10,6 +10,7 @@ one ERR per refused message) or an ACK batch with one ACK per message
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -100,8 +101,8 @@ def _with_version(env: Envelope, texts: list[str]) -> Envelope:
     fields = texts[0].split("\r", 1)[0].split(env.field_sep)
     version = fields[11].split(env.encoding_chars[0])[0] if len(fields) > 11 else ""
     processing = fields[10].split(env.encoding_chars[0])[0] if len(fields) > 10 else ""
-    return Envelope(**{**env.__dict__, "version": version or env.version,
-                       "processing_id": processing or env.processing_id})
+    return dataclasses.replace(env, version=version or env.version,
+                               processing_id=processing or env.processing_id)
 
 
 def build_batch_ack(batch: Batch, results: list[tuple[str, bytes, MessageError | None]], *,

@@ -22,6 +22,7 @@ so the same bytes give the same Bundle whichever way they come in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
@@ -47,12 +48,14 @@ class _Auto:
 
 
 AUTO: Final = _Auto()
+_BLANK: Final = re.compile(rb"[ \r\n\x00]*")
 ProfileChoice = Profile | None | _Auto
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Prepared:
-    """A message ready to map: its text and what it is mapped with."""
+    """A message ready to map: its text and what it is mapped with (read-only by convention;
+    not frozen, which would cost a per-field ``object.__setattr__`` on every frame)."""
 
     text: str
     charset: str  # "" when the caller gave text, not bytes
@@ -121,7 +124,7 @@ def prepare(raw: bytes, *, profiles: ProfileSet = EMPTY_PROFILES,
         sniffed = sniff(raw)
     chosen = choose_profile(profiles, sniffed.envelope) if isinstance(profile, _Auto) \
         else profile
-    if not raw.strip(b" \r\n\x00"):
+    if _BLANK.fullmatch(raw):  # no copy of the frame (strip() made one per frame)
         raise UnreadableMessage("empty message: the frame holds no HL7 segments")
     decided = choose_charset(sniffed, chosen, charset, default_charset)
     return Prepared(decode(raw, decided, errors), decided,
