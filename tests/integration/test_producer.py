@@ -122,3 +122,18 @@ async def test_send_batch_pipelines_and_keeps_order(kafka_bootstrap: str,
     for key in (b"p-1", b"p-2"):
         assert [int(dict(r.headers)["ce_seq"]) for r in records if r.key == key] == list(
             range(40))
+
+
+@bounded(60)
+async def test_ping_answers_while_the_broker_does(kafka_bootstrap: str) -> None:
+    from connectors.kafka.errors import KafkaClientError
+
+    producer = EventProducer(KafkaSettings(bootstrap_servers=kafka_bootstrap))
+    with pytest.raises(KafkaClientError) as caught:  # not started: nothing to ask with
+        await producer.ping(1.0)
+    assert caught.value.retriable
+    async with producer:
+        await producer.ping(5.0)
+    with pytest.raises(KafkaClientError):
+        await producer.ping(1.0)  # stopped
+
