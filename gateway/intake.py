@@ -47,7 +47,7 @@ from mappers.errors import (
     UnsupportedProcessingId,
     UnsupportedVersion,
 )
-from mappers.hl7v2.envelope import HL7_CHARSETS, Sniffed, sniff
+from mappers.hl7v2.envelope import HL7_CHARSETS, Sniffed, sniff, sniff_text
 
 if TYPE_CHECKING:
     from gateway.prepare import Prepared
@@ -157,6 +157,12 @@ class Intake:
                 f"spool holds {self.max_pending} unpublished messages; resend later")
         sender_id = f"{header.sending_application}|{header.sending_facility}"
         sha = hashlib.sha256(frame).hexdigest()
+        if not prepared.charset.startswith("utf-16") and not (
+                env.sending_application + env.sending_facility + env.receiving_application
+                + env.receiving_facility + env.control_id).isascii():
+            # Echoed fields were read from the bytes as Latin-1; in a UTF-8 message they
+            # would come back garbled: read them again from the decoded text.
+            env = sniff_text(prepared.text).envelope
         code = answer_code("AA", env)
         ack = ack_bytes(build_ack(env, code, ack_control_id=_ack_id()), prepared.charset) \
             if code else b""

@@ -159,3 +159,21 @@ async def test_sender_entry_charset_reaches_the_row() -> None:
     [row] = stored
     assert isinstance(row, Accepted)
     assert (row.charset, row.timezone) == ("cp1252", "Europe/Paris")
+
+
+async def test_the_ack_echoes_non_ascii_sender_fields_as_sent() -> None:
+    stored: list[Accepted | Rejected] = []
+
+    class Keeping(FailingSpool):
+        async def store(self, row: Accepted | Rejected) -> StoreOutcome:
+            stored.append(row)
+            return StoreOutcome("stored", 1, row.ack)
+
+    from gateway.mllp.client import split_messages
+
+    raw = _original_mode(split_messages(SAMPLE.read_bytes())[0]).replace(
+        b"|EPICADT|", "|CAFÉ|".encode(), 1)  # UTF-8, as MSH-18 says
+    intake = Intake(ListenerSettings(name="t"), Keeping(), GatewayMetrics())  # type: ignore[arg-type]
+    result = await intake.handle(raw, "p")
+    assert result.ack is not None
+    assert result.ack.decode("utf-8").split("\r")[0].split("|")[4] == "CAFÉ"
