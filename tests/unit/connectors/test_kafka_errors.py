@@ -247,3 +247,34 @@ async def test_send_batch_recreates_after_a_fatal_error_once(
         results = await producer.send_batch("t", events(2))
         assert all(isinstance(r, PublishError) for r in results)
         assert len(scripted.instances) == 2  # one recreation for the whole batch
+
+
+class FlushForever(ScriptedProducer):
+    """aiokafka's stop() with the leader unreachable: the flush waits until records fail."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.failed_with: BaseException | None = None
+        self._flushed = asyncio.Event()
+        self._message_accumulator = self
+
+    def fail_all(self, exception: BaseException) -> None:
+        self.failed_with = exception
+        self._flushed.set()
+
+    async def stop(self) -> None:
+        await self._flushed.wait()
+        self.stopped = True
+
+
+async def test_stop_abandons_unacknowledged_records_at_its_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 16.8: with the broker down, stopping waited for it to come back.
+    monkeypatch.setattr(producer_module, "AIOKafkaProducer", FlushForever)
+    producer = EventProducer(SETTINGS)
+    await producer.start()
+    scripted = producer._producer
+    await asyncio.wait_for(producer.stop(flush_within=0.2), 5)
+    assert scripted.stopped
+    # An aiokafka error, so each waiting sender gets a retriable PublishError.
+    assert isinstance(scripted.failed_with, aiokafka_errors.KafkaTimeoutError)
