@@ -143,6 +143,26 @@ def prepare_text(text: str, *, profiles: ProfileSet = EMPTY_PROFILES,
                     sniffed.envelope)
 
 
+def split_file(data: bytes) -> list[bytes]:
+    """The messages of a file (``hl7gw map``, ``profiles check``), each as its own bytes.
+
+    An ASCII-compatible file is split like ``hl7gw send`` does (at each MSH, LF and CRLF
+    as CR, a UTF-8 BOM dropped); a UTF-16 file is one message, kept as it is (splitting
+    its bytes on CR would cut its code units apart).
+    """
+    from gateway.mllp.client import split_messages
+
+    if sniff(data[:64]).layout.startswith("utf-16"):
+        return [data]
+    return split_messages(data)
+
+
+def with_timezone(prepared: Prepared, timezone: str) -> Prepared:
+    """``prepared`` mapped in ``timezone`` (an explicit ``--timezone`` wins over all)."""
+    return Prepared(prepared.text, prepared.charset, timezone, prepared.profile,
+                    prepared.envelope)
+
+
 def convert(prepared: Prepared, *, validate: bool = False) -> mappers.ConversionResult:
     """The FHIR Bundle for a prepared message; raises the mapper's ``MessageError``s."""
     return mappers.convert(prepared.text, default_tz=prepared.timezone,

@@ -26,7 +26,7 @@ def _profiles_dir(profiles: Path | None, settings: Any) -> Path | None:
     return settings.profiles.dir if settings is not None else None
 
 
-def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
+def _choose_profile(raw: bytes, name: str | None, directory: Path | None) -> Any:
     """The profile ``--profile`` names, else the one the gateway would pick from MSH.
 
     Without a profiles folder there is none. An automatic choice is said on stderr, so
@@ -37,14 +37,17 @@ def _choose_profile(text: str, name: str | None, directory: Path | None) -> Any:
             fail("--profile needs the profiles folder: --profiles DIR, or "
                  "--config CFG with profiles.dir set")
         return None
-    from mappers.profiles import ProfileSet, msh_sender
+    from gateway.prepare import choose_profile
+    from mappers.hl7v2.envelope import sniff
+    from mappers.profiles import ProfileSet
 
     profiles = ProfileSet.load(directory)
     if name is not None:
         return profiles.get(name)
-    chosen = profiles.select_text(text)
+    envelope = sniff(raw).envelope
+    chosen = choose_profile(profiles, envelope)
     if chosen is None:
-        app, fac, version = msh_sender(text)
+        app, fac, version = envelope.sender_key
         click.echo(f"profile: none matches MSH-3 {app or '(empty)'}, MSH-4 "
                    f"{fac or '(empty)'}, MSH-12 {version or '(empty)'}", err=True)
     else:
@@ -81,32 +84,30 @@ def map_(file: Path, tz: str | None, no_validate: bool, explain: bool,
     """
     import orjson
 
-    import mappers
-    from gateway.mllp.client import split_messages
+    from gateway.prepare import convert, describe, prepare, split_file, with_timezone
+    from gateway.prepare import explain as explain_prepared
 
-    messages = split_messages(file.read_bytes())
+    messages = split_file(file.read_bytes())
     if len(messages) != 1:
         fail(f"{file}: expected one message, found {len(messages)}")
     settings = load_config(config) if config is not None else None
     directory = _profiles_dir(profiles_dir, settings)
-    profile = _choose_profile(messages[0].decode("latin-1"), profile_name, directory)
-    charset = (profile.charset if profile is not None else None) or "utf-8"
-    text = messages[0].decode(charset, "replace")
-    # --timezone, else the profile's, else the config's default_timezone, else UTC
-    if tz is None and profile is not None:
-        tz = profile.timezone
-    if tz is None and settings is not None:
-        tz = settings.default_timezone
+    profile = _choose_profile(messages[0], profile_name, directory)
     try:
+        # gateway.prepare, as the gateway: charset from a BOM, the profile, MSH-18, else
+        # UTF-8; zone: --timezone, else the profile's, else the config's, else UTC
+        prepared = prepare(messages[0], profile=profile, default_timezone=(
+            settings.default_timezone if settings is not None else "UTC"))
+        if tz is not None:
+            prepared = with_timezone(prepared, tz)
         if explain:
-            sys.stdout.write(mappers.explain(text, default_tz=tz or "UTC", profile=profile)
-                             .rstrip("\n") + "\n")
+            sys.stdout.write(explain_prepared(prepared).rstrip("\n") + "\n")
             return
-        result = mappers.convert(text, default_tz=tz or "UTC", validate=not no_validate,
-                                 profile=profile)
+        result = convert(prepared, validate=not no_validate)
+    except MessageError as exc:
+        fail(f"{file}: {describe(exc)}")
     except Hl7gwError as exc:
-        where = f" ({exc.location})" if isinstance(exc, MessageError) and exc.location else ""
-        fail(f"{file}: {exc}{where}")
+        fail(f"{file}: {exc}")
     sys.stdout.write(orjson.dumps(result.bundle, option=orjson.OPT_INDENT_2).decode() + "\n")
     for issue in result.issues:
         click.echo(f"warning: {issue}", err=True)

@@ -59,27 +59,25 @@ def profiles_check(directory: Path, messages: tuple[Path, ...]) -> None:
 
 def _check_message_file(path: Path, loaded: Any) -> int:
     """Select and map each message of ``path``; print one line each; return refusals."""
-    import mappers
-    from gateway.mllp.client import split_messages
-    from mappers.profiles import msh_sender
+    from gateway.prepare import choose_profile, convert, describe, prepare, split_file
+    from mappers.hl7v2.envelope import sniff
 
     refused = 0
-    for n, raw in enumerate(split_messages(path.read_bytes()), 1):
+    for n, raw in enumerate(split_file(path.read_bytes()), 1):
         label = f"{path}#{n}"
-        profile = loaded.select_text(raw.decode("latin-1"))
+        envelope = sniff(raw).envelope
+        profile = choose_profile(loaded, envelope)
         if profile is None:
-            app, fac, version = msh_sender(raw.decode("latin-1"))
+            app, fac, version = envelope.sender_key
             chosen = f"no profile (MSH-3 {app or '-'}, MSH-4 {fac or '-'}, MSH-12 {version or '-'})"
         else:
             chosen = f"profile {profile.name}"
-        charset = (profile.charset if profile is not None else None) or "utf-8"
         try:
-            result = mappers.convert(raw.decode(charset, "replace"), validate=True,
-                                     profile=profile)
+            # gateway.prepare, as the gateway decodes and maps (charset, zone, profile)
+            result = convert(prepare(raw, profile=profile), validate=True)
         except Hl7gwError as exc:
-            where = f" ({exc.location})" if isinstance(exc, MessageError) and exc.location \
-                else ""
-            click.echo(f"{label}: {chosen}: refused: {exc}{where}")
+            text = describe(exc) if isinstance(exc, MessageError) else str(exc)
+            click.echo(f"{label}: {chosen}: refused: {text}")
             refused += 1
             continue
         click.echo(f"{label}: {chosen}: {result.message_type} -> "
