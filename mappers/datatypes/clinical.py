@@ -44,6 +44,8 @@ def _unit(ctx: Context, rule: RuleView) -> dict[str, Any]:
         return {}
     units = ctx.value(rule.extra[0])
     c = units.decoded(3)
+    if not c[0].isprintable() or "  " in c[0]:  # a FHIR code: no runs of blanks or breaks
+        c[0] = " ".join(c[0].split())
     if not (c[0] or c[1]):
         return {}
     out: dict[str, Any] = {"unit": c[1] or c[0]}

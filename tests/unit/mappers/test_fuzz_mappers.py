@@ -143,6 +143,7 @@ FOUND = [
     ("siu_s12", "AIL", 4, '""\\.br\\\n\\'),  # a CWE code with a line break in it
     ("rde_o11", "RXE", 12, "-0500"),  # a negative count of repeats (FHIR unsignedInt)
     ("siu_s12", "SCH", 9, "0"),  # an appointment of no minutes (FHIR positiveInt)
+    ("oru_r01", "OBX", 6, "0\n\n\\"),  # a unit code with line breaks (Quantity.code)
 ]
 
 
