@@ -1,7 +1,7 @@
 """A real single-node Apache Kafka broker (KRaft) for development and tests.
 
 The broker runs from Maven Central jars: no Docker, no Apache download site. The jars are
-fetched once into ``cache_dir/kafka-<version>/libs`` with a throw-away POM; later starts
+fetched once into ``cache_dir/kafka-<version>/libs`` (``gateway.dev.kafka_jars``); later starts
 only format the data directory (if new) and launch ``kafka.Kafka``. See shared KAFKA.md
 for where each setting comes from. Used by ``hl7gw dev kafka`` and the tests' fixture.
 """
@@ -9,9 +9,7 @@ for where each setting comes from. Used by ``hl7gw dev kafka`` and the tests' fi
 from __future__ import annotations
 
 import base64
-import contextlib
 import ctypes
-import fcntl
 import os
 import shutil
 import signal
@@ -23,22 +21,36 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from string import Template
 from types import TracebackType
 
-from gateway.errors import BrokerUnavailable, GatewayError, MissingTool
+from gateway.dev.kafka_jars import (
+    ensure_jars,
+    last_lines,
+    render_pom,
+    require_tool,
+)
+from gateway.errors import BrokerUnavailable, GatewayError
+
+# Re-exported: the jar fetching moved to gateway.dev.kafka_jars; callers import from here.
+__all__ = [
+    "LocalKafka",
+    "choose_ports",
+    "default_cache_dir",
+    "ensure_jars",
+    "free_port",
+    "metadata_ready",
+    "render_pom",
+    "render_server_properties",
+    "require_tool",
+    "run_broker",
+]
 
 HOST = "127.0.0.1"
-LOG4J_VERSION = "2.24.3"  # what Kafka 4.0-4.1 shipped; the binding Kafka's POM leaves out
-DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 JAVA_HINT = "Java 17+ (apt-get install openjdk-17-jre-headless)"
-MAVEN_HINT = "Maven (apt-get install maven)"
 JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
-FETCH_TIMEOUT = 900.0  # seconds for the one-off Maven fetch; a cold ~/.m2 is ~100 MB
-_MARKER = "fetched.ok"
 _PR_SET_PDEATHSIG = 1
 KILL_WAIT_S = 10.0  # after SIGKILL, for the kernel to end the process
 
@@ -90,12 +102,6 @@ def render_server_properties(*, port: int, controller_port: int, log_dir: Path) 
     return SERVER_PROPERTIES.format(
         host=HOST, port=port, controller_port=controller_port, log_dir=log_dir
     )
-
-
-def render_pom(kafka_version: str, log4j_version: str = LOG4J_VERSION) -> str:
-    """The throw-away POM whose dependencies are the broker's jars."""
-    template = files("gateway.dev").joinpath("kafka_files", "pom.xml.template").read_text()
-    return Template(template).substitute(kafka_version=kafka_version, log4j_version=log4j_version)
 
 
 def free_port(exclude: frozenset[int] = frozenset()) -> int:
@@ -156,83 +162,6 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("connection closed mid-answer")
         chunks += chunk
     return bytes(chunks)
-
-
-def require_tool(name: str, hint: str) -> str:
-    """The full path of program ``name``, or :class:`MissingTool` saying what to install."""
-    path = shutil.which(name)
-    if path is None:
-        raise MissingTool(
-            f"{name!r} not found on PATH: install {hint}, "
-            "or set KAFKA_BOOTSTRAP_SERVERS to use an existing Kafka broker"
-        )
-    return path
-
-
-def ensure_jars(
-    cache_dir: Path, kafka_version: str, *, mvn: str = "mvn", log: Callable[[str], None] = _quiet
-) -> Path:
-    """The ``libs`` directory of Kafka ``kafka_version``, fetched with Maven on first use.
-
-    The marker file is written only after a complete fetch, so a killed fetch is redone;
-    with the marker present Maven is not run at all (fast, offline).
-    """
-    home = cache_dir / f"kafka-{kafka_version}"
-    libs, marker = home / "libs", home / _MARKER
-    if marker.is_file() and libs.is_dir():
-        return libs
-    home.mkdir(parents=True, exist_ok=True)
-    with _exclusive_lock(home / ".lock"):
-        if marker.is_file() and libs.is_dir():  # another process fetched while we waited
-            return libs
-        maven = require_tool(mvn, MAVEN_HINT)
-        log(f"fetching Kafka {kafka_version} jars with Maven into {libs} (first run only)")
-        work = Path(tempfile.mkdtemp(prefix="fetch-", dir=home))
-        try:
-            fetched = _maven_copy_dependencies(maven, kafka_version, work)
-            shutil.rmtree(libs, ignore_errors=True)
-            fetched.rename(libs)
-            marker.write_text("\n".join(sorted(p.name for p in libs.glob("*.jar"))) + "\n")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return libs
-
-
-def _maven_copy_dependencies(maven: str, kafka_version: str, work: Path) -> Path:
-    """Run the dependency plugin in ``work``; return the directory holding the jars."""
-    (work / "pom.xml").write_text(render_pom(kafka_version))
-    out = work / "libs"
-    command = [maven, "-q", "-B", "-f", str(work / "pom.xml"),
-               f"{DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime",
-               f"-DoutputDirectory={out}"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True,
-                              timeout=FETCH_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise BrokerUnavailable(f"Maven did not fetch Kafka within {FETCH_TIMEOUT:.0f}s") from exc
-    if done.returncode != 0 or not (out / f"kafka_2.13-{kafka_version}.jar").is_file():
-        output = _last_lines(done.stdout + done.stderr)
-        raise BrokerUnavailable(
-            f"Maven could not fetch Kafka {kafka_version} (exit {done.returncode}): "
-            f"{' '.join(command)}\n{output}"
-        )
-    return out
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``path`` (one fetch at a time per cache)."""
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _last_lines(text: str, count: int = 30) -> str:
-    """The last ``count`` lines of ``text``."""
-    return "\n".join(text.splitlines()[-count:])
 
 
 def _parent_death_hook() -> Callable[[], None] | None:
@@ -394,7 +323,7 @@ class LocalKafka:
         if done.returncode != 0:
             raise BrokerUnavailable(
                 f"kafka.tools.StorageTool format failed (exit {done.returncode}):\n"
-                + _last_lines(done.stdout + done.stderr)
+                + last_lines(done.stdout + done.stderr)
             )
 
     def _launch(self, java: str, libs: Path, config: Path) -> None:
@@ -429,7 +358,7 @@ class LocalKafka:
     def _log_tail(self) -> str:
         """The last lines of broker.log, for error messages."""
         try:
-            return _last_lines(self.log_path.read_text(errors="replace"))
+            return last_lines(self.log_path.read_text(errors="replace"))
         except OSError:
             return "(no broker.log)"
 
