@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gateway.ack import ack_code_of
 from gateway.batch import split_batch
 from gateway.config import ListenerSettings
@@ -11,8 +9,9 @@ from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import split_messages
 from gateway.spool import Spool
+from tests.support import SAMPLES
 
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0].decode()
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0].decode()
 
 
 def message(control_id: str, *, good: bool = True) -> str:
