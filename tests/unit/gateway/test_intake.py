@@ -14,20 +14,9 @@ from gateway.intake import Intake, event_id
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import split_messages
 from gateway.spool import Spool
+from tests.support import SAMPLES, with_msh
 
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
-
-
-def with_msh(message: bytes, **fields: str) -> bytes:
-    """``message`` with MSH fields replaced, e.g. with_msh(m, f15="AL")."""
-    first, rest = message.split(b"\r", 1)
-    parts = first.split(b"|")
-    for key, value in fields.items():
-        n = int(key[1:])
-        while len(parts) < n:
-            parts.append(b"")
-        parts[n - 1] = value.encode()
-    return b"|".join(parts) + b"\r" + rest
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 
 
 # The sample asks for enhanced mode (MSH-15 AL, MSH-16 NE); most tests use original mode.
