@@ -8,6 +8,7 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.errors import ConfigError
+from tests.support import SAMPLES
 
 GOOD = """\
 source: urn:test
@@ -71,7 +72,7 @@ def test_broken_yaml_names_line(tmp_path: Path) -> None:
 
 
 def test_sample_config_is_valid() -> None:
-    s = load_settings(Path("samples/gateway.yaml"), env={})
+    s = load_settings((SAMPLES / "gateway.yaml"), env={})
     assert s.bridge is not None
     assert s.listeners[0].message_types == ["ADT^A01", "ADT^A04", "ADT^A08"]
 
