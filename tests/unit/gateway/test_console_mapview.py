@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gateway.console.mapview import AUTO, NONE, map_text, parse_summary, pick_profile
 from mappers.errors import ProfileError
 from mappers.profiles import ProfileSet
+from tests.support import SAMPLES
 
-A01 = Path("samples/adt_a01.hl7").read_bytes().decode().split("\x1c")[0].strip("\x0b")
-PROFILES = ProfileSet.load(Path("samples/profiles"))
+A01 = (SAMPLES / "adt_a01.hl7").read_bytes().decode().split("\x1c")[0].strip("\x0b")
+PROFILES = ProfileSet.load(SAMPLES / "profiles")
 
 
 def sunlab(text: str) -> str:
