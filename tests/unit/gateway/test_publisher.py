@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +16,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.mllp.client import split_messages
 from gateway.publisher import Publisher, event_for
 from gateway.spool import Accepted, MessageFilter, Spool
+from tests.support import SAMPLES
 
 
 class ScriptedProducer:
@@ -55,7 +55,7 @@ class ScriptedProducer:
         return out
 
 
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 
 
 def row(i: int, raw: bytes = SAMPLE, message_type: str = "ADT^A01") -> Accepted:
