@@ -8,10 +8,11 @@ from gateway.console.dashboard import Sampler, charts, svg_chart
 from gateway.console.hl7view import reference_version, segments
 from gateway.metrics import GatewayMetrics
 from gateway.spool import Spool
+from tests.support import SAMPLES
 
 
 def test_fields_are_named_from_the_messages_version() -> None:
-    text = Path("samples/adt_a01.hl7").read_bytes().decode().split("\r\x1c")[0]
+    text = (SAMPLES / "adt_a01.hl7").read_bytes().decode().split("\r\x1c")[0]
     segs = segments(text)
     assert segs[0].id == "MSH"
     msh = {f.key: f for f in segs[0].fields}
