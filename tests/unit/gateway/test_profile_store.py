@@ -22,8 +22,9 @@ from gateway.profiles import ProfileStore
 from gateway.spool import MessageFilter, Spool
 from mappers.errors import ProfileError
 from mappers.profiles import EMPTY_PROFILES, ProfileSet
+from tests.support import SAMPLES
 
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 # ALPHA's A01 in original mode, PV1-44 without an offset (the zone decides it), a ZPD.
 ALPHA = (SAMPLE.replace(b"EPICADT", b"ALPHA").replace(b"|AL|NE|", b"|||")
          .replace(b"|20240115102500-0500\r", b"|20240115102500\r") + b"ZPD|1|PLATINUM\r")
