@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 import pytest
 
@@ -11,18 +10,11 @@ from gateway.ack import ack_code_of
 from gateway.config import GatewaySettings
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
+from tests.support import SAMPLES, with_msh
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
-
-
-def with_msh(message: bytes, **fields: str) -> bytes:
-    first, rest = message.split(b"\r", 1)
-    parts = first.split(b"|")
-    for key, value in fields.items():
-        parts[int(key[1:]) - 1] = value.encode()
-    return b"|".join(parts) + b"\r" + rest
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 
 
 def msa(ack: bytes) -> list[str]:
