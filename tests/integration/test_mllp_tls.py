@@ -30,6 +30,7 @@ from tests.integration.mllp_helpers import (
     roundtrip,
     wait_for_metric,
 )
+from tests.support import SAMPLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 REFUSED = "hl7gw_connections_refused_total"
@@ -207,7 +208,7 @@ def test_tls_settings_refuse_a_key_that_does_not_match(pki: Pki) -> None:
         TlsSettings(certfile=pki.server_cert, keyfile=pki.client_key)
 
 
-A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 
 
 async def test_gateway_over_mutual_tls(pki: Pki, gateway_settings: GatewaySettings) -> None:
