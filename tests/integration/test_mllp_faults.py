@@ -34,6 +34,7 @@ from tests.integration.mllp_helpers import (
     roundtrip,
     wait_for_metric,
 )
+from tests.support import SAMPLES
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -361,7 +362,7 @@ async def test_client_timeout_is_a_lost_message_not_a_hang() -> None:
 
 # --- the whole gateway ---------------------------------------------------------------------
 
-A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 
 
 async def test_gateway_acks_after_a_run_of_faults(gateway_settings: GatewaySettings) -> None:
