@@ -28,10 +28,11 @@ from gateway.service import GatewayService
 from gateway.spool import MessageFilter
 from mappers.errors import ProfileError
 from tests.integration.conftest import bounded
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 # PV1-44 without an offset, so the time zone in force shows in Encounter.period.start,
 # and a Z-segment only ALPHA's profile maps.
 BASE = (SAMPLE.replace(b"|20240115102500-0500\r", b"|20240115102500\r")
