@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,22 +18,16 @@ from gateway.config import GatewaySettings
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
 from tests.integration.conftest import RunningServer
+from tests.support import SAMPLES, with_control_id
 
 pytestmark = pytest.mark.integration
 
-A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 
 
 def msh(message: bytes, n: int) -> str:
     """MSH-n of a message (MSH-1 is the separator, so index n - 1)."""
     return message.split(b"\r")[0].decode().split("|")[n - 1]
-
-
-def with_control_id(message: bytes, control_id: str) -> bytes:
-    first, rest = message.split(b"\r", 1)
-    fields = first.split(b"|")
-    fields[9] = control_id.encode()
-    return b"|".join(fields) + b"\r" + rest
 
 
 async def read_topic(bootstrap: str, topic: str, *, expect: int,
