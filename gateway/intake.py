@@ -55,8 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hl7gw.intake")
 
-__all__ = ["HL7_CHARSETS", "Intake", "IntakeResult", "StoreFailed", "UndecodableMessage",
-           "event_id"]
+__all__ = ["HL7_CHARSETS", "Intake", "IntakeResult", "MessageTooLarge", "StoreFailed",
+           "UndecodableMessage", "event_id"]
 
 
 class StoreFailed(MessageError):
@@ -67,6 +67,17 @@ class StoreFailed(MessageError):
     """
 
     ack_code = "AE"
+    err_code = "207"
+
+
+class MessageTooLarge(MessageError):
+    """A frame over the listener's ``max_frame_bytes``: refused whole (AR), never resent as is.
+
+    Only its first bytes were read (and are kept in ``rejected``); the rest was skipped
+    unbuffered. The limit follows what Kafka accepts (docs/configuration.md).
+    """
+
+    ack_code = "AR"
     err_code = "207"
 
 
@@ -223,6 +234,19 @@ class Intake:
             for callback in self._on_stored:
                 callback()
         return outcome
+
+    async def refuse_oversized(self, head: bytes, peer: str) -> IntakeResult:
+        """A frame over ``max_frame_bytes``, of which ``head`` was read: AR naming the limit.
+
+        The envelope for the ACK is read from ``head`` (MSH comes first); ``head`` is what
+        the ``rejected`` table keeps of it.
+        """
+        self._frames.inc()
+        self._bytes.inc(len(head))
+        limit = self.listener.max_frame_bytes
+        return await self._reject(head, sniff(head).envelope, peer, MessageTooLarge(
+            f"message larger than this listener accepts ({limit} bytes, max_frame_bytes);"
+            " split it or send its large content by reference"))
 
     def _nak(self, env: Envelope, exc: MessageError) -> bytes:
         code = answer_code(exc.ack_code, env)

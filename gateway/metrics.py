@@ -45,6 +45,9 @@ class GatewayMetrics:
             "hl7gw_connections_closed_by_gateway", "Connections the listener ended, by reason "
             "(frame_timeout, idle_timeout, frame_too_large, write_timeout)",
             ["listener", "reason"], registry=r)
+        self.oversize_frames = Counter(
+            "hl7gw_oversize_frames", "Frames over max_frame_bytes, refused with an ACK and "
+            "skipped (the connection goes on)", ["listener"], registry=r)
         self.partial_frames = Counter("hl7gw_partial_frames_dropped",
                                       "Partial frames dropped when a connection ended",
                                       ["listener"], registry=r)

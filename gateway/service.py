@@ -29,7 +29,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -38,7 +38,7 @@ from connectors.kafka import EventProducer
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from gateway.errors import ListenError, SpoolError
-from gateway.intake import Intake
+from gateway.intake import Intake, IntakeResult
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import MappingPool
 from gateway.metrics import GatewayMetrics
@@ -98,7 +98,8 @@ class GatewayService:
                             max_pending=self.settings.spool.max_pending,
                             profiles=self.profiles)
             intake.on_stored(self.publisher.wake)
-            listener = MllpListener(ls, self._handler(intake), self.metrics)
+            listener = MllpListener(ls, self._handler(intake.handle, ls.name), self.metrics,
+                                    oversize=self._handler(intake.refuse_oversized, ls.name))
             await listener.start()
             self.listeners.append(listener)
             self.intakes[ls.name] = intake
@@ -143,13 +144,14 @@ class GatewayService:
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
-    def _handler(self, intake: Intake) -> Any:
-        name = intake.listener.name
+    def _handler(self, answer: Callable[[bytes, str], Awaitable[IntakeResult]], name: str
+                 ) -> Callable[[bytes, str], Awaitable[bytes | None]]:
+        """``answer`` (an intake method) as the listener calls it: ACK bytes, counted by code."""
         acks = {code: self.metrics.acks.labels(name, code)
                 for code in ("AA", "AE", "AR", "CA", "CE", "CR")}
 
         async def handle(frame: bytes, peer: str) -> bytes | None:
-            result = await intake.handle(frame, peer)
+            result = await answer(frame, peer)
             if result.ack is not None:
                 acks[result.code].inc()
             return result.ack

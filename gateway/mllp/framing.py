@@ -46,15 +46,25 @@ def sniff_protocol(head: bytes) -> str | None:
 
 
 class FrameTooLarge(Exception):
-    """A frame grew past the configured maximum; the connection must be reset.
+    """A frame grew past the configured maximum; it is refused, the stream goes on.
 
     ``frames`` holds the frames completed earlier in the same ``feed`` call: they are whole
-    messages the peer sent before the oversized one and must still be answered.
+    messages the peer sent before the oversized one and must be answered first. ``head`` is
+    the start of the oversized frame (at most ``HEAD_BYTES`` and never past the cap), enough
+    to read its MSH for a refusal ACK and to keep as evidence. ``rest`` is what followed the
+    oversized frame's end in the same ``feed`` call: feed it again to go on. When the end has
+    not arrived yet the decoder skips the frame's remaining bytes up to its end by itself.
     """
 
-    def __init__(self, text: str, frames: list[bytes] | None = None) -> None:
+    def __init__(self, text: str, frames: list[bytes] | None = None, *, head: bytes = b"",
+                 rest: bytes = b"") -> None:
         super().__init__(text)
         self.frames = frames or []
+        self.head = head
+        self.rest = rest
+
+
+HEAD_BYTES = 64 * 1024  # of an oversized frame: kept for its refusal ACK and the record
 
 
 def encode_frame(payload: bytes) -> bytes:
@@ -81,11 +91,17 @@ class FrameDecoder:
     _buffer: bytearray = field(default_factory=bytearray)
     _in_frame: bool = False
     _cr_may_follow: bool = False  # a lone FS ended the last chunk and its frame (not strict)
+    _skipping: bool = False  # inside a refused oversized frame: drop bytes up to its end
 
     @property
     def in_frame(self) -> bool:
         """True while a frame has started and not yet ended (a partial frame is buffered)."""
         return self._in_frame
+
+    @property
+    def skipping(self) -> bool:
+        """True while the rest of a refused oversized frame is being dropped."""
+        return self._skipping
 
     @property
     def buffered(self) -> int:
@@ -118,18 +134,34 @@ class FrameDecoder:
             if end < 0:
                 # in strict mode a trailing FS may be the start of the frame's end
                 pending = 1 if self.strict_end and self._buffer[-1:] == FS else 0
-                if len(self._buffer) - pending > self.max_frame_bytes:
-                    self.reset()
-                    raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes", frames)
+                if self._skipping:  # keep only a possible start of the end marker
+                    del self._buffer[: len(self._buffer) - pending]
+                elif len(self._buffer) - pending > self.max_frame_bytes:
+                    head = self._head()
+                    del self._buffer[: len(self._buffer) - pending]
+                    self._skipping = True
+                    raise FrameTooLarge(self._too_large(), frames, head=head)
                 break
-            if end > self.max_frame_bytes:
+            if self._skipping or end > self.max_frame_bytes:
+                skipped, head = self._skipping, self._head()
+                rest = bytes(self._buffer[end + width :])
                 self.reset()
-                raise FrameTooLarge(f"frame exceeds {self.max_frame_bytes} bytes", frames)
+                self._cr_may_follow = width == 1 and not rest
+                if skipped:  # the end of a frame refused earlier: go on after it
+                    data = rest
+                    continue
+                raise FrameTooLarge(self._too_large(), frames, head=head, rest=rest)
             frames.append(bytes(self._buffer[:end]))
             data = bytes(self._buffer[end + width :])
             self.reset()
             self._cr_may_follow = width == 1 and not data
         return frames
+
+    def _head(self) -> bytes:
+        return bytes(self._buffer[: min(HEAD_BYTES, self.max_frame_bytes)])
+
+    def _too_large(self) -> str:
+        return f"frame exceeds {self.max_frame_bytes} bytes"
 
     def _find_end(self, search_from: int) -> tuple[int, int]:
         """Position and width of the frame terminator in the buffer, or (-1, 0)."""
@@ -147,3 +179,4 @@ class FrameDecoder:
         self._buffer.clear()
         self._in_frame = False
         self._cr_may_follow = False
+        self._skipping = False

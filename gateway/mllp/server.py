@@ -8,9 +8,12 @@ every connection's failure stays in that connection. What the listener does to a
   the allowlist, past the listener's connection cap or past the per-IP cap;
 - closes after a few bytes: a TLS ClientHello on a plain port, an HTTP request, or more
   than ``MAX_PREAMBLE_BYTES`` before the first VT;
-- resets without an ACK: a frame over ``max_frame_bytes`` (the rest is not buffered), a
-  frame whose FS does not come within ``frame_timeout_s`` of its VT, a peer that does not
-  read its ACKs within ``frame_timeout_s``;
+- refuses a frame over ``max_frame_bytes`` with the ACK the ``oversize`` handler builds
+  from the frame's first bytes (the gateway's: AR with an ERR naming the limit), drops the
+  rest of that frame unbuffered and goes on with the next one; without such a handler, it
+  resets the connection without an ACK;
+- resets without an ACK: a frame whose FS does not come within ``frame_timeout_s`` of its
+  VT, a peer that does not read its ACKs within ``frame_timeout_s``;
 - closes quietly: no bytes for ``idle_timeout_s`` between frames.
 
 A partial frame is dropped whenever a connection ends (FIN, RST, deadline, shutdown): the
@@ -45,6 +48,8 @@ from gateway.mllp.settings import allowed, server_context
 log = logging.getLogger("hl7gw.mllp")
 
 FrameHandler = Callable[[bytes, str], Awaitable[bytes | None]]  # None: send no ACK
+# (first bytes of an oversized frame, peer) -> the refusal to send, or None for none
+OversizeHandler = Callable[[bytes, str], Awaitable[bytes | None]]
 READ_SIZE = 64 * 1024
 CLOSE_TIMEOUT_S = 5.0  # for a TLS peer to answer close_notify
 # TCP keepalive: first probe after 60 s of silence, then every 15 s, give up after 4.
@@ -72,9 +77,10 @@ class MllpListener:
     """One listening MLLP port; start() binds, stop() closes and drains."""
 
     def __init__(self, settings: ListenerSettings, handler: FrameHandler,
-                 metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics, *, oversize: OversizeHandler | None = None) -> None:
         self.settings = settings
         self.handler = handler
+        self.oversize = oversize
         self.metrics = metrics
         self._ack_latency = metrics.ack_latency.labels(settings.name)  # resolved once
         self._server: asyncio.Server | None = None
@@ -256,9 +262,7 @@ class MllpListener:
                 try:
                     frames = decoder.feed(data)
                 except FrameTooLarge as too_large:
-                    for frame in too_large.frames:  # whole messages sent before it: answer
-                        await self._answer(frame, writer, peer)
-                    raise
+                    frames = await self._refuse_oversized(too_large, decoder, writer, peer)
                 if not decoder.in_frame:
                     deadline = None
                 elif deadline is None or frames:  # a new frame started in this chunk
@@ -285,9 +289,31 @@ class MllpListener:
         except TimeoutError:
             raise _EndConnection(reason, reset=reason != "idle_timeout") from None
 
+    async def _refuse_oversized(self, too_large: FrameTooLarge, decoder: FrameDecoder,
+                                writer: asyncio.StreamWriter, peer: str) -> list[bytes]:
+        """Answer the frames before an oversized one, refuse it, and return those after it.
+
+        Without an ``oversize`` handler the error goes on up and the connection is reset.
+        """
+        while True:
+            for frame in too_large.frames:  # whole messages sent before it: answer
+                await self._answer(frame, writer, peer)
+            if self.oversize is None:
+                raise too_large
+            self.metrics.oversize_frames.labels(self.settings.name).inc()
+            started = time.perf_counter()
+            await self._send(await self.oversize(too_large.head, peer), writer, started)
+            try:
+                return decoder.feed(too_large.rest) if too_large.rest else []
+            except FrameTooLarge as again:
+                too_large = again
+
     async def _answer(self, frame: bytes, writer: asyncio.StreamWriter, peer: str) -> None:
         started = time.perf_counter()
-        ack = await self.handler(frame, peer)
+        await self._send(await self.handler(frame, peer), writer, started)
+
+    async def _send(self, ack: bytes | None, writer: asyncio.StreamWriter,
+                    started: float) -> None:
         if ack is None:
             return  # enhanced mode asked for no accept acknowledgement
         writer.write(encode_frame(ack))

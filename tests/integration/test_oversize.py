@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from connectors.settings import KafkaSettings
 from gateway.ack import ack_code_of
 from gateway.config import GatewaySettings, HttpSettings, ListenerSettings, SpoolSettings
-from gateway.mllp.client import MllpClient, MllpClientError, split_messages
+from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
 from tests.integration.conftest import bounded, read_records
 
@@ -105,7 +105,9 @@ async def test_a_record_too_large_for_its_topic_fails_alone_and_the_rest_go_out_
 async def test_a_frame_larger_than_kafka_takes_is_refused_at_intake(
         tmp_path: Path, kafka_bootstrap: str, kafka_topic: str) -> None:
     # The 1.5 MB ORU: past max_frame_bytes (1 MiB by default, as Kafka's
-    # max_request_size) it is not ACKed, so the sender keeps it and nothing is spooled.
+    # max_request_size) it is refused with CR (AR in original mode) and an ERR naming the
+    # limit, so the sender does not resend it forever; its first bytes are kept in
+    # `rejected`; the connection goes on and the next message is accepted.
     settings = GatewaySettings(
         listeners=[ListenerSettings(name="cap", port=0)], http=HttpSettings(port=0),
         spool=SpoolSettings(path=tmp_path / "spool.db"), mapping_workers=0,
@@ -114,11 +116,17 @@ async def test_a_frame_larger_than_kafka_takes_is_refused_at_intake(
     async with GatewayService(settings, http=False) as gateway:
         port = gateway.listeners[0].port
         async with MllpClient("127.0.0.1", port, timeout=30) as client:
-            with pytest.raises(MllpClientError):
-                await client.send(oru("HUGE", 1_500_000))
-        async with MllpClient("127.0.0.1", port, timeout=30) as client:
-            assert ack_code_of((await client.send(oru("AFTER"))).decode()) == "CA"
+            refusal = (await client.send(oru("HUGE", 1_500_000))).decode()
+            after = (await client.send(oru("AFTER"))).decode()
+    assert ack_code_of(refusal) == "CR"
+    assert "MSA|CR|HUGE" in refusal  # echoed from the first bytes of the frame
+    assert "max_frame_bytes" in refusal.split("\rERR|", 1)[1]
+    assert ack_code_of(after) == "CA"
     assert set(statuses(tmp_path / "spool.db")) == {"AFTER"}
+    with sqlite3.connect(tmp_path / "spool.db") as conn:
+        kept = conn.execute("SELECT control_id, ack_code, length(raw) FROM rejected").fetchall()
+    conn.close()
+    assert kept == [("HUGE", "AR", 64 * 1024)]
 
 
 def long_report(control_id: str, lines: int) -> bytes:

@@ -48,12 +48,26 @@ def test_lenient_mode_accepts_fs_without_cr() -> None:
     assert decoder.feed(b"\x0bA\x1c\x0bB\x1c\r") == [b"A", b"B"]
 
 
-def test_frame_over_limit_raises_and_forgets_the_buffer() -> None:
+def test_frame_over_limit_raises_keeps_its_head_and_skips_the_rest_of_it() -> None:
     decoder = FrameDecoder(max_frame_bytes=10)
-    with pytest.raises(FrameTooLarge):
-        decoder.feed(b"\x0b" + b"x" * 11)
-    assert decoder.buffered == 0
-    assert not decoder.in_frame
+    with pytest.raises(FrameTooLarge) as raised:
+        decoder.feed(b"\x0bMSH|" + b"x" * 11)
+    assert raised.value.head == b"MSH|xxxxxx"  # the cap's worth, for the refusal's MSH
+    assert decoder.buffered == 0  # nothing past the cap is held
+    assert decoder.in_frame and decoder.skipping
+    # the rest of the refused frame is dropped up to its end; the next frame comes through
+    assert decoder.feed(b"y" * 1000 + b"\x1c\r\x0bnext\x1c\r") == [b"next"]
+    assert not decoder.in_frame and not decoder.skipping
+    assert decoder.discarded_bytes == 0
+
+
+def test_a_whole_oversized_frame_in_one_read_hands_back_what_followed_it() -> None:
+    decoder = FrameDecoder(max_frame_bytes=3)
+    with pytest.raises(FrameTooLarge) as raised:
+        decoder.feed(b"\x0bA\x1c\r\x0bTOO BIG\x1c\r\x0bB\x1c\r")
+    assert raised.value.frames == [b"A"]
+    assert raised.value.head == b"TOO"
+    assert decoder.feed(raised.value.rest) == [b"B"]
 
 
 def test_frame_exactly_at_limit_passes() -> None:

@@ -1,7 +1,8 @@
 """Fuzzing MLLP framing: any chunking of any bytes gives the same frames.
 
-``FrameDecoder.feed`` raises ``FrameTooLarge`` and nothing else; after it the listener resets
-the connection, so an outcome here ends there. Bounded (see tests/support/fuzz.py).
+``FrameDecoder.feed`` raises ``FrameTooLarge`` and nothing else; after it the listener refuses
+the oversized frame and goes on with what follows it, and so does ``run`` here. Bounded
+(see tests/support/fuzz.py).
 """
 
 from __future__ import annotations
@@ -19,18 +20,29 @@ PIECES = st.sampled_from([VT, FS, CR, FS + CR, VT + b"MSH|^~\\&|A", b"\n", b"x",
 STREAMS = st.lists(PIECES | st.binary(max_size=6), max_size=40).map(b"".join)
 
 
-Outcome = tuple[list[bytes], bool, int, bool]
+Outcome = tuple[list[bytes | tuple[str, bytes]], int, bool]
 
 
 def run(decoder: FrameDecoder, chunks: list[bytes]) -> Outcome:
-    """Frames, whether the stream was refused as too large, discarded bytes, in_frame."""
-    frames: list[bytes] = []
+    """What the listener sees: frames and refusals (("too large", head)) in order, the
+    discarded bytes, and whether a frame is still open at the end.
+
+    After ``FrameTooLarge`` the listener answers the frames before it, refuses the oversized
+    one and feeds ``rest``; the decoder skips the refused frame's remaining bytes itself.
+    """
+    seen: list[bytes | tuple[str, bytes]] = []
     for chunk in chunks:
-        try:
-            frames += decoder.feed(chunk)
-        except FrameTooLarge as exc:
-            return frames + exc.frames, True, decoder.discarded_bytes, decoder.in_frame
-    return frames, False, decoder.discarded_bytes, decoder.in_frame
+        data = chunk
+        while True:
+            try:
+                seen += decoder.feed(data)
+            except FrameTooLarge as exc:
+                seen += [*exc.frames, ("too large", exc.head)]
+                data = exc.rest
+                if data:
+                    continue
+            break
+    return seen, decoder.discarded_bytes, decoder.in_frame
 
 
 def split(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -62,15 +74,32 @@ def test_any_chunking_gives_the_same_frames(data: bytes, cuts: list[int], strict
 def test_encoded_frames_come_back_whole_and_noise_is_counted(
         payloads: list[bytes], noise: bytes, cuts: list[int]) -> None:
     data = noise + b"".join(encode_frame(p) for p in payloads)
-    frames, refused, discarded, in_frame = run(FrameDecoder(), split(data, cuts))
+    frames, discarded, in_frame = run(FrameDecoder(), split(data, cuts))
     assert frames == payloads
-    assert not refused and not in_frame
+    assert not in_frame
     assert discarded == len(noise)
 
 
 @fuzz_settings(2000)
 @given(data=STREAMS, limit=st.integers(min_value=1, max_value=40))
 def test_no_frame_over_the_cap_is_returned(data: bytes, limit: int) -> None:
-    frames, _, _, _ = run(FrameDecoder(max_frame_bytes=limit), [data])
+    seen, _, _ = run(FrameDecoder(max_frame_bytes=limit), [data])
+    frames = [f for f in seen if isinstance(f, bytes)]
     assert all(len(f) <= limit for f in frames)
-    assert all(VT not in f[:0] for f in frames)
+    assert all(len(head) <= limit for kind, head in (r for r in seen if isinstance(r, tuple)))
+
+
+@fuzz_settings(2000)
+@given(before=st.binary(max_size=8), big=st.integers(min_value=1, max_value=30),
+       after=st.binary(max_size=8), cuts=st.lists(st.integers(min_value=0), max_size=8),
+       strict=st.booleans())
+def test_an_oversized_frame_is_refused_once_and_the_frames_after_it_come_through(
+        before: bytes, big: int, after: bytes, cuts: list[int], strict: bool) -> None:
+    clean = [p.replace(VT, b"").replace(FS, b"") for p in (before, after)]
+    limit = 10
+    oversized = b"MSH|" + b"x" * (limit + big)
+    data = encode_frame(clean[0]) + encode_frame(oversized) + encode_frame(clean[1])
+    seen, _, in_frame = run(FrameDecoder(max_frame_bytes=limit + 4, strict_end=strict),
+                            split(data, cuts))
+    assert seen == [clean[0], ("too large", oversized[:limit + 4]), clean[1]]
+    assert not in_frame
