@@ -204,13 +204,6 @@ class Console:
             raise Denied(404, f"no rejected message with id {row_id} (pruned, or never kept)")
         return found[0]
 
-    def listener_charset(self, listener: str) -> str:
-        """The charset a listener reads with (for refused rows, which keep none)."""
-        for ls in self.runtime.settings.listeners:
-            if ls.name == listener:
-                return ls.charset
-        return "utf-8"
-
     def map_row(self, raw: bytes, listener: str, charset: str | None = None,
                 timezone: str | None = None) -> tuple[str, str, MappingView]:
         """(text, charset, mapping) of stored bytes as the gateway's worker maps them now.
