@@ -20,18 +20,12 @@ from gateway.config import ConsoleSettings, ConsoleUser, GatewaySettings, Profil
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
 from tests.integration.conftest import bounded, read_records
+from tests.support import PROFILES, SAMPLES, with_control_id
 
 pytestmark = pytest.mark.integration
 
-A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 OPERATOR, VIEWER = "op-token-0123456789", "viewer-token-0123456789"
-
-
-def with_control_id(message: bytes, control_id: str) -> bytes:
-    first, rest = message.split(b"\r", 1)
-    fields = first.split(b"|")
-    fields[9] = control_id.encode()
-    return b"|".join(fields) + b"\r" + rest
 
 
 def console_settings(tmp_path: Path, users: bool = True, enabled: bool = True
@@ -75,7 +69,7 @@ async def test_roles_audit_and_replay(gateway_settings: GatewaySettings, tmp_pat
                                       kafka_bootstrap: str, kafka_topic: str) -> None:
     settings = gateway_settings.model_copy(update={
         "console": console_settings(tmp_path),
-        "profiles": ProfilesSettings(dir=Path("samples/profiles"), watch_interval_s=0)})
+        "profiles": ProfilesSettings(dir=PROFILES, watch_interval_s=0)})
     audit = settings.console.audit_path
     async with GatewayService(settings) as gateway:
         async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
