@@ -21,20 +21,13 @@ from gateway.config import GatewaySettings
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
 from tests.integration.conftest import bounded
+from tests.support import REPO, SAMPLES, with_control_id
 
 pytestmark = pytest.mark.integration
 
 HL7GW = str(Path(sys.executable).with_name("hl7gw"))
-REPO = Path(__file__).resolve().parents[2]
-A01 = split_messages((REPO / "samples/adt_a01.hl7").read_bytes())[0]
-A04 = split_messages((REPO / "samples/adt_a04.hl7").read_bytes())[0]
-
-
-def with_control_id(message: bytes, control_id: str) -> bytes:
-    first, rest = message.split(b"\r", 1)
-    fields = first.split(b"|")
-    fields[9] = control_id.encode()
-    return b"|".join(fields) + b"\r" + rest
+A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
+A04 = split_messages((SAMPLES / "adt_a04.hl7").read_bytes())[0]
 
 
 async def hl7gw(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
