@@ -24,6 +24,10 @@ class ConnectorError(Hl7gwError):
             self.retriable = retriable
 
 
+class SettingsFileError(ConnectorError):
+    """A connector's settings file (the alert thresholds) is invalid: ``file:line: what``."""
+
+
 class InvalidEvent(ConnectorError):
     """Bytes or headers that are not a CloudEvent this gateway accepts."""
 

@@ -11,6 +11,7 @@ event raises the same alert id and a sink can drop the repeat.
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -19,10 +20,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import orjson
-import yaml
 
-from connectors.errors import ConnectorError
+from connectors.errors import ConnectorError, SettingsFileError
 from connectors.events import Event
+from hl7gw.yamlfile import load_file
 
 LOINC = "http://loinc.org"
 BP_PANEL = "85354-9"
@@ -58,25 +59,47 @@ class Threshold:
 
 
 def thresholds_from(data: Mapping[str, Any] | None = None) -> dict[str, Threshold]:
-    """Thresholds from a mapping ``code -> {low, high}`` over the defaults."""
+    """Thresholds from a mapping ``code -> {low, high}`` over the defaults.
+
+    Raises ``ValueError`` naming the code (``load_thresholds`` adds the file and line).
+    """
     merged: dict[str, Any] = {**DEFAULT_THRESHOLDS, **dict(data or {})}
-    table: dict[str, Threshold] = {}
-    for code, bounds in merged.items():
-        if not isinstance(bounds, Mapping) or not set(bounds) <= {"low", "high"}:
-            raise ValueError(f"threshold for {code}: give a mapping with low and/or high")
-        low, high = bounds.get("low"), bounds.get("high")
-        if low is not None and high is not None and float(low) > float(high):
-            raise ValueError(f"threshold for {code}: low is above high")
-        table[str(code)] = Threshold(None if low is None else float(low),
-                                     None if high is None else float(high))
-    return table
+    return {str(code): _threshold(code, bounds) for code, bounds in merged.items()}
+
+
+def _threshold(code: object, bounds: object) -> Threshold:
+    if not isinstance(bounds, Mapping) or not set(bounds) <= {"low", "high"}:
+        raise ValueError(f"threshold for {code}: give a mapping with low and/or high")
+    low, high = (_bound(code, side, bounds.get(side)) for side in ("low", "high"))
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"threshold for {code}: low is above high")
+    return Threshold(low, high)
+
+
+def _bound(code: object, side: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise ValueError(f"threshold for {code}: {side} must be a finite number")
+    return float(value)
 
 
 def load_thresholds(path: Path) -> dict[str, Threshold]:
-    """Thresholds from a YAML file (a mapping of LOINC code to low/high)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    """Thresholds from a YAML file (a mapping of LOINC code to low/high).
+
+    Every mistake is a ``SettingsFileError`` reading ``file:line: what is wrong``.
+    """
+    doc = load_file(path, SettingsFileError, what="thresholds")
+    data = doc.data or {}
     if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: thresholds must be a mapping of LOINC code to low/high")
+        raise SettingsFileError(
+            f"{path}:1: thresholds must be a mapping of LOINC code to low/high")
+    for code, bounds in data.items():
+        try:
+            _threshold(code, bounds)
+        except ValueError as exc:
+            raise SettingsFileError(f"{path}:{doc.line((code,))}: {exc}") from None
     return thresholds_from(data)
 
 

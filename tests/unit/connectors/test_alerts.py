@@ -18,6 +18,7 @@ from connectors.cloud import (
     thresholds_from,
 )
 from connectors.cloud.alerts import ALERT_TYPE, AlertSinkError
+from connectors.errors import SettingsFileError
 from connectors.events import Event
 
 
@@ -126,10 +127,30 @@ async def test_configured_thresholds_override_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data", [{"8867-4": {"low": 100, "high": 50}},
-                                  {"8867-4": {"min": 1}}, {"8867-4": 5}])
+                                  {"8867-4": {"min": 1}}, {"8867-4": 5},
+                                  {"8867-4": {"low": "fifty"}}, {"8867-4": {"high": True}},
+                                  {"8867-4": {"high": [1]}}])
 def test_bad_thresholds_are_refused(data: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="8867-4"):
         thresholds_from(data)
+
+
+@pytest.mark.parametrize(("text", "line", "says"), [
+    ('"8310-5": {high: 39}\n"8867-4": {low: fifty}\n', 2, "low must be a finite number"),
+    ('"8867-4": {low: 60}\n"9279-1": {min: 5}\n', 2, "mapping with low and/or high"),
+    ('"8867-4": {low: 60\n', 2, "not valid YAML"),
+    ("- 8867-4\n", 1, "mapping of LOINC code"),
+])
+def test_a_bad_thresholds_file_names_its_line(tmp_path: Path, text: str, line: int,
+                                              says: str) -> None:
+    # Before, a bad value was a bare ValueError (or a TypeError / YAML traceback) without
+    # the file or the line, and the function failed to start with no hint where to look.
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SettingsFileError) as refused:
+        load_thresholds(path)
+    assert str(refused.value).startswith(f"{path}:{line}: ")
+    assert says in str(refused.value)
 
 
 async def test_alert_id_is_stable_across_replays() -> None:
