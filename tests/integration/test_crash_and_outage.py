@@ -21,11 +21,12 @@ from gateway.ack import ack_code_of
 from gateway.dev.kafka import LocalKafka, default_cache_dir
 from gateway.mllp.client import MllpClient, MllpClientError, split_messages
 from tests.integration.conftest import free_port
+from tests.support import SAMPLES
 
 pytestmark = pytest.mark.integration
 
 HL7GW = str(Path(sys.executable).with_name("hl7gw"))
-SAMPLE = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+SAMPLE = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 ACCEPTED = ("AA", "CA")
 
 
