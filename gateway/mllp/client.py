@@ -47,8 +47,14 @@ def _segments(data: bytes) -> bytes:
 
 
 def read_message_files(paths: list[Path]) -> list[tuple[Path, bytes]]:
-    """Every message in ``paths``, with the file it came from."""
-    return [(p, m) for p in paths for m in split_messages(p.read_bytes())]
+    """Every message in ``paths``, with the file it came from.
+
+    Split as ``hl7gw map`` splits them (``gateway.prepare.split_file``: a UTF-16 file is
+    one message, not cut apart at byte 0x0D inside its code units).
+    """
+    from gateway.prepare import split_file  # the mapper's envelope sniffer; only for files
+
+    return [(p, m) for p in paths for m in split_file(p.read_bytes())]
 
 
 class MllpClient:
