@@ -31,6 +31,7 @@ from gateway.config import (
 )
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
+from tests.support import SAMPLES, with_control_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -39,15 +40,8 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-q
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-A01 = split_messages(Path("samples/adt_a01.hl7").read_bytes())[0]
+A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 TOKEN = "browser-operator-token-42"
-
-
-def with_control_id(message: bytes, control_id: str) -> bytes:
-    first, rest = message.split(b"\r", 1)
-    fields = first.split(b"|")
-    fields[9] = control_id.encode()
-    return b"|".join(fields) + b"\r" + rest
 
 
 def need_chromium() -> None:
