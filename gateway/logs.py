@@ -1,7 +1,7 @@
 """Structured JSON logs without PHI.
 
 Log calls pass only ids, types, sizes and peer addresses as ``extra`` fields; message
-bodies and patient data never reach a log record (DESIGN.md decision 8).
+bodies and patient data never reach a log record (README: Logs).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ published only after the broker acknowledged every record made from it. If a rec
 fails, only the rows before it are marked; the failed row and everything after it are sent
 again on the next pass. A consumer may then see a record twice, never out of order for
 good; the stable event id and deterministic FHIR ids make the second copy harmless
-(DESIGN.md 3 and 4).
+(at-least-once delivery, README; deterministic ids, mappers/ids.py).
 
 A record Kafka refuses for good (a non-retriable error: too large for ``max_request_size``
 or the topic's ``max.message.bytes``, not authorised, ...) would fail the same way on

@@ -2,8 +2,8 @@
 
 The broker runs from Maven Central jars: no Docker, no Apache download site. The jars are
 fetched once into ``cache_dir/kafka-<version>/libs`` (``gateway.dev.kafka_jars``); later starts
-only format the data directory (if new) and launch ``kafka.Kafka``. See shared KAFKA.md
-for where each setting comes from. Used by ``hl7gw dev kafka`` and the tests' fixture.
+only format the data directory (if new) and launch ``kafka.Kafka`` with the single-node
+settings in ``SERVER_PROPERTIES`` below. Used by ``hl7gw dev kafka`` and the tests' fixture.
 """
 
 from __future__ import annotations
