@@ -10,6 +10,7 @@ import pytest
 
 from connectors.cloud import FhirServerWriter, MemoryStore, VitalSignAlerts, processor_from_env
 from connectors.cloud.processor import Processor
+from connectors.errors import SettingsFileError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -40,7 +41,7 @@ async def test_alert_needs_a_sink_and_reads_thresholds(tmp_path: Path) -> None:
     path = tmp_path / "t.yaml"
     path.write_text('"8867-4": {low: 100, high: 50}\n', encoding="utf-8")
     env = {"HL7GW_PROCESSOR": "alert", "HL7GW_ALERT_SINK_URL": "https://alerts.example/"}
-    with pytest.raises(ValueError, match="low is above high"):
+    with pytest.raises(SettingsFileError, match=f"^{path}:1: .*low is above high"):
         processor_from_env({**env, "HL7GW_ALERT_THRESHOLDS": str(path)})
     processor = processor_from_env(env)
     assert isinstance(processor, VitalSignAlerts)
