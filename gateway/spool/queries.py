@@ -39,13 +39,7 @@ def count_pending(conn: sqlite3.Connection) -> int:
 def find(conn: sqlite3.Connection, where: MessageFilter, limit: int,
          before_id: int | None) -> list[MessageInfo]:
     """Accepted messages matching ``where``, newest first, below ``before_id`` if given."""
-    sql, args = where.where()
-    if before_id is not None:
-        sql += " AND id < ?"
-        args.append(before_id)
-    rows = conn.execute(
-        f"SELECT {MessageInfo.COLUMNS} FROM messages WHERE {sql} ORDER BY id DESC LIMIT ?",
-        (*args, limit)).fetchall()
+    rows = _page(conn, "messages", MessageInfo.COLUMNS, where, limit, before_id)
     return [MessageInfo.from_row(r) for r in rows]
 
 
@@ -54,14 +48,21 @@ def find_rejected(conn: sqlite3.Connection, where: MessageFilter, limit: int,
     """Refused messages matching ``where``'s ids, sender, control id and times."""
     only = MessageFilter(ids=where.ids, sender=where.sender, control_id=where.control_id,
                          since=where.since, until=where.until)
-    sql, args = only.where()
+    rows = _page(conn, "rejected", RejectedInfo.COLUMNS, only, limit, before_id)
+    return [RejectedInfo.from_row(r) for r in rows]
+
+
+def _page(conn: sqlite3.Connection, table: str, columns: str, where: MessageFilter,
+          limit: int, before_id: int | None) -> list[sqlite3.Row]:
+    """One page of ``table`` rows matching ``where``, newest first, below ``before_id``."""
+    sql, args = where.where()
     if before_id is not None:
         sql += " AND id < ?"
         args.append(before_id)
-    rows = conn.execute(
-        f"SELECT {RejectedInfo.COLUMNS} FROM rejected WHERE {sql} ORDER BY id DESC LIMIT ?",
+    found: list[sqlite3.Row] = conn.execute(
+        f"SELECT {columns} FROM {table} WHERE {sql} ORDER BY id DESC LIMIT ?",
         (*args, limit)).fetchall()
-    return [RejectedInfo.from_row(r) for r in rows]
+    return found
 
 
 def body(conn: sqlite3.Connection, table: Literal["messages", "rejected"],
