@@ -8,10 +8,19 @@ in ``mappers.registry``.
 
 from __future__ import annotations
 
+import pathlib
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from mappers.engine.paths import TargetPath
 from mappers.engine.refs import FieldRef, IdView, RuleView
@@ -19,6 +28,8 @@ from mappers.registry import DATATYPES, ID_KEYS, PREDICATES
 
 _SEGMENT = re.compile(r"[A-Z][A-Z0-9]{2}")
 _RESOURCE = re.compile(r"[A-Z][A-Za-z]+")
+_IG_MAP = re.compile(r"[A-Z][A-Z0-9]{2}\[[A-Za-z-]+\]")  # an IG segment map: PID[Patient]
+IG_SEGMENTS = pathlib.Path(__file__).resolve().parent.parent / "specs" / "ig" / "segments"
 
 
 def _segment_id(value: Any) -> Any:
@@ -27,7 +38,23 @@ def _segment_id(value: Any) -> Any:
     return value
 
 
+def _whole_field(value: Any) -> FieldRef:
+    """``PID-10``, not ``PID-10.1``: the IG maps whole fields."""
+    ref = FieldRef.parse(value)
+    if ref.component is not None:
+        raise ValueError(f"name the whole field ({ref.segment}-{ref.field}), as the IG rows do")
+    return ref
+
+
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise ValueError("give the reason the field is not mapped")
+    return text
+
+
 Ref = Annotated[FieldRef, BeforeValidator(FieldRef.parse)]
+WholeField = Annotated[FieldRef, BeforeValidator(_whole_field)]
+Reason = Annotated[str, AfterValidator(_reason)]
 Path = Annotated[TargetPath, BeforeValidator(TargetPath.compile)]
 SegmentId = Annotated[str, BeforeValidator(_segment_id)]
 
@@ -151,6 +178,10 @@ class ResourceSpec(_Spec):
     when: dict[str, Ref] = Field(default_factory=dict)  # named predicates: build only if all hold
     required_elements: list[str] = Field(default_factory=list)
     rules: list[Rule]
+    # IG segment maps this spec implements (PID[Patient]); default: SEG[resource] if the IG
+    # has it. Checked by tests/unit/mappers/test_ig_conformance.py, cited by --explain.
+    ig: list[str] | None = None
+    not_mapped: dict[WholeField, Reason] = Field(default_factory=dict)  # IG field -> why not
 
     @property
     def key(self) -> str:
@@ -161,6 +192,20 @@ class ResourceSpec(_Spec):
     @classmethod
     def _known_predicates(cls, when: dict[str, FieldRef]) -> dict[str, FieldRef]:
         return known_predicates(when)
+
+    @field_validator("ig", mode="before")
+    @classmethod
+    def _ig_maps(cls, names: Any) -> Any:
+        """One name or a list; each an IG segment map shipped in specs/ig/segments/."""
+        names = [names] if isinstance(names, str) else names
+        for name in names if isinstance(names, list) else []:
+            if not isinstance(name, str) or not _IG_MAP.fullmatch(name):
+                raise ValueError(f"{name!r} is not an IG segment map name like PID[Patient]")
+            if not (IG_SEGMENTS / f"{name}.csv").is_file():
+                known = sorted(p.stem for p in IG_SEGMENTS.glob(f"{name[:3]}[[]*.csv"))
+                raise ValueError(f"no IG segment map {name!r}; for {name[:3]}: "
+                                 f"{', '.join(known) or 'none'}")
+        return names
 
     @field_validator("resource")
     @classmethod
