@@ -92,3 +92,21 @@ def cancel_event(ctx: Context, ref: FieldRef) -> bool:
 def deleted_action(ctx: Context, ref: FieldRef) -> bool:
     """An action code field (RXA-21, HL7 0206) says D: the record is deleted."""
     return ctx.value(ref).component(1).strip().upper() == "D"
+
+
+# ADT events by what they do to the patient record (HL7 table 0003); see docs/adt-events.md.
+_MERGE_EVENTS = frozenset({"A18", "A30", "A34", "A39", "A40", "A46", "A47"})
+
+
+@predicate("merge_event")
+def merge_event(ctx: Context, ref: FieldRef) -> bool:
+    """The trigger event merges a patient record into another or changes its identifier
+    (A30, A34, A39, A40, A46, A47): the prior identifiers (MRG-1) name a replaced Patient.
+    Not the moves (A43-A45) nor the visit and account merges, whose MRG names no patient."""
+    return ctx.value(ref).component(1).strip() in _MERGE_EVENTS
+
+
+@predicate("link_event")
+def link_event(ctx: Context, ref: FieldRef) -> bool:
+    """The trigger event links two patient records (A24): each PID names the same person."""
+    return ctx.value(ref).component(1).strip() == "A24"

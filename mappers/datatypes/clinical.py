@@ -180,6 +180,29 @@ def patient_link(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any
         "Patient", f"{system}|{chosen.component(1).strip()}")}
 
 
+@datatype("other_patient_link", whole_field=True)
+def other_patient_link(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
+    """The same CX list (PID-3) of the message's other patient, as a reference to it.
+
+    ADT^A24 (link patient information) carries two PIDs for one person: each Patient
+    links to the other, keyed as ``patient_link`` keys it. None with a single PID.
+    """
+    from mappers.ids import resource_id
+
+    assert rule.field is not None
+    current = ctx.segment
+    for seg in ctx.message.get_all_view(rule.field.segment):
+        if seg.position == current.position:
+            continue
+        chosen = choose_identifier(seg.values(rule.field.field))
+        if chosen is None:
+            continue
+        system = component_authority(chosen, 4) or f"facility:{ctx.header.sending_facility}"
+        return {"reference": "Patient/" + resource_id(
+            "Patient", f"{system}|{chosen.component(1).strip()}")}
+    return None
+
+
 @datatype("text_lines", whole_field=True)
 def text_lines(rep: Repetition, ctx: Context, rule: RuleView) -> str | None:
     """Every repetition of a TX/FT/ST field as one text, a line each (TX repeats by line)."""
@@ -196,6 +219,17 @@ def text_attachment(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, 
         return None
     return {"contentType": "text/plain; charset=utf-8",
             "data": base64.b64encode(body.encode()).decode()}
+
+
+@datatype("title_attachment", pure=True)
+def title_attachment(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
+    """A document's title as an Attachment holding only that title.
+
+    A notification without the document (MDM^T01, T03...) still makes a DocumentReference,
+    which R4 requires to have content: the title says which document, not what it says.
+    """
+    value = rep.text.strip()
+    return {"title": value} if value else None
 
 
 @datatype("concept_display", pure=True)
