@@ -15,7 +15,11 @@ request headers such as API keys; kept as secrets so they never show in logs or 
 rebalance waits for the records in flight), ``queue_size`` (100 records buffered per
 partition; a full partition is paused until half of them are done), ``auth`` (how
 requests to the target are authenticated, or ``null``; one of the models below, chosen by
-its ``type``).
+its ``type``), ``http`` (``ProbeSettings``: ``enabled`` (true), ``host`` ("127.0.0.1"),
+``port`` (8081): the bridge's ``/healthz``, ``/readyz`` and ``/metrics``).
+
+``TracingSettings``: ``enabled`` (false), ``endpoint`` (OTLP/HTTP), ``service_name``,
+``sample_ratio`` (1.0), ``headers``, ``timeout_s`` (10).
 
 Bridge auth (``BridgeSettings.auth``): ``ApiKeyAuth`` (``type: api_key``, ``header``
 ("x-api-key"), ``value``); ``AwsSigV4Auth`` (``type: aws_sigv4``, ``region``, ``service``
@@ -51,7 +55,8 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 # Headers the bridge sets itself; a configured header may not replace them.
-_RESERVED_HEADERS = ("content-type", "content-length", "idempotency-key", "host")
+_RESERVED_HEADERS = ("content-type", "content-length", "idempotency-key", "host",
+                     "traceparent", "tracestate")
 
 
 class _Strict(BaseModel):
@@ -209,6 +214,37 @@ AuthSettings = Annotated[ApiKeyAuth | AwsSigV4Auth | OidcAuth | AzureFunctionKey
                          Field(discriminator="type")]
 
 
+class ProbeSettings(_Strict):
+    """A process's own HTTP port for ``/healthz``, ``/readyz`` and ``/metrics``."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)  # 0: any free port
+
+
+class TracingSettings(_Strict):
+    """OpenTelemetry tracing (``connectors.tracing``): off unless ``enabled``.
+
+    ``endpoint``: the OTLP/HTTP traces URL (``http://collector:4318/v1/traces``); unset,
+    the standard ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``
+    variables apply, else ``http://localhost:4318/v1/traces``. ``headers``: sent with each
+    export (a vendor's API key; kept secret). ``sample_ratio``: the share of new traces
+    kept (a trace continued from a sampled parent is always kept).
+    """
+
+    enabled: bool = False
+    endpoint: str | None = None
+    service_name: str | None = None  # default: hl7gw-gateway, hl7gw-bridge, hl7gw-function
+    sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value, "endpoint")
+
+
 class BridgeSettings(_Strict):
     """What the bridge consumes and where it delivers, with its retry and DLQ policy."""
 
@@ -229,6 +265,8 @@ class BridgeSettings(_Strict):
     # while it is busy: a crash redelivers at most this much (deduped by ce-id downstream).
     commit_interval_s: float = Field(default=1.0, ge=0)
     auth: AuthSettings | None = None
+    # /healthz, /readyz and /metrics of the bridge process (docs/observability.md)
+    http: ProbeSettings = Field(default_factory=ProbeSettings)
 
     @model_validator(mode="before")
     @classmethod

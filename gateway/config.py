@@ -17,7 +17,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.settings import BridgeSettings, FunctionSettings, KafkaSettings
+from connectors.settings import (
+    BridgeSettings,
+    FunctionSettings,
+    KafkaSettings,
+    TracingSettings,
+)
 from gateway.config_refs import resolve_references
 from gateway.errors import ConfigError
 from gateway.mllp.settings import CidrList, TlsSettings
@@ -137,6 +142,8 @@ class GatewaySettings(_Strict):
     kafka: KafkaSettings
     bridge: BridgeSettings | None = None
     function: FunctionSettings = Field(default_factory=lambda: FunctionSettings(port=8090))
+    # OpenTelemetry, off by default; serve and bridge read it (docs/observability.md)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     # SIGTERM: how long stopping may take in all (in-flight frames, a last publish, the
     # mapping worker); what is not published by then stays in the spool for the restart.
     drain_timeout_s: float = Field(default=20.0, gt=0)

@@ -24,8 +24,9 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
+from connectors import tracing
 from connectors.bridge.auth import build_auth
 from connectors.bridge.delivery import (
     DeliveryAbandoned,
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT_MS = 250  # how long one getmany waits; bounds how quickly stop() is noticed
 LAG_REFRESH_S = 1.0  # how often the lag of paused partitions is asked from the broker
+BROKER_PROBE_S = 5.0  # /readyz asks the broker for metadata at most this often
+BROKER_PROBE_TIMEOUT_S = 3.0
 
 
 class Bridge:
@@ -57,7 +60,8 @@ class Bridge:
                  registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.kafka = kafka
-        self.metrics: BridgeMetrics = metrics_for(registry)
+        self.registry: CollectorRegistry = REGISTRY if registry is None else registry
+        self.metrics: BridgeMetrics = metrics_for(self.registry)
         self._transport = transport
         self._stopping = asyncio.Event()
         self._finished = asyncio.Event()
@@ -71,6 +75,8 @@ class Bridge:
         self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._committed: dict[TopicPartition, int] = {}
         self._last_commit: dict[TopicPartition, float] = {}
+        self._assigned: set[TopicPartition] | None = None  # None: not yet in the group
+        self._broker: tuple[float, bool, str | None] = (0.0, False, "not started")
 
     # lifecycle ---------------------------------------------------------------------
 
@@ -110,6 +116,48 @@ class Bridge:
     def paused(self) -> set[TopicPartition]:
         """Partitions paused because their queue is full."""
         return {tp for tp, lane in self._lanes.items() if lane.paused}
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, details) for ``/readyz``: in the group, and the broker answers.
+
+        Ready once the consumer has joined its group and holds an assignment (which may
+        be empty: with more bridges than partitions the extra ones stand by, ready to take
+        over), and the broker answered a metadata request (asked at most every
+        ``BROKER_PROBE_S``). Not ready while starting, during a rebalance, or while no
+        broker answers: no event is then being delivered by this process.
+        """
+        broker_ok, broker_error = await self._probe_broker()
+        assigned = self._assigned
+        details: dict[str, Any] = {
+            "group": "joined" if assigned is not None else "joining",
+            "partitions": sorted(f"{tp.topic}-{tp.partition}" for tp in assigned or ()),
+            "kafka": "connected" if broker_ok else "unreachable",
+        }
+        if broker_error is not None:
+            details["kafka_detail"] = broker_error
+        return assigned is not None and broker_ok, details
+
+    async def _probe_broker(self) -> tuple[bool, str | None]:
+        at, ok, error = self._broker
+        consumer = self._consumer
+        if consumer is None:
+            return False, "consumer not started"
+        if time.monotonic() - at < BROKER_PROBE_S:
+            return ok, error
+        try:
+            await asyncio.wait_for(consumer.topics(), BROKER_PROBE_TIMEOUT_S)
+            ok, error = True, None
+        except TimeoutError:
+            ok, error = False, f"no metadata answer within {BROKER_PROBE_TIMEOUT_S:g} s"
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz, not raised
+            ok, error = False, type(exc).__name__
+        self._broker = (time.monotonic(), ok, error)
+        return ok, error
+
+    def _assignment_changed(self, assigned: set[TopicPartition] | None) -> None:
+        """Called with the new assignment, or None when a rebalance takes partitions away."""
+        self._assigned = None if assigned is None else set(assigned)
+        self.metrics.assigned.set(len(assigned or ()))
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
@@ -264,8 +312,8 @@ class Bridge:
             result = DeliveryResult(delivered=False, attempts=0, error=exc)
             event_id = None
         else:
-            assert self._target is not None
-            result = await self._target.deliver(event)
+            result = await (self._deliver_traced(event, record) if tracing.enabled()
+                            else self._deliver(event))
             event_id = event.id
         if result.delivered:
             outcome = "delivered"
@@ -277,6 +325,31 @@ class Bridge:
         log.info("event %s", outcome, extra={**where, "event_id": event_id,
                                              "attempts": result.attempts,
                                              "http_status": result.status})
+
+    async def _deliver(self, event: Event) -> DeliveryResult:
+        assert self._target is not None
+        return await self._target.deliver(event)
+
+    async def _deliver_traced(self, event: Event, record: Any) -> DeliveryResult:
+        """Delivery in a span continuing the record's trace (its ``traceparent`` extension);
+        the POST carries this span's context (``connectors.tracing``)."""
+        with tracing.span("hl7gw.bridge.deliver", kind="consumer",
+                          parent=event.extensions.get(tracing.TRACEPARENT),
+                          attributes={"messaging.system": "kafka",
+                                      "messaging.operation.type": "process",
+                                      "messaging.destination.name": record.topic,
+                                      "messaging.destination.partition.id": str(record.partition),
+                                      "messaging.kafka.offset": record.offset,
+                                      "messaging.consumer.group.name": self.settings.group_id,
+                                      "cloudevents.event_id": event.id,
+                                      "cloudevents.event_type": event.type}) as current:
+            result = await self._deliver(event)
+            tracing.set_attributes(current, {
+                "hl7gw.attempts": result.attempts, "http.response.status_code": result.status,
+                "hl7gw.outcome": "delivered" if result.delivered else "dead_lettered"})
+            if not result.delivered:
+                tracing.fail(current, result.error or "not delivered")
+            return result
 
     async def _dead_letter(self, record: Any, result: DeliveryResult) -> None:
         error = result.error or ConnectorError("delivery failed")
@@ -379,8 +452,10 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self._bridge = bridge
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._bridge._assignment_changed(None)
         await self._bridge.on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._bridge._assignment_changed(assigned)
         log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_after_attempt
 
+from connectors import tracing
 from connectors.bridge.metrics import BridgeMetrics
 from connectors.bridge.retry import Action, RetryPolicy, is_retriable, parse_retry_after, plan_retry
 from connectors.errors import ConnectorError, DeliveryError, PermanentDeliveryError
@@ -93,9 +94,10 @@ class HttpTarget:
         self._jitter = jitter
 
     def request_headers(self, event: Event) -> dict[str, str]:
-        """Configured headers, then the CloudEvents ones and the idempotency key."""
+        """Configured headers, the CloudEvents ones, the idempotency key and, while tracing,
+        the W3C ``traceparent`` of the current (delivery) span."""
         return {**self._extra, **event.http_headers(), "idempotency-key": event.id,
-                "user-agent": USER_AGENT}
+                "user-agent": USER_AGENT, **tracing.http_headers()}
 
     async def deliver(self, event: Event) -> DeliveryResult:
         """Deliver with retries; raises only :class:`DeliveryAbandoned` (when stopping)."""

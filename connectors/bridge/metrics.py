@@ -24,6 +24,7 @@ class BridgeMetrics:
     latency: Histogram
     lag: Gauge
     pauses: Counter
+    assigned: Gauge
 
     @classmethod
     def build(cls, registry: CollectorRegistry) -> BridgeMetrics:
@@ -50,6 +51,9 @@ class BridgeMetrics:
                       ["topic", "partition"], registry=registry),
             pauses=Counter("hl7gw_bridge_partition_pauses_total",
                            "Times a partition was paused because its queue was full",
+                           registry=registry),
+            assigned=Gauge("hl7gw_bridge_assigned_partitions",
+                           "Partitions this bridge holds in its consumer group",
                            registry=registry),
         )
 
