@@ -1,0 +1,132 @@
+"""Scheduling (SIU), document (MDM), billing (BAR, DFT), referral (REF) and problem (PPR)
+events: what each event does to the resource it maps to.
+
+The goldens pin every element of each sample's Bundle; these tests name the behaviours that
+matter to a receiver (a cancel cancels, a delete is entered-in-error, a charge has its
+price) so that a change breaking one says which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mappers import convert, supported_message_types
+from tests.support import SAMPLES
+from tests.unit.mappers.test_mapping_datatypes import one
+
+
+def sample(name: str) -> str:
+    return (SAMPLES / "messages" / f"{name}.hl7").read_bytes().decode()
+
+
+def of_type(name: str, resource_type: str, text: str | None = None) -> list[dict[str, Any]]:
+    bundle = convert(text if text is not None else sample(name)).bundle
+    return [e["resource"] for e in bundle["entry"]
+            if e["resource"]["resourceType"] == resource_type]
+
+
+def single(name: str, resource_type: str, text: str | None = None) -> dict[str, Any]:
+    found = of_type(name, resource_type, text)
+    assert len(found) == 1, f"{len(found)} {resource_type} in {name}"
+    return found[0]
+
+
+EVENTS = [f"SIU^S{n}" for n in range(12, 25)] + ["SIU^S26"] + \
+    [f"MDM^T{n:02d}" for n in range(1, 12)]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_every_event_is_supported(event: str) -> None:
+    assert event in supported_message_types()
+
+
+# --- SIU: the Appointment state machine ---------------------------------------------------
+
+@pytest.mark.parametrize(("name", "status"), [
+    ("siu_s12", "booked"), ("siu_s13", "booked"), ("siu_s14", "booked"),
+    ("siu_s15", "cancelled"), ("siu_s16", "cancelled"), ("siu_s17", "entered-in-error"),
+    ("siu_s18", "booked"), ("siu_s19", "booked"), ("siu_s20", "booked"),
+    ("siu_s21", "booked"), ("siu_s22", "booked"), ("siu_s26", "noshow")])
+def test_appointment_status_per_event(name: str, status: str) -> None:
+    assert single(name, "Appointment")["status"] == status
+
+
+def test_every_siu_event_updates_the_same_appointment() -> None:
+    ids = {single(f"siu_s{n}", "Appointment")["id"]
+           for n in (12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 26)}
+    assert len(ids) == 1
+
+
+def test_the_event_outranks_a_stale_filler_status() -> None:
+    # a cancel whose SCH-25 still says Booked is cancelled; a booking keeps SCH-25's state
+    text = sample("siu_s15").replace("|Cancelled\r", "|Booked\r")
+    assert single("", "Appointment", text)["status"] == "cancelled"
+    pending = sample("siu_s12").replace("|Booked\r", "|Pending\r")
+    assert single("", "Appointment", pending)["status"] == "pending"
+
+
+def test_cancel_reason_only_on_a_cancel() -> None:
+    assert single("siu_s15", "Appointment")["cancelationReason"]["coding"][0]["code"] == \
+        "PATCANCEL"
+    assert "cancelationReason" not in single("siu_s13", "Appointment")  # a reschedule reason
+
+
+def test_reschedule_moves_the_appointment() -> None:
+    assert single("siu_s13", "Appointment")["start"] == "2024-06-19T10:00:00-05:00"
+
+
+def test_blocked_and_opened_time_are_slots_on_the_rooms_schedule() -> None:
+    blocked, opened = single("siu_s23", "Slot"), single("siu_s24", "Slot")
+    assert (blocked["status"], opened["status"]) == ("busy-unavailable", "free")
+    assert blocked["id"] == opened["id"]  # S24 opens the time S23 blocked
+    schedule = single("siu_s23", "Schedule")
+    assert blocked["schedule"] == {"reference": f"Schedule/{schedule['id']}"}
+    location = single("siu_s23", "Location")
+    assert schedule["actor"] == [{"reference": f"Location/{location['id']}"}]
+    assert of_type("siu_s23", "Appointment") == [] and of_type("siu_s23", "Patient") == []
+
+
+def test_a_general_resource_is_a_named_participant() -> None:
+    actors = [p["actor"] for p in single("siu_s18", "Appointment")["participant"]]
+    assert {"display": "ECG cart 3"} in actors
+
+
+# --- MDM: documents -----------------------------------------------------------------------
+
+def test_notification_without_content_names_the_document() -> None:
+    doc = single("mdm_t01", "DocumentReference")
+    assert doc["content"] == [{"attachment": {"title": "Discharge summary"}}]
+    assert doc["docStatus"] == "preliminary"  # dictated
+
+
+def test_content_events_carry_the_text() -> None:
+    for name in ("mdm_t02", "mdm_t04", "mdm_t06", "mdm_t08", "mdm_t10", "mdm_t02_v23"):
+        attachment = single(name, "DocumentReference")["content"][0]["attachment"]
+        assert attachment["contentType"].startswith("text/plain") and attachment["data"]
+
+
+def test_t11_cancels_the_document_t01_announced() -> None:
+    announced, cancelled = (single(n, "DocumentReference") for n in ("mdm_t01", "mdm_t11"))
+    assert cancelled["id"] == announced["id"]
+    assert cancelled["status"] == "entered-in-error"
+    # even when TXA-19 still says available
+    text = sample("mdm_t11").replace("|CA|", "|AV|")
+    assert single("", "DocumentReference", text)["status"] == "entered-in-error"
+    assert single("mdm_t03", "DocumentReference")["status"] == "current"
+
+
+@pytest.mark.parametrize(("name", "code"), [
+    ("mdm_t05", "appends"), ("mdm_t06", "appends"), ("mdm_t09", "replaces"),
+    ("mdm_t10", "replaces")])
+def test_addendum_and_replacement_point_at_their_parent(name: str, code: str) -> None:
+    doc = single(name, "DocumentReference")
+    assert doc["relatesTo"] == [{"code": code, "target": {"identifier": {
+        "system": "urn:id:LAKEDOC", "value": "DS-2024-40417"}}}]
+    assert "relatesTo" not in single("mdm_t04", "DocumentReference")
+
+
+def test_title_attachment_datatype() -> None:
+    assert one("title_attachment", "Discharge summary") == {"title": "Discharge summary"}
+    assert one("title_attachment", "Lab \\T\\ imaging") == {"title": "Lab & imaging"}
