@@ -8,8 +8,11 @@ attribute is then, for that spec, one of:
 * **mapped**: a rule reads the field (``field``, or one of its ``extra`` fields; a component
   such as ``PID-3.4`` counts for ``PID-3``) and writes the same top-level attribute
   (``name[]`` and ``name[1]`` are both ``name``; choice elements compare by their base,
-  ``valueQuantity`` and ``valueString`` are both ``value[x]``). A ``$this`` row (the field
-  identifies the resource itself) is mapped when the spec's ``id`` reads the field;
+  ``valueQuantity`` and ``valueString`` are both ``value[x]``). A ``reference:`` rule to a
+  spec built from the same segment maps the fields that spec reads (OBX-16 ->
+  ``performer(Practitioner)``); a constant written ``when:`` a field holds maps that field
+  (PV1-45 -> ``status="finished"``). A ``$this`` row (the IG maps the field onto the resource as
+  a whole, ``SCH-11`` through the TQ datatype map) is mapped when the spec reads the field;
 * **listed**: the spec's ``not_mapped`` names the field, with the reason;
 * **missing**: neither, which ``tests/unit/mappers/test_ig_conformance.py`` refuses.
 
@@ -29,7 +32,7 @@ from __future__ import annotations
 import csv
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -146,24 +149,43 @@ def maps_for(spec: ResourceSpec) -> list[str]:
     return [inferred] if (IG_SEGMENTS / f"{inferred}.csv").is_file() else []
 
 
-def _targets(spec: ResourceSpec) -> dict[tuple[str, int], set[str]]:
-    """(segment, field) -> the top-level elements our rules write from it."""
+def _reads(spec: ResourceSpec) -> list[FieldRef]:
+    """Every field a spec reads: its rules' fields and extras, its id and its ``when``."""
+    refs = [r for rule in spec.rules for r in (rule.field, *rule.extra) if r is not None]
+    return [*refs, *spec.id.reads(), *spec.when.values()]
+
+
+def _targets(spec: ResourceSpec, specs: Mapping[str, ResourceSpec]
+             ) -> dict[tuple[str, int], set[str]]:
+    """(segment, field) -> the top-level elements our rules write from it.
+
+    A ``reference:`` to a spec built from the same segment (``performer[]`` to the
+    Practitioner made of OBX-16) writes what that spec reads of the segment: the IG's
+    ``performer(Practitioner)`` row for OBX-16 is the reference. ``$this`` (the IG maps the
+    field onto the resource as a whole) is every field the spec reads.
+    """
     out: dict[tuple[str, int], set[str]] = {}
     for rule in spec.rules:
-        for ref in (rule.field, *rule.extra):
-            if ref is not None:
-                out.setdefault((ref.segment, ref.field), set()).add(top_level(rule.path.text))
-    for ref in spec.id.reads():
+        refs: list[FieldRef] = [r for r in (rule.field, *rule.extra) if r is not None]
+        if rule.value is not None:  # a constant written because of a field: the IG's
+            refs += rule.when.values()  # PV1-45 -> status="finished"
+        other = specs.get(rule.reference) if rule.reference is not None else None
+        if other is not None and other.segment == spec.segment:
+            refs += [r for r in _reads(other) if r.segment == spec.segment]
+        for ref in refs:
+            out.setdefault((ref.segment, ref.field), set()).add(top_level(rule.path.text))
+    for ref in _reads(spec):
         out.setdefault((ref.segment, ref.field), set()).add("$this")
     return out
 
 
-def check_spec(spec: ResourceSpec) -> Conformance:
+def check_spec(spec: ResourceSpec, specs: Mapping[str, ResourceSpec] | None = None
+               ) -> Conformance:
     """Sort each IG row of the spec's maps into mapped / listed / missing; find stale
-    ``not_mapped`` entries."""
+    ``not_mapped`` entries. ``specs`` (by name) resolves the spec's references."""
     maps = maps_for(spec)
     result = Conformance(spec, maps)
-    targets = _targets(spec)
+    targets = _targets(spec, specs or {})
     listed = {(ref.segment, ref.field) for ref in spec.not_mapped}
     excused: set[tuple[str, int]] = set()
     for name in maps:
@@ -220,8 +242,10 @@ def _common_prefix(a: str, b: str) -> int:
 def coverage(specs: Iterable[tuple[Path, ResourceSpec]]) -> list[tuple[str, str, int, int, int]]:
     """(IG map, spec file, mapped, listed, missing) per spec and IG map it implements."""
     out = []
-    for path, spec in specs:
-        result = check_spec(spec)
+    chosen = list(specs)
+    by_name = {spec.key: spec for _, spec in chosen}
+    for path, spec in chosen:
+        result = check_spec(spec, by_name)
         for name in result.maps:
             out.append((name, path.name, *result.counts(name)))
     return sorted(out)
