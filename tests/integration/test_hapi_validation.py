@@ -1,0 +1,113 @@
+"""Every golden Bundle and every sample's output passes the official FHIR validator.
+
+HAPI FHIR's ``FhirInstanceValidator`` (R4 4.0.1, offline; ``tests.support.hapi_validator``)
+checks what the fhir.resources models do not: codes against the R4 code systems and value
+sets. One JVM validates all files of the session; an ERROR or FATAL fails the file's test
+with its location and message. Without Java or Maven the tests fail when ``CI`` is set and
+skip elsewhere, saying what to install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import MissingTool
+from hl7gw.errors import Hl7gwError
+from mappers import convert
+from tests.support import EXPECTED, MESSAGES, SAMPLES
+from tests.support.hapi_validator import Issue, failures, validate
+
+pytestmark = pytest.mark.integration
+
+SAMPLE_FILES = {p.stem: p for p in [*SAMPLES.glob("*.hl7"), *MESSAGES.glob("*.hl7")]}
+GOLDENS = sorted(p.stem for p in EXPECTED.glob("*.json"))
+# A Bundle the validator must refuse: proves a run that finds nothing really looked.
+BROKEN = {
+    "resourceType": "Bundle", "type": "transaction",
+    "entry": [{"fullUrl": "urn:uuid:1a2b3c4d-0000-4000-8000-000000000001",
+               "resource": {"resourceType": "Patient", "id": "1a2b3c4d-0000-4000-8000-000000000001",
+                            "gender": "mle",
+                            "maritalStatus": {"coding": [{
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus",
+                                "code": "NOT-A-CODE"}]}},
+               "request": {"method": "PUT",
+                           "url": "Patient/1a2b3c4d-0000-4000-8000-000000000001"}}],
+}
+
+
+@dataclass
+class Run:
+    """One validator run over every file: the issues per file, and outputs that failed."""
+
+    issues: dict[Path, list[Issue]]
+    golden: dict[str, Path]
+    output: dict[str, Path]
+    conversion_errors: dict[str, str]
+    broken: Path
+
+
+def _need_validator(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def hapi_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """Convert every sample, then validate goldens, outputs and ``BROKEN`` in one JVM.
+
+    An output identical to its golden file is validated once, as the golden file.
+    """
+    folder = tmp_path_factory.mktemp("hapi")
+    golden = {name: EXPECTED / f"{name}.json" for name in GOLDENS}
+    output: dict[str, Path] = {}
+    errors: dict[str, str] = {}
+    for name, path in sorted(SAMPLE_FILES.items()):
+        try:
+            text = json.dumps(convert(path.read_bytes().decode()).bundle, indent=2,
+                              sort_keys=True, ensure_ascii=False) + "\n"
+        except Hl7gwError as exc:  # a sample that does not convert fails its own test only
+            errors[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        if name in golden and golden[name].read_text() == text:
+            output[name] = golden[name]
+        else:
+            output[name] = folder / f"{name}.output.json"
+            output[name].write_text(text)
+    broken = folder / "broken.json"
+    broken.write_text(json.dumps(BROKEN))
+    files = [*sorted({*golden.values(), *output.values()}), broken]
+    try:
+        issues = validate(files)
+    except MissingTool as exc:
+        _need_validator(str(exc))
+    return Run(issues, golden, output, errors, broken)
+
+
+def _assert_valid(run: Run, path: Path) -> None:
+    failed = failures({path: run.issues[path]})
+    if failed:
+        pytest.fail(f"{len(failed)} validator error(s):\n" + "\n".join(failed), pytrace=False)
+
+
+@pytest.mark.parametrize("name", GOLDENS)
+def test_golden_bundle_passes_the_hapi_validator(hapi_run: Run, name: str) -> None:
+    _assert_valid(hapi_run, hapi_run.golden[name])
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLE_FILES))
+def test_sample_output_passes_the_hapi_validator(hapi_run: Run, name: str) -> None:
+    if name in hapi_run.conversion_errors:
+        pytest.fail(f"{SAMPLE_FILES[name]} does not convert: {hapi_run.conversion_errors[name]}")
+    _assert_valid(hapi_run, hapi_run.output[name])
+
+
+def test_the_validator_refuses_a_bad_code(hapi_run: Run) -> None:
+    found = failures({hapi_run.broken: hapi_run.issues[hapi_run.broken]})
+    assert any(".gender" in line and "'mle'" in line for line in found), found
+    assert any("NOT-A-CODE" in line for line in found), found
