@@ -184,9 +184,9 @@ def append(root: Path, block: str) -> tuple[Path, int]:
 
 
 @pytest.mark.parametrize(("entry", "says"), [
-    ('  PID10: "x"\n', "not_mapped.PID10: 'PID10' is not a field reference"),
-    ('  PID-10.1: "x"\n', "not_mapped.PID-10.1: name the whole field (PID-10)"),
-    ('  PID-10: "  "\n', "not_mapped.PID-10: give the reason the field is not mapped"),
+    ('  PID1: "x"\n', "not_mapped.PID1: 'PID1' is not a field reference"),
+    ('  PID-1.1: "x"\n', "not_mapped.PID-1.1: name the whole field (PID-1)"),
+    ('  PID-1: "  "\n', "not_mapped.PID-1: give the reason the field is not mapped"),
 ])
 def test_a_bad_not_mapped_entry_names_file_line_and_field(specs: Path, entry: str,
                                                           says: str) -> None:
