@@ -3,7 +3,8 @@
 ``app`` and ``handler`` are built at import, as Lambda expects
 (``handler: connectors.cloud.handler``), with the processor ``HL7GW_PROCESSOR`` names
 (``memory`` by default, ``fhir`` or ``alert``; see :mod:`connectors.cloud.select`), so its
-clients live at module scope across warm invocations. Other deployments build their own
+clients live at module scope across warm invocations. ``HL7GW_TRACING=on`` turns tracing
+on (OpenTelemetry is imported only then). Other deployments build their own
 with ``create_app(processor)`` and ``make_handler(app)``.
 """
 
@@ -23,9 +24,13 @@ from connectors.cloud.fhir_writer import FhirServerError, FhirServerWriter
 from connectors.cloud.intake import Intake, Status
 from connectors.cloud.lambda_handler import decode_record, is_kafka_event, make_handler
 from connectors.cloud.processor import EventReader, MemoryStore, Processor, resource_types
-from connectors.cloud.select import processor_from_env
+from connectors.cloud.select import processor_from_env, tracing_from_env
 from connectors.cloud.serve import function_server, run_function, serve_function
+from connectors.tracing import configure as _configure_tracing
+from connectors.tracing import enabled as _tracing_enabled
 
+if not _tracing_enabled():  # a process that set tracing up itself keeps its set-up
+    _configure_tracing(tracing_from_env(os.environ), service_name="hl7gw-function")
 app = create_app(processor_from_env(os.environ))
 handler = make_handler(app)
 
@@ -55,4 +60,5 @@ __all__ = [
     "run_function",
     "serve_function",
     "thresholds_from",
+    "tracing_from_env",
 ]

@@ -12,22 +12,33 @@ Responses to ``POST /events``:
   processor refused the event for good), ``500`` (the processor failed; retry).
 
 Error bodies are ``{"error": code, "detail": text}``; the text never repeats the body.
+
+Also ``GET /healthz`` (the process answers), ``GET /readyz`` (200 while the app serves
+and is not shutting down) and ``GET /metrics`` (``hl7gw_function_*``, one registry per
+app: connectors/cloud/metrics.py). While tracing is on (``connectors.tracing``) each
+``POST /events`` is a span continuing the W3C ``traceparent`` header (the bridge's), else
+the event's ``ce-traceparent`` extension.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 
+from connectors import tracing
 from connectors.cloud.intake import Intake, Status, UnsupportedMediaType
+from connectors.cloud.metrics import FunctionMetrics
 from connectors.cloud.processor import EventReader, MemoryStore, Processor
 from connectors.errors import EventRejected, InvalidEvent
-from connectors.events import STRUCTURED_JSON, Event
+from connectors.events import HTTP_PREFIX, STRUCTURED_JSON, Event
+from connectors.probes import add_probe_routes
 from connectors.settings import FunctionSettings
 
 log = logging.getLogger(__name__)
@@ -36,15 +47,19 @@ BATCH_JSON = "application/cloudevents-batch+json"
 
 
 def create_app(processor: Processor | None = None, *,
-               settings: FunctionSettings | None = None) -> FastAPI:
+               settings: FunctionSettings | None = None,
+               registry: CollectorRegistry | None = None) -> FastAPI:
     """The function app; ``processor`` defaults to a :class:`MemoryStore` sample."""
     settings = settings or FunctionSettings()
     processor = processor or MemoryStore(settings.max_events)
     intake = Intake(processor, dedupe_capacity=settings.dedupe_capacity)
+    metrics = FunctionMetrics(registry)
+    closing: list[bool] = []  # set once the app shuts down: no longer ready
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        closing.append(True)
         close = getattr(processor, "aclose", None)
         if close is not None:
             await close()
@@ -52,14 +67,33 @@ def create_app(processor: Processor | None = None, *,
     app = FastAPI(title="hl7gw function", version="0.1.0", lifespan=lifespan)
     app.state.intake = intake
     app.state.settings = settings
+    app.state.metrics = metrics
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def readiness() -> tuple[bool, dict[str, Any]]:
+        # The processor's downstream (a FHIR server, an alert sink) is not called here:
+        # while it is down, events are answered 500 and the bridge retries them.
+        return not closing, {"processor": type(processor).__name__,
+                             "shutting_down": bool(closing)}
+
+    add_probe_routes(app, readiness, metrics.registry)
 
     @app.post("/events")
     async def post_event(request: Request) -> JSONResponse:
-        return await _post_event(request, intake, settings.max_body_bytes)
+        started = time.perf_counter()
+        with tracing.span("hl7gw.function.event", kind="server",
+                          parent=_trace_parent(request.headers),
+                          attributes={"http.request.method": "POST", "url.path": "/events",
+                                      "hl7gw.processor": type(processor).__name__}) as current:
+            response, result, event = await _post_event(request, intake,
+                                                        settings.max_body_bytes)
+            tracing.set_attributes(current, {
+                "hl7gw.outcome": result, "http.response.status_code": response.status_code,
+                "cloudevents.event_id": event.id if event else None,
+                "cloudevents.event_type": event.type if event else None})
+            if response.status_code >= 500:
+                tracing.fail(current, result)
+        metrics.observe(result, time.perf_counter() - started)
+        return response
 
     @app.get("/events")
     async def list_events() -> JSONResponse:
@@ -81,16 +115,27 @@ def create_app(processor: Processor | None = None, *,
     return app
 
 
-async def _post_event(request: Request, intake: Intake, limit: int) -> JSONResponse:
+def _trace_parent(headers: Mapping[str, str]) -> str | None:
+    """The W3C ``traceparent`` of the caller (the bridge's span), else the event's own."""
+    return headers.get(tracing.TRACEPARENT) or headers.get(HTTP_PREFIX + tracing.TRACEPARENT)
+
+
+Answered = tuple[JSONResponse, str, Event | None]  # the response, its result code, the event
+
+
+async def _post_event(request: Request, intake: Intake, limit: int) -> Answered:
     declared = request.headers.get("content-length", "")
     # ASCII digits only ("²".isdigit() is True, int("²") fails); 19+ digits is too large
     if declared.isascii() and declared.isdigit() and (len(declared) > 18
                                                       or int(declared) > limit):
-        return _error(413, "payload_too_large", f"body exceeds {limit} bytes")
+        return _error(413, "payload_too_large", f"body exceeds {limit} bytes"), \
+            "payload_too_large", None
     body = await request.body()
     if len(body) > limit:
-        return _error(413, "payload_too_large", f"body exceeds {limit} bytes")
+        return _error(413, "payload_too_large", f"body exceeds {limit} bytes"), \
+            "payload_too_large", None
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    event: Event | None = None
     try:
         if media == BATCH_JSON:
             raise UnsupportedMediaType("batched CloudEvents are not accepted; send one event")
@@ -100,16 +145,17 @@ async def _post_event(request: Request, intake: Intake, limit: int) -> JSONRespo
             event = Event.from_http(request.headers, body)
         status = await intake.accept(event)
     except UnsupportedMediaType as exc:
-        return _error(415, "unsupported_media_type", str(exc))
+        return _error(415, "unsupported_media_type", str(exc)), "unsupported_media_type", event
     except InvalidEvent as exc:
-        return _error(400, "invalid_event", str(exc))
+        return _error(400, "invalid_event", str(exc)), "invalid_event", event
     except EventRejected as exc:
         log.warning("event rejected by processor", extra={"error": type(exc).__name__})
-        return _error(422, "rejected", str(exc))
+        return _error(422, "rejected", str(exc)), "rejected", event
     except Exception as exc:  # noqa: BLE001 - any processor failure is a retriable 500
         log.error("processor failed", extra={"error": type(exc).__name__})
-        return _error(500, "processing_failed", "the processor failed; try again")
-    return _answer(status, event.id)
+        return _error(500, "processing_failed", "the processor failed; try again"), \
+            "processing_failed", event
+    return _answer(status, event.id), status.value, event
 
 
 def _answer(status: Status, event_id: str) -> JSONResponse:

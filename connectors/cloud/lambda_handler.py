@@ -22,14 +22,17 @@ import atexit
 import base64
 import binascii
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from mangum import Mangum
 
-from connectors.cloud.intake import Intake, Status
-from connectors.errors import InvalidEvent
+from connectors import tracing
+from connectors.cloud.intake import Intake, Status, UnsupportedMediaType
+from connectors.cloud.metrics import FunctionMetrics
+from connectors.errors import EventRejected, InvalidEvent
 from connectors.events import Event
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,8 @@ def make_handler(app: FastAPI) -> LambdaHandler:
         loop = _Loop.get()
         if is_kafka_event(event):
             intake: Intake = app.state.intake
-            return loop.run_until_complete(handle_kafka_batch(event, intake))
+            return loop.run_until_complete(handle_kafka_batch(event, intake,
+                                                              app.state.metrics))
         return http(event, context)
 
     return handler
@@ -86,7 +90,8 @@ def decode_record(record: dict[str, Any]) -> Event:
     return Event.from_kafka(key, value, headers)
 
 
-async def handle_kafka_batch(event: dict[str, Any], intake: Intake) -> dict[str, Any]:
+async def handle_kafka_batch(event: dict[str, Any], intake: Intake,
+                             metrics: FunctionMetrics | None = None) -> dict[str, Any]:
     """Process a Kafka event-source batch; returns the partial batch response."""
     failures: list[dict[str, Any]] = []
     for group, records in event["records"].items():
@@ -94,20 +99,43 @@ async def handle_kafka_batch(event: dict[str, Any], intake: Intake) -> dict[str,
         for record in records:
             tp = f"{record['topic']}-{record['partition']}" if "topic" in record else group
             ident = {"topic-partition": tp, "offset": record.get("offset")}
-            if not failed and not await _process(record, intake, ident):
+            if not failed and not await _process(record, intake, ident, metrics):
                 failed = True
             if failed:
                 failures.append({"itemIdentifier": ident})
     return {"batchItemFailures": failures}
 
 
-async def _process(record: dict[str, Any], intake: Intake, ident: dict[str, Any]) -> bool:
+async def _process(record: dict[str, Any], intake: Intake, ident: dict[str, Any],
+                   metrics: FunctionMetrics | None = None) -> bool:
+    started = time.perf_counter()
     try:
-        status = await intake.accept(decode_record(record))
+        event = decode_record(record)
+        # The record's traceparent extension, set by the gateway's publisher.
+        with tracing.span("hl7gw.function.event", kind="consumer",
+                          parent=event.extensions.get(tracing.TRACEPARENT),
+                          attributes={"cloudevents.event_id": event.id,
+                                      "cloudevents.event_type": event.type,
+                                      "messaging.system": "kafka",
+                                      "messaging.kafka.offset": record.get("offset")}):
+            status = await intake.accept(event)
     except Exception as exc:  # noqa: BLE001 - any failure is reported back for a retry
         log.error("kafka record failed", extra={**ident, "error": type(exc).__name__})
+        if metrics is not None:
+            metrics.observe(_result_of(exc), time.perf_counter() - started)
         return False
+    if metrics is not None:
+        metrics.observe(status.value, time.perf_counter() - started)
     return status is not Status.IN_PROGRESS
+
+
+def _result_of(exc: Exception) -> str:
+    """The ``hl7gw_function_events_total`` result of a record that failed."""
+    if isinstance(exc, UnsupportedMediaType):
+        return "unsupported_media_type"
+    if isinstance(exc, InvalidEvent):
+        return "invalid_event"
+    return "rejected" if isinstance(exc, EventRejected) else "processing_failed"
 
 
 def _b64(value: Any, name: str) -> bytes | None:

@@ -16,7 +16,12 @@ from pathlib import Path
 from connectors.cloud.alerts import HttpAlertSink, VitalSignAlerts, load_thresholds
 from connectors.cloud.fhir_writer import FhirServerWriter
 from connectors.cloud.processor import MemoryStore, Processor
-from connectors.settings import AlertSettings, FhirWriterSettings, FunctionSettings
+from connectors.settings import (
+    AlertSettings,
+    FhirWriterSettings,
+    FunctionSettings,
+    TracingSettings,
+)
 
 PROCESSORS = ("memory", "fhir", "alert")
 
@@ -36,6 +41,19 @@ def processor_from_env(env: Mapping[str, str],
         return VitalSignAlerts(HttpAlertSink(alert.sink_url, timeout_s=alert.timeout_s),
                                thresholds, source=alert.source)
     raise ValueError(f"HL7GW_PROCESSOR={kind!r}: choose one of {', '.join(PROCESSORS)}")
+
+
+def tracing_from_env(env: Mapping[str, str]) -> TracingSettings:
+    """``HL7GW_TRACING=on`` turns the function's tracing on (docs/observability.md).
+
+    Where spans go is OpenTelemetry's own variables: ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+    (or ``OTEL_EXPORTER_OTLP_ENDPOINT``), ``OTEL_EXPORTER_OTLP_HEADERS``.
+    """
+    value = env.get("HL7GW_TRACING", "").strip().lower()
+    if value not in ("", "off", "false", "0", "on", "true", "1"):
+        raise ValueError(f"HL7GW_TRACING={value!r}: say on or off")
+    return TracingSettings(enabled=value in ("on", "true", "1"),
+                           service_name=env.get("OTEL_SERVICE_NAME") or None)
 
 
 def _required(env: Mapping[str, str], name: str) -> str:
