@@ -128,6 +128,30 @@ class ConsoleSettings(_Strict):
     sample_interval_s: float = Field(default=5.0, ge=0.1)  # dashboard series, one hour kept
 
 
+class ScaleOutSettings(_Strict):
+    """Mapping on other machines: the gateway publishes raw messages, ``hl7gw mapper`` maps.
+
+    With this section the gateway does not map: right after a message's durable commit and
+    ACK it publishes the raw HL7 v2 bytes as a CloudEvent, keyed by the patient's id, to
+    ``raw_topic``, and any number of ``hl7gw mapper`` processes (one Kafka consumer group,
+    ``group_id``) map them and publish the FHIR events to the usual topics with the same
+    ids, keys and headers as the in-process mapping (docs/scale-out.md). A message that
+    cannot be mapped goes to ``dlq_topic`` (default ``<raw_topic>.dlq``) with the reason.
+    """
+
+    raw_topic: str = Field(default="hl7.raw", min_length=1)
+    group_id: str = Field(default="hl7gw-mapper", min_length=1)
+    dlq_topic: str | None = None  # None: "<raw_topic>.dlq"
+    max_batch: int = Field(default=200, ge=1)  # records mapped and published per round
+    mapping_workers: int = Field(default=1, ge=0)  # per mapper: processes mapping
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings(port=8091))  # mapper
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """Where unmappable messages go."""
+        return self.dlq_topic or f"{self.raw_topic}.dlq"
+
+
 class GatewaySettings(_Strict):
     """Everything ``hl7gw serve``, ``bridge`` and ``dev up`` need."""
 
@@ -147,6 +171,22 @@ class GatewaySettings(_Strict):
     # SIGTERM: how long stopping may take in all (in-flight frames, a last publish, the
     # mapping worker); what is not published by then stays in the spool for the restart.
     drain_timeout_s: float = Field(default=20.0, gt=0)
+    scale_out: ScaleOutSettings | None = None  # map in `hl7gw mapper` processes instead
+
+    @model_validator(mode="after")
+    def _scale_out_topics(self) -> GatewaySettings:
+        so = self.scale_out
+        if so is None:
+            return self
+        if self.kafka.raw_topic is not None:
+            raise ValueError("kafka.raw_topic and scale_out both publish the raw messages: "
+                             "with scale_out, read them from scale_out.raw_topic and drop "
+                             "kafka.raw_topic")
+        fhir_topics = {self.kafka.topic, *(r.topic for r in self.kafka.routes)}
+        if so.raw_topic in fhir_topics or so.dead_letter_topic in fhir_topics:
+            raise ValueError("scale_out.raw_topic and its dlq_topic must differ from the FHIR "
+                             "topics (kafka.topic, kafka.routes)")
+        return self
 
     @model_validator(mode="after")
     def _frames_fit_kafka(self) -> GatewaySettings:

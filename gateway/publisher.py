@@ -33,9 +33,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import orjson
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -43,6 +45,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+import mappers
 from connectors.errors import PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
@@ -52,8 +55,9 @@ from gateway.errors import SpoolError
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import Mapped, MappingPool
 from gateway.metrics import GatewayMetrics
+from gateway.prepare import prepare
 from gateway.spool import PendingRow, PublishedMark, Spool
-from mappers.profiles import EMPTY_PROFILES
+from mappers.profiles import EMPTY_PROFILES, ProfileSet
 
 if TYPE_CHECKING:
     from gateway.profiles import ProfileStore
@@ -73,37 +77,53 @@ def _time(row: PendingRow) -> str:
     return datetime.fromtimestamp(row.received_at, UTC).isoformat().replace("+00:00", "Z")
 
 
-def event_for(row: PendingRow, mapped: Mapped, source: str) -> Event:
-    """The CloudEvent for a mapped spool row; ids, types and field names only, no PHI."""
+def fhir_event(mapped: Mapped, *, event_id: str, source: str, message_type: str,
+               time: str | None, spool_row: str) -> Event:
+    """The FHIR event of a mapped message; ids, types and field names only, no PHI.
+
+    One function for both places a message is mapped, the gateway's publisher and
+    ``hl7gw mapper`` (scale-out), so their events are the same bytes and headers.
+    """
     assert mapped.payload is not None
     key = mapped.patient_key
     return Event(
-        id=row.event_id,
+        id=event_id,
         source=source,
-        type=_event_type("fhir", row.message_type),
+        type=_event_type("fhir", message_type),
         subject=f"Patient/{key}" if key else None,
-        time=_time(row),
+        time=time,
         key=key.encode() if key else None,
         data=mapped.payload,
-        extensions={"hl7messagetype": row.message_type.replace("^", "_"),
-                    "hl7spoolrow": str(row.id), "hl7summary": mapped.summary},
+        extensions={"hl7messagetype": message_type.replace("^", "_"),
+                    "hl7spoolrow": spool_row, "hl7summary": mapped.summary},
     )
 
 
-def raw_event_for(row: PendingRow, mapped: Mapped, source: str) -> Event:
-    """The raw HL7 v2 message as a CloudEvent, keyed like its FHIR event."""
-    key = mapped.patient_key
+def event_for(row: PendingRow, mapped: Mapped, source: str) -> Event:
+    """The CloudEvent for a mapped spool row."""
+    return fhir_event(mapped, event_id=row.event_id, source=source,
+                      message_type=row.message_type, time=_time(row), spool_row=str(row.id))
+
+
+def raw_event_for(row: PendingRow, patient_key: str | None, source: str) -> Event:
+    """The raw HL7 v2 message as a CloudEvent, keyed like its FHIR event.
+
+    It carries what mapping it elsewhere needs (``hl7gw mapper``, docs/scale-out.md): the
+    charset in ``content-type``, the time zone for timestamps without an offset
+    (``hl7timezone``) and the id its FHIR event takes (``hl7eventid``).
+    """
     return Event(
         id=f"{row.event_id}-v2",
         source=source,
         type=_event_type("v2", row.message_type),
-        subject=f"Patient/{key}" if key else None,
+        subject=f"Patient/{patient_key}" if patient_key else None,
         time=_time(row),
-        key=key.encode() if key else None,
+        key=patient_key.encode() if patient_key else None,
         data=row.raw,
         content_type=f"application/hl7-v2; charset={row.charset}",
         extensions={"hl7messagetype": row.message_type.replace("^", "_"),
-                    "hl7spoolrow": str(row.id)},
+                    "hl7spoolrow": str(row.id), "hl7eventid": row.event_id,
+                    "hl7timezone": row.timezone},
     )
 
 
@@ -114,8 +134,10 @@ class Publisher:
                  kafka: KafkaSettings, source: str, mapping: MappingPool | None = None,
                  batch_size: int = 200, max_backoff: float = 5.0,
                  profiles: ProfileStore | None = None, watch: KafkaWatch | None = None,
-                 ) -> None:
+                 raw_topic: str | None = None) -> None:
         self.spool = spool
+        # Scale-out (``scale_out.raw_topic``): publish the raw messages, map nothing here.
+        self.raw_topic = raw_topic
         self.profiles = profiles
         self.mapping = mapping or MappingPool(workers=0)
         self.producer = producer
@@ -185,6 +207,8 @@ class Publisher:
         if not rows:
             return 0
         live = self.profiles.live() if self.profiles is not None else (0, EMPTY_PROFILES)
+        if self.raw_topic is not None:
+            return await self._publish_raw(rows, live[1], self.raw_topic)
         maps = await self.mapping.map([(r.raw, r.charset, r.timezone, live[0]) for r in rows],
                                       live)
         ready: list[tuple[PendingRow, Mapped]] = []
@@ -198,7 +222,8 @@ class Publisher:
             topic = self.kafka.topic_for(row.message_type, frozenset(mapped.resource_types))
             sends.append((i, topic, event_for(row, mapped, self.source)))
             if self.kafka.raw_topic:
-                sends.append((i, self.kafka.raw_topic, raw_event_for(row, mapped, self.source)))
+                sends.append((i, self.kafka.raw_topic,
+                              raw_event_for(row, mapped.patient_key, self.source)))
         results = await self._send(sends)
         marks, refused, failure = _settle(ready, sends, results)
         if marks:
@@ -213,6 +238,41 @@ class Publisher:
             topic, error = failure
             if not isinstance(error, NotSent):
                 self.metrics.publish_errors.labels(topic).inc()
+                self.watch.failed(error.cause or type(error).__name__)
+            if settled == 0:
+                raise error
+        return settled
+
+    async def _publish_raw(self, rows: list[PendingRow], profiles: ProfileSet,
+                           topic: str) -> int:
+        """Scale-out: send each row's raw message to ``topic``, keyed by its patient's id.
+
+        Nothing is mapped here; ``hl7gw mapper`` does it. The key is the id the mapping
+        will give the Patient (``mappers.patient_key``, the cost of intake's check), so
+        one patient's messages share a partition and are mapped in order.
+        """
+        ready: list[tuple[PendingRow, Mapped]] = []
+        sends: list[tuple[int, str, Event]] = []
+        for i, row in enumerate(rows):
+            key, profile = _patient_key(row, profiles)
+            ready.append((row, Mapped(row.raw, key, orjson.dumps(
+                {"profile": profile, "mapped_by": "hl7gw mapper"}).decode())))
+            sends.append((i, topic, raw_event_for(row, key, self.source)))
+        results = await self._send(sends)
+        marks, refused, failure = _settle(ready, [(i, t, _as_fhir_id(e)) for i, t, e in sends],
+                                          results)
+        if marks:
+            await self.spool.mark_published(marks)
+            for mark in marks:
+                self.metrics.published.labels(mark.topic).inc()
+            self.watch.succeeded()
+        for (row, mapped), refused_topic, error in refused:
+            await self._refused(row, mapped, refused_topic, error)
+        settled = len(marks) + len(refused)
+        if failure is not None:
+            failed_topic, error = failure
+            if not isinstance(error, NotSent):
+                self.metrics.publish_errors.labels(failed_topic).inc()
                 self.watch.failed(error.cause or type(error).__name__)
             if settled == 0:
                 raise error
@@ -279,3 +339,27 @@ def _settle(ready: list[tuple[PendingRow, Mapped]], sends: Sequence[tuple[int, s
                 marks.append(PublishedMark(row.id, topic, result[0], result[1],
                                            mapped.patient_key, mapped.summary))
     return marks, refused, None
+
+
+def _patient_key(row: PendingRow, profiles: ProfileSet) -> tuple[str | None, str | None]:
+    """The row's patient id as mapping will give it, and the profile's name; never raises.
+
+    A message intake accepted has one; None sends it unkeyed (its mapping will fail and
+    dead-letter it, as the in-process mapping would mark it failed).
+    """
+    profile = None
+    try:
+        prepared = prepare(row.raw, profiles=profiles, charset=row.charset,
+                           timezone=row.timezone, errors="replace")
+        profile = prepared.profile
+        key = mappers.patient_key(prepared.text, default_tz=prepared.timezone,
+                                  profile=profile)
+    except Exception:  # noqa: BLE001 - keying is best effort; mapping reports the error
+        key = None
+    return key, profile.name if profile is not None else None
+
+
+def _as_fhir_id(event: Event) -> Event:
+    """``_settle`` marks a row by the record whose id is the row's event id: the raw
+    record stands for it in scale-out mode (its id has ``-v2`` appended)."""
+    return replace(event, id=event.extensions["hl7eventid"])

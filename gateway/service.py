@@ -61,13 +61,15 @@ class GatewayService:
         self.registry = self.metrics.registry
         self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch)
         self.producer = EventProducer(settings.kafka)
-        self.mapping = mapping or MappingPool(settings.mapping_workers)
+        # Scale-out: `hl7gw mapper` maps elsewhere; no mapping worker is started here.
+        raw_topic = settings.scale_out.raw_topic if settings.scale_out is not None else None
+        self.mapping = mapping or MappingPool(0 if raw_topic else settings.mapping_workers)
         self.profiles = ProfileStore(settings.profiles, self.metrics)
         self.kafka_watch = KafkaWatch(self.producer, self.spool, self.metrics)
         self.publisher = Publisher(self.spool, self.producer, self.metrics,
                                    kafka=settings.kafka, source=settings.source,
                                    mapping=self.mapping, profiles=self.profiles,
-                                   watch=self.kafka_watch)
+                                   watch=self.kafka_watch, raw_topic=raw_topic)
         self.listeners: list[MllpListener] = []
         self.intakes: dict[str, Intake] = {}  # listener name -> its intake (console reprocess)
         self._tasks: list[asyncio.Task[Any]] = []

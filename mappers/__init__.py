@@ -10,7 +10,12 @@ from mappers._accel import guard
 
 guard()  # before any compiled module loads: stale or unwanted builds fall back to source
 
-from mappers.conversion import check, convert, supported_message_types  # noqa: E402
+from mappers.conversion import (  # noqa: E402
+    check,
+    convert,
+    patient_key,
+    supported_message_types,
+)
 from mappers.errors import (  # noqa: E402
     DataTypeError,
     Hl7gwError,
@@ -50,5 +55,6 @@ __all__ = [
     "convert",
     "explain",
     "parse",
+    "patient_key",
     "supported_message_types",
 ]

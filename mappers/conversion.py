@@ -86,6 +86,29 @@ def check(text: str, *, default_tz: str | None = None, profile: Profile | None =
     return message.header
 
 
+def patient_key(text: str, *, default_tz: str | None = None,
+                profile: Profile | None = None) -> str | None:
+    """The id ``convert`` gives the message's first Patient, without building anything.
+
+    What ``ConversionResult.patient_key`` would be (the Kafka key of the message's
+    events), at the cost of ``check``: the scale-out mode keys each raw message by it, so
+    that one patient's messages stay in one partition of the raw topic and are mapped in
+    order by one ``hl7gw mapper``. Raises the ``MessageError`` that ``convert`` would.
+    """
+    message, compiled, ctx = _prepare(text, default_tz, profile)
+    for spec in compiled.resources:
+        if spec.resource != "Patient":
+            continue
+        for segment in _occurrences(spec, message):
+            ctx.enter(segment, spec.children)
+            if spec.conditions and not all(pred(ctx, ref) for pred, ref in spec.conditions):
+                continue
+            key = resource_key(spec, ctx)
+            if key is not None:
+                return resource_id("Patient", key)
+    return None
+
+
 def _prepare(text: str, default_tz: str | None, profile: Profile | None
              ) -> tuple[Message, CompiledMessage, Context]:
     """Tokenize, choose the message spec and check the envelope: shared by convert and check."""
