@@ -8,6 +8,13 @@ context, never values from the message.
 
 from __future__ import annotations
 
-from mappers.datatypes import clinical, coded, contact, identity, simple
+from mappers.datatypes import (
+    clinical,
+    coded,
+    contact,
+    identity,
+    linkage,  # after identity: it imports mappers.ids
+    simple,
+)
 
-__all__ = ["clinical", "coded", "contact", "identity", "simple"]
+__all__ = ["clinical", "coded", "contact", "identity", "linkage", "simple"]
