@@ -34,7 +34,8 @@ def single(name: str, resource_type: str, text: str | None = None) -> dict[str, 
 
 
 EVENTS = [f"SIU^S{n}" for n in range(12, 25)] + ["SIU^S26"] + \
-    [f"MDM^T{n:02d}" for n in range(1, 12)]
+    [f"MDM^T{n:02d}" for n in range(1, 12)] + \
+    ["BAR^P01", "BAR^P02", "BAR^P05", "BAR^P06", "BAR^P12", "DFT^P03", "DFT^P11"]
 
 
 @pytest.mark.parametrize("event", EVENTS)
@@ -130,3 +131,77 @@ def test_addendum_and_replacement_point_at_their_parent(name: str, code: str) ->
 def test_title_attachment_datatype() -> None:
     assert one("title_attachment", "Discharge summary") == {"title": "Discharge summary"}
     assert one("title_attachment", "Lab \\T\\ imaging") == {"title": "Lab & imaging"}
+
+
+# --- BAR, DFT: accounts and charges -------------------------------------------------------
+
+@pytest.mark.parametrize(("name", "status"), [
+    ("bar_p01", "active"), ("bar_p01_v23", "active"), ("bar_p05", "active"),
+    ("bar_p02", "inactive"), ("bar_p06", "inactive"), ("dft_p03", "active")])
+def test_account_status_per_event(name: str, status: str) -> None:
+    assert single(name, "Account")["status"] == status
+
+
+def test_every_billing_event_lands_on_one_account() -> None:
+    ids = {single(n, "Account")["id"] for n in ("bar_p01", "bar_p05", "bar_p02", "bar_p06",
+                                                "dft_p03", "dft_p11")}
+    assert len(ids) == 1
+
+
+def test_account_names_its_patient_and_coverage() -> None:
+    account = single("bar_p01", "Account")
+    patient, coverage = single("bar_p01", "Patient"), single("bar_p01", "Coverage")
+    assert account["identifier"][0]["value"] == "ACC-7713021"
+    assert account["subject"] == [{"reference": f"Patient/{patient['id']}"}]
+    assert account["coverage"] == [{"coverage": {"reference": f"Coverage/{coverage['id']}"}}]
+
+
+def test_no_account_number_no_account() -> None:
+    text = sample("bar_p01").replace("ACC-7713021^^^LAKEVIEW^AN", "")
+    assert of_type("", "Account", text) == []
+
+
+def test_p12_updates_diagnoses_and_procedures_not_the_account() -> None:
+    assert of_type("bar_p12", "Account") == []
+    codes = [c["code"]["coding"][0]["code"] for c in of_type("bar_p12", "Condition")]
+    assert codes == ["J13", "E11.9"]
+    assert single("bar_p12", "Procedure")["status"] == "completed"
+
+
+def test_charge_item_fields() -> None:
+    first, drug, credit = of_type("dft_p03", "ChargeItem")
+    account, encounter = single("dft_p03", "Account"), single("dft_p03", "Encounter")
+    assert first["status"] == "billable"
+    assert first["code"]["coding"][0]["code"] == "71046"
+    assert first["identifier"] == [{"value": "TX-20240628-0001"}]
+    assert first["quantity"] == {"value": 1}
+    assert first["priceOverride"] == {"value": 186.0, "currency": "USD"}
+    assert first["occurrencePeriod"] == {"start": "2024-06-28T10:30:00-05:00",
+                                         "end": "2024-06-28T10:45:00-05:00"}
+    assert first["enteredDate"] == "2024-06-29"
+    assert first["account"] == [{"reference": f"Account/{account['id']}"}]
+    assert first["context"] == {"reference": f"Encounter/{encounter['id']}"}
+    assert first["reason"][0]["coding"][0]["code"] == "J18.9"
+    assert first["performer"][0]["actor"]["display"] == "Dr. Wei Chen"
+    assert drug["note"] == [{"text": "1 g IV daily, day 1 of 3."}]
+    assert drug["productCodeableConcept"]["coding"][0]["code"] == "0409-7332-01"
+    assert credit["priceOverride"]["value"] == -95.0
+    assert "service" not in first  # a PR1 is matched by position: not linked (see the spec)
+
+
+def test_charge_item_v23_time_and_plain_amount() -> None:
+    charge = single("dft_p03_v23", "ChargeItem")
+    assert charge["occurrenceDateTime"] == "2023-03-14T08:15:00+00:00"
+    assert charge["priceOverride"] == {"value": 142.0}
+
+
+def test_a_payment_is_not_billable() -> None:
+    text = sample("dft_p11").replace("|CG|", "|PY|")
+    assert single("", "ChargeItem", text)["status"] == "not-billable"
+
+
+def test_a_replayed_charge_keeps_its_id() -> None:
+    first = of_type("dft_p03", "ChargeItem")
+    replay = of_type("", "ChargeItem", sample("dft_p03").replace("LV240702160000403", "X1"))
+    assert [c["id"] for c in replay] == [c["id"] for c in first]
+    assert len({c["id"] for c in first}) == 3
