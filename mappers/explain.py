@@ -2,14 +2,19 @@
 
 The engine records each rule application only when asked (``Context.trace``); this module
 turns that record into a report: per resource, ``element <- SEG-n.c`` lines, code table
-translations under the element they fed, then the issues and the unmapped fields.
+translations under the element they fed, the HL7 v2-to-FHIR IG row each rule implements
+(``IG PID[Patient]: PID-5 -> Patient.name``, from ``mappers.ig``), then the issues and the
+unmapped fields.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mappers.conversion import _convert
+from mappers.conversion import _convert, default_specs
+from mappers.engine.models import ResourceSpec
+from mappers.engine.refs import FieldRef
+from mappers.ig import cite
 from mappers.result import ConversionResult
 
 if TYPE_CHECKING:
@@ -49,19 +54,23 @@ def explain(text: str, *, default_tz: str | None = None, profile: Profile | None
     used = f", sender profile {profile.name!r} ({profile.path})" if profile is not None else ""
     lines = [f"{result.message_type} (MSH-10 control id) -> transaction Bundle with "
              f"{len(result.bundle['entry'])} resources{used}", ""]
-    lines += _element_lines(trace)
+    specs = (profile.specs if profile is not None else default_specs()).resources
+    lines += _element_lines(trace, specs)
     lines += _closing_lines(result)
     return "\n".join(lines) + "\n"
 
 
-def _element_lines(trace: list[tuple[str, str, str, Any]]) -> list[str]:
+def _element_lines(trace: list[tuple[str, str, str, Any]],
+                   specs: dict[str, ResourceSpec]) -> list[str]:
     out: list[str] = []
     resource = ""
+    spec: ResourceSpec | None = None
     counters: dict[str, int] = {}
     pending: list[str] = []  # table translations seen before the element they feed
     for path, source, kind, value in trace:
         if path == "#":
             resource, counters, pending = source.split("/")[0], {}, []
+            spec = specs.get(kind)
             name = f" ({kind})" if kind != resource else ""
             out.append(f"{source}{name}")
             continue
@@ -82,7 +91,15 @@ def _element_lines(trace: list[tuple[str, str, str, Any]]) -> list[str]:
                         out.append(f"    {element}.{key} <- {source}.{parts[key]}")
         out.extend(pending)
         pending = []
+        if spec is not None and source:
+            out.extend(_ig_line(spec, source, path))
     return out
+
+
+def _ig_line(spec: ResourceSpec, source: str, path: str) -> list[str]:
+    """``    IG PID[Patient]: PID-5 -> Patient.name``: the IG row this rule implements."""
+    row = cite(spec, FieldRef.parse(source), path)
+    return [f"    {row.cite(spec.resource)}"] if row is not None else []
 
 
 def _indexed(path: str, counters: dict[str, int]) -> str:

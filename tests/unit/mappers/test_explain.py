@@ -70,3 +70,27 @@ def test_explain_shows_no_names_or_identifiers() -> None:
 def test_explain_refuses_like_convert() -> None:
     with pytest.raises(UnsupportedMessageType):
         explain(A01.replace("ADT^A01^ADT_A01", "QRY^A19"))
+
+
+def test_each_rule_cites_the_ig_row_it_implements() -> None:
+    lines = explain(A01).splitlines()
+    gender = lines.index("  Patient.gender <- PID-8 (code)")
+    assert lines[gender + 2] == "    IG PID[Patient]: PID-8 -> Patient.gender"  # after its code
+    name = lines.index("  Patient.name[0] <- PID-5 (XPN)")
+    block = lines[name + 1:lines.index("  Patient.name[1] <- PID-5 (XPN)")]
+    assert block[-1] == "    IG PID[Patient]: PID-5 -> Patient.name"
+    # the extension row whose attribute is closest to the rule's path, not its url row
+    assert "    IG PID[Patient]: PID-6 -> Patient.extension.valueString" in lines
+    assert "    IG PV1[Encounter]: PV1-2 -> Encounter.class" in lines
+    report = explain(ORU)
+    assert "    IG OBX[Observation]: OBX-3 -> Observation.code" in report
+    assert "    IG OBR[ServiceRequest]: OBR-4 -> ServiceRequest.code" in report
+
+
+def test_a_rule_the_ig_does_not_have_cites_nothing() -> None:
+    lines = explain(A01).splitlines()
+    # Provenance.activity from MSH-9.2 is ours: the IG's EVN[Provenance] map has no MSH row
+    activity = lines.index("  Provenance.activity.coding[0].code <- MSH-9.2 (code)")
+    assert lines[activity + 1].startswith("  Provenance.")  # the next element, no IG line
+    # a field of another segment is cited from that segment's map for the resource
+    assert "    IG MSH[Encounter]: MSH-9 -> Encounter.status" in lines
