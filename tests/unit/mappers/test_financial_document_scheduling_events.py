@@ -35,7 +35,8 @@ def single(name: str, resource_type: str, text: str | None = None) -> dict[str, 
 
 EVENTS = [f"SIU^S{n}" for n in range(12, 25)] + ["SIU^S26"] + \
     [f"MDM^T{n:02d}" for n in range(1, 12)] + \
-    ["BAR^P01", "BAR^P02", "BAR^P05", "BAR^P06", "BAR^P12", "DFT^P03", "DFT^P11"]
+    ["BAR^P01", "BAR^P02", "BAR^P05", "BAR^P06", "BAR^P12", "DFT^P03", "DFT^P11",
+     "PPR^PC1", "PPR^PC2", "PPR^PC3"]
 
 
 @pytest.mark.parametrize("event", EVENTS)
@@ -205,3 +206,39 @@ def test_a_replayed_charge_keeps_its_id() -> None:
     replay = of_type("", "ChargeItem", sample("dft_p03").replace("LV240702160000403", "X1"))
     assert [c["id"] for c in replay] == [c["id"] for c in first]
     assert len({c["id"] for c in first}) == 3
+
+
+# --- PPR: the problem list ----------------------------------------------------------------
+
+def test_pc1_adds_active_problems_with_their_notes() -> None:
+    htn, hld = of_type("ppr_pc1", "Condition")
+    assert htn["category"][0]["coding"][0]["code"] == "problem-list-item"
+    assert htn["clinicalStatus"]["coding"] == [{
+        "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+    assert htn["code"]["coding"][0]["code"] == "I10"
+    assert htn["onsetDateTime"] == "2023" and htn["recordedDate"] == "2024-06-17"
+    assert htn["note"] == [{"text": "Home BP readings averaging 148/92."}]
+    assert "note" not in hld and "verificationStatus" not in htn
+
+
+def test_pc2_resolves_the_same_problem() -> None:
+    added = of_type("ppr_pc1", "Condition")[0]
+    updated = single("ppr_pc2", "Condition")
+    assert updated["id"] == added["id"]
+    assert updated["clinicalStatus"]["coding"][0]["code"] == "resolved"
+    assert updated["abatementDateTime"] == "2024-10-01"
+
+
+def test_a_resolution_date_outranks_an_active_life_cycle_status() -> None:
+    # R4 con-4: an abated condition is not active
+    text = sample("ppr_pc2").replace("R^Resolved^LOCAL", "A^Active^LOCAL")
+    assert single("", "Condition", text)["clinicalStatus"]["coding"][0]["code"] == "resolved"
+
+
+def test_pc3_deletes_the_problem_pc1_added() -> None:
+    added = of_type("ppr_pc1", "Condition")[1]
+    deleted = single("ppr_pc3", "Condition")
+    assert deleted["id"] == added["id"]
+    assert deleted["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    assert "clinicalStatus" not in deleted  # R4 con-5
+    assert deleted["note"] == [{"text": "Entered on the wrong patient's list."}]
