@@ -170,7 +170,8 @@ class GatewaySettings(_Strict):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     # SIGTERM: how long stopping may take in all (in-flight frames, a last publish, the
     # mapping worker); what is not published by then stays in the spool for the restart.
-    drain_timeout_s: float = Field(default=20.0, gt=0)
+    # With 2 s for the process to exit (hl7gw.shutdown), a stop takes 10 s at most.
+    drain_timeout_s: float = Field(default=8.0, gt=0)
     scale_out: ScaleOutSettings | None = None  # map in `hl7gw mapper` processes instead
 
     @model_validator(mode="after")

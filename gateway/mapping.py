@@ -28,6 +28,7 @@ import orjson
 import mappers
 from gateway.prepare import convert, describe, prepare
 from gateway.worker_lifetime import die_with_parent, stop_pool
+from hl7gw.shutdown import children_ignore_interrupts
 from mappers.errors import MessageError, ProfileError
 from mappers.profiles import EMPTY_PROFILES, Profile, ProfileSet
 
@@ -146,8 +147,10 @@ class MappingPool:
                                              initargs=(os.getpid(),))
             # Spawn the workers now, from this (the event loop's) thread, which their
             # parent-death signal is tied to, and load the specs before the first message.
-            for _ in range(self.workers):
-                self._pool.submit(int)
+            # A terminal's Ctrl-C reaches them too; the gateway stops them itself.
+            with children_ignore_interrupts():
+                for _ in range(self.workers):
+                    self._pool.submit(int)
 
     def stop(self, within: float | None = None) -> bool:
         """Stop the workers, ending any still busy after ``within`` seconds; safe twice.

@@ -46,6 +46,7 @@ from gateway.mllp.server import MllpListener
 from gateway.profiles import ProfileStore
 from gateway.publisher import Publisher
 from gateway.spool import Spool
+from hl7gw.http_server import QuietServer
 from mappers._accel import status as mapper_status
 
 log = logging.getLogger("hl7gw.service")
@@ -198,7 +199,7 @@ class GatewayService:
         cfg = uvicorn.Config(create_app(self, console=self), host=self.settings.http.host,
                              port=self.settings.http.port, log_config=None,
                              access_log=False, lifespan="on")
-        self._http = uvicorn.Server(cfg)
+        self._http = QuietServer(cfg)  # SIGINT/SIGTERM stay with hl7gw.shutdown
         self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         while not self._http.started:
             if self._tasks[-1].done():

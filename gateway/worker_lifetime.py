@@ -37,7 +37,12 @@ KILL_GRACE_S = 5.0  # after SIGTERM, before SIGKILL
 
 
 def die_with_parent(parent: int) -> None:
-    """In a worker: end this process when ``parent`` (the pid that spawned it) ends."""
+    """In a worker: end this process when ``parent`` (the pid that spawned it) ends.
+
+    SIGINT is ignored: a terminal's Ctrl-C reaches the worker with the gateway, and the
+    gateway stops its workers itself (``stop_pool``), with no traceback from a worker.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:

@@ -7,8 +7,6 @@ catch errors only to print them. Bad option values are click usage errors (also 
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
@@ -96,23 +94,21 @@ def load_config(config: Path) -> Any:
     return load_settings(config)
 
 
-def run_until_signal(start: Callable[[], Awaitable[Any]],
-                     stop: Callable[[], Awaitable[Any]]) -> None:
+def run_until_signal(command: str, start: Callable[[], Awaitable[Any]],
+                     stop: Callable[[], Awaitable[Any]], *, drain_s: float) -> NoReturn:
     """Run ``start()``, wait for SIGINT/SIGTERM, then ``stop()``: the shape of every daemon.
 
     ``stop()`` runs also when ``start()`` fails half-way (a port in use after the spool
-    and the mapping worker started), so nothing it started outlives the command.
+    and the mapping worker started), so nothing it started outlives the command. Signals,
+    deadlines and exit codes are :mod:`hl7gw.shutdown`'s, as for every long-running command.
     """
+    from hl7gw.shutdown import Shutdown, serve_until_stopped
 
-    async def runner() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
+    async def main(shutdown: Shutdown) -> None:
         try:
             await start()
-            await stopping.wait()
+            await shutdown.wait()
         finally:
             await stop()
 
-    asyncio.run(runner())
+    serve_until_stopped(command, main, drain_s=drain_s)

@@ -22,7 +22,13 @@ from gateway.cli.common import (
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Path, mllp_port: int | None, http_port: int | None, log_level: str) -> None:
-    """Run the gateway: MLLP listeners, durable spool, Kafka publisher, /healthz /metrics."""
+    """Run the gateway: MLLP listeners, durable spool, Kafka publisher, /healthz /metrics.
+
+    \b
+    SIGTERM or Ctrl-C: stops accepting, answers the frames in flight and publishes what
+    it can within drain_timeout_s (8 s); the rest stays in the spool for the next start.
+    Exit 0; a second signal, or still running 2 s past the deadline: exit 130/143 at once.
+    """
     from gateway.logs import configure_logging
     from gateway.service import GatewayService
 
@@ -36,7 +42,7 @@ def serve(config: Path, mllp_port: int | None, http_port: int | None, log_level:
         ports = ", ".join(f"{ls.settings.name}={ls.port}" for ls in service.listeners)
         click.echo(f"gateway ready: MLLP {ports}; HTTP {service.http_port}", err=True)
 
-    run_until_signal(start, service.stop)
+    run_until_signal("hl7gw serve", start, service.stop, drain_s=settings.drain_timeout_s)
 
 
 def _override_ports(settings: Any, mllp_port: int | None, http_port: int | None) -> Any:
