@@ -6,44 +6,40 @@ While it runs, ``bridge.http`` serves ``/healthz``, ``/readyz`` and ``/metrics``
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import logging
-import signal
-from typing import Any
 
 from connectors.bridge.bridge import Bridge
 from connectors.probes import ProbeServer, probe_app
 from connectors.settings import BridgeSettings, KafkaSettings
+from hl7gw.shutdown import Shutdown
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+async def run_bridge(settings: BridgeSettings, kafka: KafkaSettings,
+                     shutdown: Shutdown | None = None) -> None:
+    """Run a :class:`Bridge` until SIGINT/SIGTERM; it then drains, commits and returns.
 
-async def run_bridge(settings: BridgeSettings, kafka: KafkaSettings) -> None:
-    """Run a :class:`Bridge` until SIGINT/SIGTERM; it then drains, commits and returns."""
+    The signals are ``shutdown``'s (``hl7gw bridge``: the process's, see
+    :mod:`hl7gw.shutdown`), else handled here until this returns. On a stop the records in
+    flight get ``settings.drain_timeout_s`` to be delivered; only delivered records have
+    their offsets committed, the rest are delivered again after the restart.
+    """
     bridge = Bridge(settings, kafka)
     probes = _probe_server(bridge)
-    loop = asyncio.get_running_loop()
-    previous: dict[signal.Signals, Any] = {}
-    for sig in STOP_SIGNALS:
-        handler = signal.getsignal(sig)
+    own = Shutdown("hl7gw bridge", settings.drain_timeout_s) if shutdown is None else None
+    with own or contextlib.nullcontext():
+        stop = own or shutdown
+        assert stop is not None
+        stop.on_stop(lambda: _stop(bridge, stop))
         try:
-            loop.add_signal_handler(sig, _stop, bridge, sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread, or no unix signals
-            continue
-        previous[sig] = handler
-    try:
-        if probes is not None:
-            await probes.start()
-        await bridge.run()
-    finally:
-        if probes is not None:
-            await probes.stop()
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
-            if handler is not None:
-                signal.signal(sig, handler)
+            if probes is not None:
+                await probes.start()
+            await bridge.run()
+        finally:
+            if probes is not None:
+                await probes.stop()
 
 
 def _probe_server(bridge: Bridge) -> ProbeServer | None:
@@ -55,6 +51,6 @@ def _probe_server(bridge: Bridge) -> ProbeServer | None:
     return ProbeServer(app, http.host, http.port, setting="bridge.http.port")
 
 
-def _stop(bridge: Bridge, sig: signal.Signals) -> None:
-    log.info("stop signal received", extra={"signal": sig.name})
+def _stop(bridge: Bridge, shutdown: Shutdown) -> None:
+    log.info("stop signal received", extra={"signal": getattr(shutdown.signal, "name", None)})
     bridge.request_stop()
