@@ -88,6 +88,22 @@ def cancel_event(ctx: Context, ref: FieldRef) -> bool:
     return ctx.value(ref).component(1).strip() in {"S15", "S16", "A11", "A12", "A13"}
 
 
+def _has_role(ctx: Context, ref: FieldRef, role: str) -> bool:
+    return any(rep.component(1).strip().upper() == role for rep in ctx.values(ref))
+
+
+@predicate("referring_provider")
+def referring_provider(ctx: Context, ref: FieldRef) -> bool:
+    """A provider role field (PRD-1, HL7 0286) says RP: the provider who refers."""
+    return _has_role(ctx, ref, "RP")
+
+
+@predicate("referred_to_provider")
+def referred_to_provider(ctx: Context, ref: FieldRef) -> bool:
+    """A provider role field (PRD-1, HL7 0286) says RT: the provider referred to."""
+    return _has_role(ctx, ref, "RT")
+
+
 @predicate("deleted_action")
 def deleted_action(ctx: Context, ref: FieldRef) -> bool:
     """An action code field (RXA-21, HL7 0206) says D: the record is deleted."""

@@ -36,7 +36,7 @@ def single(name: str, resource_type: str, text: str | None = None) -> dict[str, 
 EVENTS = [f"SIU^S{n}" for n in range(12, 25)] + ["SIU^S26"] + \
     [f"MDM^T{n:02d}" for n in range(1, 12)] + \
     ["BAR^P01", "BAR^P02", "BAR^P05", "BAR^P06", "BAR^P12", "DFT^P03", "DFT^P11",
-     "PPR^PC1", "PPR^PC2", "PPR^PC3"]
+     "PPR^PC1", "PPR^PC2", "PPR^PC3", "REF^I12", "REF^I13", "REF^I14"]
 
 
 @pytest.mark.parametrize("event", EVENTS)
@@ -242,3 +242,36 @@ def test_pc3_deletes_the_problem_pc1_added() -> None:
     assert deleted["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
     assert "clinicalStatus" not in deleted  # R4 con-5
     assert deleted["note"] == [{"text": "Entered on the wrong patient's list."}]
+
+
+# --- REF: referrals -----------------------------------------------------------------------
+
+def test_referral_names_who_refers_to_whom_and_why() -> None:
+    referral = single("ref_i12", "ServiceRequest")
+    by_name = {p["name"][0]["family"]: p["id"] for p in of_type("ref_i12", "Practitioner")}
+    assert referral["status"] == "active" and referral["intent"] == "order"
+    assert referral["requester"] == {"reference": f"Practitioner/{by_name['Bergstrom']}"}
+    assert referral["performer"] == [{"reference": f"Practitioner/{by_name['Haugen']}"}]
+    assert referral["category"][0]["coding"][0]["code"] == "3457005"
+    assert referral["priority"] == "routine"
+    assert referral["occurrencePeriod"] == {"start": "2024-07-08", "end": "2025-01-08"}
+    conditions = {f"Condition/{c['id']}" for c in of_type("ref_i12", "Condition")}
+    assert {r["reference"] for r in referral["reasonReference"]} == conditions
+    support = [r["reference"].split("/")[0] for r in referral["supportingInfo"]]
+    assert support == ["Procedure", "AllergyIntolerance", "Observation", "Observation"]
+    coverage = single("ref_i12", "Coverage")
+    assert referral["insurance"] == [{"reference": f"Coverage/{coverage['id']}"}]
+
+
+def test_i14_revokes_the_referral_i12_made() -> None:
+    made, cancelled = single("ref_i12", "ServiceRequest"), single("ref_i14", "ServiceRequest")
+    assert cancelled["id"] == made["id"] and cancelled["status"] == "revoked"
+    # even when RF1-1 still says accepted
+    text = sample("ref_i14").replace("R^Rejected^HL70283", "A^Accepted^HL70283")
+    assert single("", "ServiceRequest", text)["status"] == "revoked"
+
+
+def test_a_provider_without_a_role_is_neither_requester_nor_performer() -> None:
+    text = sample("ref_i14").replace("RT^Referred to Provider^HL70286", "CP^Consulting^HL70286")
+    referral = single("", "ServiceRequest", text)
+    assert "performer" not in referral and "requester" in referral
