@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -27,7 +28,7 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-async def stop_server(server: uvicorn.Server, task: asyncio.Future[object],
+async def stop_server(server: uvicorn.Server, task: asyncio.Future[Any],
                       within: float) -> None:
     """Ask ``server`` (served by ``task``) to finish its requests in flight within
     ``within`` seconds, then close the rest; the port is free when this returns.

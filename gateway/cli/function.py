@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli.common import PORT
+from gateway.cli.common import PORT, SECONDS
 
 
 @click.group()
@@ -15,8 +15,16 @@ def function() -> None:
 @function.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=PORT, default=8090, show_default=True)
-def function_serve(host: str, port: int) -> None:
-    """Serve the function app locally: POST /events, GET /events to read back."""
+@click.option("--drain-timeout", "drain_s", type=SECONDS, default=8.0, show_default=True,
+              help="On SIGTERM/Ctrl-C: seconds the requests in flight get to be answered.")
+def function_serve(host: str, port: int, drain_s: float) -> None:
+    """Serve the function app locally: POST /events, GET /events to read back.
+
+    \b
+    SIGTERM or Ctrl-C: stops accepting, answers the requests in flight within
+    --drain-timeout; exit 0. A second signal, or still running 2 s past the deadline:
+    exit 130/143 at once (an unanswered event is delivered again by the bridge).
+    """
     from connectors.cloud import run_function
 
-    run_function(port=port, host=host)
+    run_function(port=port, host=host, drain_s=drain_s)
