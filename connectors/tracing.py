@@ -153,9 +153,17 @@ def span(name: str, *, kind: str = "internal", parent: str | None = None,
     if on is None:
         yield None
         return
+    # OpenTelemetry would record an exception's message, which may quote the data: only
+    # its class is kept (fail()).
     with on.tracer.start_as_current_span(name, context=_context(parent), kind=on.kinds[kind],
-                                         attributes=_attributes(attributes)) as current:
-        yield current
+                                         attributes=_attributes(attributes),
+                                         record_exception=False,
+                                         set_status_on_exception=False) as current:
+        try:
+            yield current
+        except BaseException as exc:
+            fail(current, exc)
+            raise
 
 
 def start(name: str, *, kind: str = "internal", parent: str | None = None,

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mappers
+from connectors import tracing
 from gateway.ack import Envelope, ack_bytes, answer_code, build_ack, sniff_envelope
 from gateway.batch import build_batch_ack, split_batch
 from gateway.config import ListenerSettings
@@ -181,7 +182,8 @@ class Intake:
             listener=self.listener.name, peer=peer, sender=sender_id,
             control_id=header.control_id, message_type=header.message_type, sha256=sha,
             raw=frame, ack=ack, event_id=event_id(sender_id, header.control_id, sha),
-            charset=prepared.charset, timezone=prepared.timezone)
+            charset=prepared.charset, timezone=prepared.timezone,
+            traceparent=tracing.current_traceparent())  # None while tracing is off
         return _Checked(row, env)
 
     def _check_content(self, prepared: Prepared) -> mappers.Header:
@@ -221,6 +223,22 @@ class Intake:
     # -- storing and refusing -------------------------------------------------------------
 
     async def _store(self, row: Accepted) -> StoreOutcome:
+        if row.traceparent is not None:  # tracing is on
+            return await self._store_traced(row)
+        return await self._store_row(row)
+
+    async def _store_traced(self, row: Accepted) -> StoreOutcome:
+        """:meth:`_store_row` inside a ``hl7gw.spool.commit`` span (ids only, no content)."""
+        attributes = {"hl7gw.event_id": row.event_id, "hl7gw.sender": row.sender,
+                      "hl7gw.control_id": row.control_id,
+                      "hl7gw.message_type": row.message_type}
+        with tracing.span("hl7gw.spool.commit", attributes=attributes) as current:
+            outcome = await self._store_row(row)
+            tracing.set_attributes(current, {"hl7gw.outcome": outcome.status,
+                                             "hl7gw.spool_row": outcome.row_id})
+            return outcome
+
+    async def _store_row(self, row: Accepted) -> StoreOutcome:
         name = self.listener.name
         outcome = await self.spool.store(row)
         if outcome.status == "duplicate":

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,11 +47,13 @@ from tenacity import (
 )
 
 import mappers
+from connectors import tracing
 from connectors.errors import PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.kafka.producer import NotSent
 from connectors.settings import KafkaSettings
+from gateway import traces
 from gateway.errors import SpoolError
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import Mapped, MappingPool
@@ -209,8 +212,11 @@ class Publisher:
         live = self.profiles.live() if self.profiles is not None else (0, EMPTY_PROFILES)
         if self.raw_topic is not None:
             return await self._publish_raw(rows, live[1], self.raw_topic)
+        mapping_started = time.time_ns()
         maps = await self.mapping.map([(r.raw, r.charset, r.timezone, live[0]) for r in rows],
                                       live)
+        if tracing.enabled():
+            traces.trace_mapping(rows, maps, mapping_started)
         ready: list[tuple[PendingRow, Mapped]] = []
         for row, mapped in zip(rows, maps, strict=True):
             if mapped.payload is None:
@@ -224,7 +230,12 @@ class Publisher:
             if self.kafka.raw_topic:
                 sends.append((i, self.kafka.raw_topic,
                               raw_event_for(row, mapped.patient_key, self.source)))
-        results = await self._send(sends)
+        if tracing.enabled():  # each record carries its span as the traceparent extension
+            sends, spans = traces.trace_sends([row for row, _ in ready], sends)
+            results = await self._send(sends)
+            traces.end_sends(spans, results)
+        else:
+            results = await self._send(sends)
         marks, refused, failure = _settle(ready, sends, results)
         if marks:
             await self.spool.mark_published(marks)

@@ -34,6 +34,7 @@ from typing import Any
 
 import uvicorn
 
+from connectors import tracing
 from connectors.kafka import EventProducer
 from gateway.app import create_app
 from gateway.config import GatewaySettings
@@ -46,6 +47,7 @@ from gateway.mllp.server import MllpListener
 from gateway.profiles import ProfileStore
 from gateway.publisher import Publisher
 from gateway.spool import Spool
+from gateway.traces import traced_frames
 from hl7gw.http_server import QuietServer
 from mappers._accel import status as mapper_status
 
@@ -150,6 +152,8 @@ class GatewayService:
     def _handler(self, answer: Callable[[bytes, str], Awaitable[IntakeResult]], name: str
                  ) -> Callable[[bytes, str], Awaitable[bytes | None]]:
         """``answer`` (an intake method) as the listener calls it: ACK bytes, counted by code."""
+        if tracing.enabled():  # a span per frame; with tracing off, not even a check
+            answer = traced_frames(answer, name)
         acks = {code: self.metrics.acks.labels(name, code)
                 for code in ("AA", "AE", "AR", "CA", "CE", "CR")}
 

@@ -34,8 +34,14 @@ def bridge(config: Path, log_level: str) -> None:
     settings = load_config(config)
     if settings.bridge is None:
         fail(f"{config}: no 'bridge:' section; add one with target_url")
-    bridge_settings = settings.bridge
-    serve_until_stopped(
-        "hl7gw bridge",
-        lambda shutdown: run_bridge(bridge_settings, settings.kafka, shutdown),
-        drain_s=bridge_settings.drain_timeout_s)
+    from connectors import tracing
+
+    tracing.configure(settings.tracing, service_name="hl7gw-bridge")  # off: a no-op
+    try:
+        bridge_settings = settings.bridge
+        serve_until_stopped(
+            "hl7gw bridge",
+            lambda shutdown: run_bridge(bridge_settings, settings.kafka, shutdown),
+            drain_s=bridge_settings.drain_timeout_s)
+    finally:
+        tracing.shutdown()  # the spans still buffered go out

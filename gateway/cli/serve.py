@@ -35,6 +35,9 @@ def serve(config: Path, mllp_port: int | None, http_port: int | None, log_level:
     configure_logging(log_level)
     settings = load_config(config)
     settings = _override_ports(settings, mllp_port, http_port)
+    from connectors import tracing
+
+    tracing.configure(settings.tracing, service_name="hl7gw-gateway")  # off: a no-op
     service = GatewayService(settings)
 
     async def start() -> None:
@@ -42,7 +45,10 @@ def serve(config: Path, mllp_port: int | None, http_port: int | None, log_level:
         ports = ", ".join(f"{ls.settings.name}={ls.port}" for ls in service.listeners)
         click.echo(f"gateway ready: MLLP {ports}; HTTP {service.http_port}", err=True)
 
-    run_until_signal("hl7gw serve", start, service.stop, drain_s=settings.drain_timeout_s)
+    try:
+        run_until_signal("hl7gw serve", start, service.stop, drain_s=settings.drain_timeout_s)
+    finally:
+        tracing.shutdown()  # the spans still buffered go out
 
 
 def _override_ports(settings: Any, mllp_port: int | None, http_port: int | None) -> Any:

@@ -23,7 +23,7 @@ def pending(conn: sqlite3.Connection, limit: int, after_id: int) -> list[Pending
     """Unpublished rows in arrival order, after ``after_id``."""
     rows = conn.execute(
         "SELECT id, received_at, sender, control_id, message_type, event_id,"
-        " raw, charset, timezone, replays FROM messages"
+        " raw, charset, timezone, replays, traceparent FROM messages"
         " WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?",
         (after_id, limit),
     ).fetchall()

@@ -26,6 +26,7 @@ class Accepted:
     event_id: str
     charset: str = "utf-8"
     timezone: str = "UTC"
+    traceparent: str | None = None  # the frame's span, while tracing (gateway/traces.py)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class PendingRow:
     raw: bytes
     charset: str
     timezone: str
+    traceparent: str | None = None  # the intake's frame span, to continue its trace
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> PendingRow:
@@ -73,7 +75,8 @@ class PendingRow:
         return cls(id=row["id"], received_at=row["received_at"], sender=row["sender"],
                    control_id=row["control_id"], message_type=row["message_type"],
                    event_id=f"{row['event_id']}-r{replays}" if replays else row["event_id"],
-                   raw=bytes(row["raw"]), charset=row["charset"], timezone=row["timezone"])
+                   raw=bytes(row["raw"]), charset=row["charset"], timezone=row["timezone"],
+                   traceparent=row["traceparent"])
 
 
 @dataclass(frozen=True)

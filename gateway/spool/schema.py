@@ -82,8 +82,14 @@ def _add_replays(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE messages ADD COLUMN replays INTEGER NOT NULL DEFAULT 0")
 
 
+def _add_traceparent(conn: sqlite3.Connection) -> None:
+    """3: ``messages.traceparent``, the W3C trace context of the frame that brought the row
+    (NULL while tracing is off), so its publishing joins that trace (gateway/traces.py)."""
+    conn.execute("ALTER TABLE messages ADD COLUMN traceparent TEXT")
+
+
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays)
+MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays, _add_traceparent)
 VERSION = len(MIGRATIONS)
 
 

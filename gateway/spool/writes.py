@@ -44,11 +44,11 @@ def _store_one(conn: sqlite3.Connection, row: Accepted | Rejected) -> StoreOutco
             return StoreOutcome("duplicate", int(found["id"]), bytes(found["ack"]))
     cur = conn.execute(
         "INSERT INTO messages (received_at, listener, peer, sender, control_id,"
-        " message_type, sha256, raw, ack, charset, timezone, event_id, conflict)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " message_type, sha256, raw, ack, charset, timezone, event_id, conflict,"
+        " traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (now, row.listener, row.peer, row.sender, row.control_id, row.message_type,
          row.sha256, row.raw, row.ack, row.charset, row.timezone, row.event_id,
-         1 if earlier else 0),
+         1 if earlier else 0, row.traceparent),
     )
     return StoreOutcome("conflict" if earlier else "stored", int(cur.lastrowid or 0), row.ack)
 
