@@ -69,8 +69,9 @@ class MapperMetrics:
         self.publish_errors = Counter("hl7gw_mapper_publish_errors",
                                       "Retriable publish failures (the batch is sent again)",
                                       registry=r)
-        self.batch_seconds = Histogram("hl7gw_mapper_batch_seconds",
-                                       "Time to map and publish one batch", registry=r)
+        self.batch_seconds = Histogram("hl7gw_mapper_publish_seconds",
+                                       "Time from a batch's first send to its last ack",
+                                       registry=r)
         self.assigned = Gauge("hl7gw_mapper_assigned_partitions",
                               "Raw-topic partitions this mapper holds", registry=r)
 
@@ -101,6 +102,8 @@ class MapperService:
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()  # held while a batch is mapped and published
         self._pending: dict[TopicPartition, int] = {}  # next offset to commit
+        # the batch being published: its task, its records, when its publishing began
+        self._inflight: tuple[asyncio.Task[None], list[_Item], float] | None = None
         self.assigned: set[TopicPartition] = set()
         self.started = False
 
@@ -152,31 +155,46 @@ class MapperService:
             await consumer.stop()
 
     async def _consume(self) -> None:
-        while not self._stopping.is_set():
-            with kafka_errors("to fetch records", KafkaClientError):
-                batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
-                                                     max_records=self.settings.max_batch)
-            if not batch:
-                continue
-            async with self._batch_lock:
-                items = [_item(tp, record) for tp, records in batch.items()
-                         for record in records if tp in self.assigned]
-                if not items:
-                    continue
-                try:
-                    with self.metrics.batch_seconds.time():
-                        await self.handle(items)
-                except _Abandoned:
-                    log.warning("stopping while Kafka fails: the last batch is left "
-                                "uncommitted and will be mapped again", extra={
-                                    "records": len(items)})
-                    return
-                for item in items:
-                    self._pending[item.tp] = item.record.offset + 1
-                await self._commit()
+        """Fetch, map and publish, one batch's mapping overlapping the last one's publish.
 
-    async def handle(self, items: Sequence[_Item]) -> None:
-        """Map ``items`` in order and publish every record they make until all are acked."""
+        Batch k+1 is fetched and mapped (in the worker) while batch k's records wait for
+        their acks; k's offsets are committed once they came, before k+1 is published, so
+        records still leave in consumed order and a commit never covers an unacked one.
+        """
+        try:
+            while not self._stopping.is_set():
+                with kafka_errors("to fetch records", KafkaClientError):
+                    batch = await self._consumer.getmany(timeout_ms=POLL_TIMEOUT_MS,
+                                                         max_records=self.settings.max_batch)
+                async with self._batch_lock:
+                    items = [_item(tp, record) for tp, records in batch.items()
+                             for record in records if tp in self.assigned]
+                    sends = await self._map(items) if items else []
+                    await self._settle_inflight()
+                    if items:
+                        started = asyncio.get_running_loop().time()
+                        self._inflight = (asyncio.create_task(self._publish(sends)), items,
+                                          started)
+            async with self._batch_lock:
+                await self._settle_inflight()
+        except _Abandoned:
+            log.warning("stopping while Kafka fails: the last batch is left uncommitted "
+                        "and will be mapped again")
+
+    async def _settle_inflight(self) -> None:
+        """Wait for the batch being published, then commit its offsets (lock held)."""
+        if self._inflight is None:
+            return
+        task, items, started = self._inflight
+        self._inflight = None
+        await task  # raises _Abandoned when stopping while Kafka fails
+        self.metrics.batch_seconds.observe(asyncio.get_running_loop().time() - started)
+        for item in items:
+            self._pending[item.tp] = item.record.offset + 1
+        await self._commit()
+
+    async def _map(self, items: Sequence[_Item]) -> list[_Send]:
+        """The records ``items`` make, in order: FHIR events and dead letters."""
         self.metrics.consumed.inc(len(items))
         live = self.profiles.live() if self.profiles is not None else (0, EMPTY_PROFILES)
         readable = [item for item in items if item.event is not None]
@@ -200,7 +218,7 @@ class MapperService:
                              spool_row=event.extensions.get("hl7spoolrow", ""))
             topic = self.kafka.topic_for(message_type, frozenset(mapped.resource_types))
             sends.append((topic, out, item))
-        await self._publish(sends)
+        return sends
 
     async def _publish(self, sends: list[_Send]) -> None:
         """Send in order per topic; resend what failed (retriable) until all is acked.
@@ -280,6 +298,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         async with self.service._batch_lock:
+            with contextlib.suppress(Exception):
+                await self.service._settle_inflight()
             with contextlib.suppress(Exception):
                 await self.service._commit()
             self.service.assigned.difference_update(revoked)

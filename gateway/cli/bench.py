@@ -113,3 +113,47 @@ def bench_bridge(count: int, as_json: bool) -> None:
             if broker is not None:
                 broker.stop()
     _emit(figures, as_json, [f"  {k:38s} {v}" for k, v in figures.items()])
+
+
+@bench.command("mapper")
+@click.option("-n", "count", type=COUNT, default=5000, show_default=True,
+              help="Raw messages to map per instance count.")
+@click.option("--instances", type=click.IntRange(1, 6), multiple=True, default=(1, 2, 3),
+              show_default=True, help="hl7gw mapper processes (repeat for several runs).")
+@click.option("--sample", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=Path("samples/adt_a01.hl7"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_mapper(count: int, instances: tuple[int, ...], sample: Path, as_json: bool) -> None:
+    """Scale-out mapping: messages/second through 1, 2, 3 ``hl7gw mapper`` processes.
+
+    Real processes in one consumer group, raw topic in, FHIR topic out (docs/scale-out.md),
+    next to the same messages mapped in this process on one core. Uses
+    ``KAFKA_BOOTSTRAP_SERVERS`` or starts a local broker.
+    """
+    import os
+    import tempfile
+
+    from gateway.dev.kafka import LocalKafka, default_cache_dir
+    from gateway.mllp.client import split_messages
+    from gateway.scaleout_bench import run_mapper_bench
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
+        broker = None
+        try:
+            if not bootstrap:
+                click.echo("starting a local Kafka broker ...", err=True)
+                broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
+                bootstrap = broker.start()
+            message = split_messages(sample.read_bytes())[0]
+            figures = asyncio.run(run_mapper_bench(bootstrap, message, count, instances))
+        finally:
+            if broker is not None:
+                broker.stop()
+    lines = [f"scale-out mapping, {count} x {sample.name} over {figures['partitions']} "
+             f"partitions, {figures['cores']} cores; one core in-process: "
+             f"{figures['ceiling_one_core_msg_per_s']:,} msg/s"]
+    for k, run in figures["instances"].items():
+        lines.append(f"  {k} mapper(s): {run['msg_per_s']:8,} msg/s  ({run['seconds']} s, "
+                     f"{run['ratio_to_ceiling']:.2f} x one core)")
+    _emit(figures, as_json, lines)

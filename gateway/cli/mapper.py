@@ -29,6 +29,7 @@ def mapper(config: Path, http_port: int | None, log_level: str) -> None:
     from gateway.logs import configure_logging
     from gateway.profiles import ProfileStore
     from gateway.scaleout import MapperService, create_mapper_app
+    from hl7gw.http_server import QuietServer, stop_server
 
     configure_logging(log_level)
     settings = load_config(config)
@@ -37,7 +38,7 @@ def mapper(config: Path, http_port: int | None, log_level: str) -> None:
     so = settings.scale_out
     http = so.http if http_port is None else so.http.model_copy(update={"port": http_port})
     service = MapperService(so, settings.kafka, profiles=ProfileStore(settings.profiles))
-    server = uvicorn.Server(uvicorn.Config(create_mapper_app(service), host=http.host,
+    server = QuietServer(uvicorn.Config(create_mapper_app(service), host=http.host,
                                            port=http.port, log_config=None, access_log=False))
     tasks: list[asyncio.Task[Any]] = []
 
@@ -54,12 +55,15 @@ def mapper(config: Path, http_port: int | None, log_level: str) -> None:
                    err=True)
 
     async def stop() -> None:
+        """Finish the batch in hand (commit it), then the HTTP server; within the drain."""
         service.request_stop()
-        server.should_exit = True
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=settings.drain_timeout_s)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        mapping, http_task = tasks
+        _, late = await asyncio.wait([mapping], timeout=settings.drain_timeout_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(mapping, return_exceptions=True)
+        await stop_server(server, http_task, 1.0)
 
-    run_until_signal(start, stop)
+    run_until_signal("hl7gw mapper", start, stop, drain_s=settings.drain_timeout_s)
