@@ -117,9 +117,9 @@ async def test_no_span_carries_phi_from_the_message(
     assert set(HOPS) <= {s.name for s in finished}
     for span in finished:
         said = [span.name, span.status.description or ""]
-        said += [f"{k}={v}" for k, v in (span.attributes or {}).items()]
+        said += [f"{k}={v!r}" for k, v in (span.attributes or {}).items()]
         said += [f"{e.name} {dict(e.attributes or {})}" for e in span.events]
-        said += [f"{k}={v}" for k, v in span.resource.attributes.items()]
+        said += [f"{k}={v!r}" for k, v in span.resource.attributes.items()]
         text = "\n".join(said)
         leaked = [phi for phi in PHI if phi in text]
         assert leaked == [], f"{span.name} carries {leaked}: {text}"
