@@ -33,7 +33,7 @@ def single(name: str, resource_type: str, text: str | None = None) -> dict[str, 
     return found[0]
 
 
-EVENTS = [f"SIU^S{n}" for n in range(12, 25)] + ["SIU^S26"] + \
+EVENTS = [f"SIU^S{n}" for n in range(12, 27)] + \
     [f"MDM^T{n:02d}" for n in range(1, 12)] + \
     ["BAR^P01", "BAR^P02", "BAR^P05", "BAR^P06", "BAR^P12", "DFT^P03", "DFT^P11",
      "PPR^PC1", "PPR^PC2", "PPR^PC3", "REF^I12", "REF^I13", "REF^I14"]
@@ -50,14 +50,15 @@ def test_every_event_is_supported(event: str) -> None:
     ("siu_s12", "booked"), ("siu_s13", "booked"), ("siu_s14", "booked"),
     ("siu_s15", "cancelled"), ("siu_s16", "cancelled"), ("siu_s17", "entered-in-error"),
     ("siu_s18", "booked"), ("siu_s19", "booked"), ("siu_s20", "booked"),
-    ("siu_s21", "booked"), ("siu_s22", "booked"), ("siu_s26", "noshow")])
+    ("siu_s21", "booked"), ("siu_s22", "booked"), ("siu_s25", "booked"),
+    ("siu_s26", "noshow")])
 def test_appointment_status_per_event(name: str, status: str) -> None:
     assert single(name, "Appointment")["status"] == status
 
 
 def test_every_siu_event_updates_the_same_appointment() -> None:
     ids = {single(f"siu_s{n}", "Appointment")["id"]
-           for n in (12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 26)}
+           for n in (12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 25, 26)}
     assert len(ids) == 1
 
 
