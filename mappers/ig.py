@@ -2,17 +2,18 @@
 
 For each resource spec, the IG segment maps it implements are those its ``ig:`` key names,
 else ``SEGMENT[Resource]`` when the IG has that map (``PID[Patient]``, ``OBX[Observation]``;
-a Practitioner built from OBX-16 has none). Every IG row that maps a field to a FHIR
-attribute is then, for that spec, one of:
+a Practitioner built from OBX-16 has none), and the same for every other segment whose
+fields its rules map (the Patient spec maps PD1-3 and PD1-4: ``PD1[Patient]``). Every IG
+row that maps a field to a FHIR attribute is then, for that spec, one of:
 
 * **mapped**: a rule reads the field (``field``, or one of its ``extra`` fields; a component
   such as ``PID-3.4`` counts for ``PID-3``) and writes the same top-level attribute
   (``name[]`` and ``name[1]`` are both ``name``; choice elements compare by their base,
-  ``valueQuantity`` and ``valueString`` are both ``value[x]``). A ``reference:`` rule to a
-  spec built from the same segment maps the fields that spec reads (OBX-16 ->
-  ``performer(Practitioner)``); a constant written ``when:`` a field holds maps that field
-  (PV1-45 -> ``status="finished"``). A ``$this`` row (the IG maps the field onto the resource as
-  a whole, ``SCH-11`` through the TQ datatype map) is mapped when the spec reads the field;
+  ``valueQuantity`` and ``valueString`` are both ``value[x]``). A ``reference:`` rule to
+  another spec maps the fields that spec reads (OBX-16 -> ``performer(Practitioner)``);
+  a constant written ``when:`` a field holds maps that field (PV1-45 ->
+  ``status="finished"``). A ``$this`` row (the IG maps the field onto the resource as a
+  whole, ``SCH-11`` through the TQ datatype map) is mapped when the spec reads the field;
 * **listed**: the spec's ``not_mapped`` names the field, with the reason;
 * **missing**: neither, which ``tests/unit/mappers/test_ig_conformance.py`` refuses.
 
@@ -46,7 +47,8 @@ _INDEX = re.compile(r"\[(?:\d+|each)\]")
 # FHIR R4 choice elements ([x]) that the IG segment maps and our specs write
 _CHOICES = ("value", "effective", "onset", "abatement", "deceased", "multipleBirth",
             "occurrence", "performed", "medication", "born", "timing", "asNeeded", "allowed",
-            "fastingStatus", "collected", "product", "reported", "serviced", "scheduled")
+            "fastingStatus", "collected", "product", "reported", "serviced", "scheduled",
+            "quantity")
 _TYPES = frozenset({
     "Boolean", "Integer", "String", "DateTime", "Date", "Time", "Instant", "Decimal", "Uri",
     "Url", "Code", "Period", "Quantity", "CodeableConcept", "Coding", "Reference", "Range",
@@ -142,11 +144,15 @@ def available_maps() -> list[str]:
 
 
 def maps_for(spec: ResourceSpec) -> list[str]:
-    """The IG maps ``spec`` implements: its ``ig:`` list, else ``SEG[Resource]`` if any."""
+    """The IG maps ``spec`` implements: its ``ig:`` list; else ``SEG[Resource]`` for its own
+    segment and for each other segment whose fields its rules map (PD1-4 in the Patient
+    spec: ``PD1[Patient]``), when the IG has that map."""
     if spec.ig is not None:
         return list(spec.ig)
-    inferred = f"{spec.segment}[{spec.resource}]"
-    return [inferred] if (IG_SEGMENTS / f"{inferred}.csv").is_file() else []
+    others = sorted({ref.segment for rule in spec.rules for ref in (rule.field, *rule.extra)
+                     if ref is not None and ref.segment != spec.segment})
+    names = [f"{seg}[{spec.resource}]" for seg in (spec.segment, *others)]
+    return [name for name in names if (IG_SEGMENTS / f"{name}.csv").is_file()]
 
 
 def _reads(spec: ResourceSpec) -> list[FieldRef]:
@@ -159,9 +165,9 @@ def _targets(spec: ResourceSpec, specs: Mapping[str, ResourceSpec]
              ) -> dict[tuple[str, int], set[str]]:
     """(segment, field) -> the top-level elements our rules write from it.
 
-    A ``reference:`` to a spec built from the same segment (``performer[]`` to the
-    Practitioner made of OBX-16) writes what that spec reads of the segment: the IG's
-    ``performer(Practitioner)`` row for OBX-16 is the reference. ``$this`` (the IG maps the
+    A ``reference:`` to another spec (``performer[]`` to the Practitioner made of OBX-16)
+    writes what that spec reads: the IG's ``performer(Practitioner)`` row for OBX-16, or
+    ``basedOn(ServiceRequest)`` for ORC-2, is the reference. ``$this`` (the IG maps the
     field onto the resource as a whole) is every field the spec reads.
     """
     out: dict[tuple[str, int], set[str]] = {}
@@ -170,8 +176,8 @@ def _targets(spec: ResourceSpec, specs: Mapping[str, ResourceSpec]
         if rule.value is not None:  # a constant written because of a field: the IG's
             refs += rule.when.values()  # PV1-45 -> status="finished"
         other = specs.get(rule.reference) if rule.reference is not None else None
-        if other is not None and other.segment == spec.segment:
-            refs += [r for r in _reads(other) if r.segment == spec.segment]
+        if other is not None and other is not spec:
+            refs += _reads(other)
         for ref in refs:
             out.setdefault((ref.segment, ref.field), set()).add(top_level(rule.path.text))
     for ref in _reads(spec):

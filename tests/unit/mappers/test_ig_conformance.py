@@ -120,6 +120,33 @@ def test_a_spec_without_an_ig_map_has_nothing_to_check() -> None:
     assert result.maps == [] and result.missing == []
 
 
+def test_the_maps_of_other_segments_a_spec_maps_are_checked_too() -> None:
+    gp = {"field": "PD1-4", "type": "XCN", "path": "generalPractitioner[]"}
+    patient = spec([XPN_NAME, gp, {"field": "MRG-1", "type": "patient_link",
+                                   "path": "link[0].other"}])
+    assert maps_for(patient) == ["PID[Patient]", "PD1[Patient]"]  # no MRG[Patient] in the IG
+    result = check_spec(patient)
+    assert "PD1-4" in {r.field for r in result.mapped if r.map == "PD1[Patient]"}
+    assert "PD1-3" in {r.field for r in result.missing if r.map == "PD1[Patient]"}
+    # a field read only by the id or a condition does not pull its segment's map in
+    only_id = spec([XPN_NAME], id={"key": "identifier", "field": "PD1-4"})
+    assert maps_for(only_id) == ["PID[Patient]"]
+
+
+def test_a_reference_maps_the_fields_the_referenced_spec_reads() -> None:
+    observer = ResourceSpec.model_validate({
+        "resource": "Practitioner", "segment": "OBX", "name": "ResponsibleObserver",
+        "id": {"key": "fields", "field": "OBX-16"},
+        "rules": [{"field": "OBX-16", "type": "XCN_name", "path": "name[]"}]})
+    observation = ResourceSpec.model_validate({
+        "resource": "Observation", "segment": "OBX", "id": {"key": "message"},
+        "rules": [{"reference": "ResponsibleObserver", "path": "performer[]"}]})
+    alone = check_spec(observation)
+    assert "OBX-16" in {r.field for r in alone.missing}
+    linked = check_spec(observation, {"ResponsibleObserver": observer})
+    assert "OBX-16" in {r.field for r in linked.mapped if r.top == "performer"}
+
+
 def test_ig_names_the_maps_when_they_cannot_be_inferred() -> None:
     both = spec([XPN_NAME], ig=["PID[Patient]", "PD1[Patient]"])
     assert maps_for(both) == ["PID[Patient]", "PD1[Patient]"]
