@@ -9,6 +9,7 @@ settings in ``SERVER_PROPERTIES`` below. Used by ``hl7gw dev kafka`` and the tes
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import os
 import shutil
@@ -33,6 +34,7 @@ from gateway.dev.kafka_jars import (
     require_tool,
 )
 from gateway.errors import BrokerUnavailable, GatewayError
+from hl7gw.shutdown import Interrupted, Shutdown
 
 # Re-exported: the jar fetching moved to gateway.dev.kafka_jars; callers import from here.
 __all__ = [
@@ -53,6 +55,7 @@ JAVA_HINT = "Java 17+ (apt-get install openjdk-17-jre-headless)"
 JVM_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
 _PR_SET_PDEATHSIG = 1
 KILL_WAIT_S = 10.0  # after SIGKILL, for the kernel to end the process
+STOP_S = 6.0  # ``hl7gw dev kafka``: SIGTERM, then SIGKILL; 10 s in all with the exit margins
 
 SERVER_PROPERTIES = """\
 # Written by gateway.dev.kafka on every start; edits are lost.
@@ -257,7 +260,7 @@ class LocalKafka:
             raise
         return self.bootstrap_servers
 
-    def stop(self, timeout: float = 15) -> None:
+    def stop(self, timeout: float = STOP_S) -> None:
         """Stop the broker within ``timeout`` seconds (plus a moment for SIGKILL). Idempotent.
 
         SIGTERM starts Kafka's controlled shutdown (it flushes logs and, in a cluster,
@@ -363,36 +366,42 @@ class LocalKafka:
             return "(no broker.log)"
 
 
-def run_broker(port: int | None = None, data_dir: Path | None = None) -> int:
+def run_broker(port: int | None = None, data_dir: Path | None = None,
+               shutdown: Shutdown | None = None) -> int:
     """``hl7gw dev kafka``: run a local broker until SIGINT/SIGTERM; the exit code.
 
     Without ``data_dir`` the broker's data lives in a temporary directory removed on exit;
-    with it, topics and offsets survive restarts.
+    with it, topics and offsets survive restarts. The signals are ``shutdown``'s (the
+    command's, :mod:`hl7gw.shutdown`), else handled here until this returns; a stop, even
+    one mid-start, SIGTERMs the broker (its controlled shutdown) and SIGKILLs it if it is
+    still running ``STOP_S`` seconds later.
     """
     scratch = None if data_dir is not None else Path(tempfile.mkdtemp(prefix="hl7gw-kafka-"))
     broker = LocalKafka(port=port, data_dir=data_dir or scratch or Path(),
                         cache_dir=default_cache_dir(), log=_to_stderr)
-    # SIGTERM behaves like Ctrl-C: KeyboardInterrupt wherever we are, even mid-start.
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        began = time.monotonic()
-        bootstrap = broker.start()
-        print(f"Kafka ready at {bootstrap} (started in {time.monotonic() - began:.1f}s)",
-              flush=True)
-        code = broker.wait()
-        _to_stderr(f"Kafka exited unexpectedly (code {code}); see {broker.log_path}")
-        return 1
-    except KeyboardInterrupt:
-        _to_stderr("stopping Kafka")
-        return 0
-    except GatewayError as exc:
-        _to_stderr(f"error: {exc}")
-        return 1
-    finally:
-        broker.stop()
-        signal.signal(signal.SIGTERM, previous)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+    own = Shutdown("hl7gw dev kafka", STOP_S + 1.0) if shutdown is None else None
+    with own or contextlib.nullcontext():
+        stop = own or shutdown
+        assert stop is not None
+        try:
+            with stop.interruptible():
+                began = time.monotonic()
+                bootstrap = broker.start()
+                print(f"Kafka ready at {bootstrap} (started in "
+                      f"{time.monotonic() - began:.1f}s)", flush=True)
+                code = broker.wait()
+            _to_stderr(f"Kafka exited unexpectedly (code {code}); see {broker.log_path}")
+            return 1
+        except Interrupted:
+            _to_stderr("stopping Kafka")
+            return 0
+        except GatewayError as exc:
+            _to_stderr(f"error: {exc}")
+            return 1
+        finally:
+            broker.stop(STOP_S)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _to_stderr(message: str) -> None:

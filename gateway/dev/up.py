@@ -4,18 +4,22 @@ Starts a real Kafka broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` names one), the s
 function, the gateway and the bridge, sends every ``*.hl7`` in the samples folder over
 MLLP, and shows what reached Kafka and the function. Each run starts from an empty
 workspace (``var/dev-up``) so the samples are new messages every time.
+
+Stopping (Ctrl-C or SIGTERM, through :mod:`hl7gw.shutdown`): the gateway and the bridge
+stop together within ``drain_timeout_s`` less :data:`BROKER_STOP_S` (the gateway answers
+the frames in flight; what it ACKed is in ``var/dev-up/spool.db``; the bridge commits only
+delivered events), then the function, then the broker it started (SIGTERM, SIGKILL after
+:data:`BROKER_STOP_S`: its data is thrown away at the next start anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -36,8 +40,12 @@ from gateway.errors import GatewayError
 from gateway.logs import configure_logging
 from gateway.mllp.client import MllpClient, read_message_files
 from gateway.service import GatewayService
+from hl7gw.http_server import QuietServer, stop_server
+from hl7gw.shutdown import Interrupted, Shutdown
 
 WORKSPACE = Path("var/dev-up")
+BROKER_STOP_S = 2.0  # of the drain deadline, for the broker dev up started
+FUNCTION_STOP_S = 1.0  # of the drain deadline, for the function's requests in flight
 
 
 def say(text: str = "") -> None:
@@ -45,8 +53,9 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
-def run_dev_up(settings: GatewaySettings, samples: Path, *, once: bool = False) -> int:
-    """Run everything until Ctrl-C (or, with ``once``, until the samples arrived)."""
+def run_dev_up(settings: GatewaySettings, samples: Path, shutdown: Shutdown, *,
+               once: bool = False) -> int:
+    """Run everything until Ctrl-C/SIGTERM (or, with ``once``, until the samples arrived)."""
     files = sorted(samples.glob("*.hl7"))
     if not files:
         raise GatewayError(f"no *.hl7 files in {samples}")
@@ -58,23 +67,26 @@ def run_dev_up(settings: GatewaySettings, samples: Path, *, once: bool = False) 
     WORKSPACE.mkdir(parents=True)
     broker = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if not bootstrap:
             say("starting Kafka (the first run fetches the jars with Maven) ...")
             began = time.monotonic()
-            broker = LocalKafka(data_dir=WORKSPACE / "kafka", cache_dir=default_cache_dir())
-            bootstrap = broker.start()
+            with shutdown.interruptible():
+                broker = LocalKafka(data_dir=WORKSPACE / "kafka", cache_dir=default_cache_dir())
+                bootstrap = broker.start()
             say(f"Kafka ready at {bootstrap} in {time.monotonic() - began:.1f}s")
         settings, token = _local(settings, bootstrap)
-        return asyncio.run(_pipeline(settings, files, once=once, token=token))
-    except KeyboardInterrupt:
-        say("\nstopped")
+        whose = "started for this run" if broker else "KAFKA_BOOTSTRAP_SERVERS"
+        say(f"Kafka broker: {bootstrap} ({whose}); spool: {settings.spool.path}")
+        return shutdown.asyncio_run(
+            lambda stop: _pipeline(settings, files, stop, once=once, token=token))
+    except Interrupted:
         return 0
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if shutdown.requested:
+            say("\nstopped")
         if broker is not None:
-            broker.stop()
+            broker.stop(BROKER_STOP_S)
 
 
 def _local(settings: GatewaySettings, bootstrap: str) -> tuple[GatewaySettings, str | None]:
@@ -89,6 +101,10 @@ def _local(settings: GatewaySettings, bootstrap: str) -> tuple[GatewaySettings, 
     bridge = settings.bridge or BridgeSettings(
         topic=kafka.topic, group_id="hl7gw-dev-bridge",
         target_url=f"http://{fn.host}:{fn.port}/events")
+    # The bridge stops with the gateway, within the share of the deadline they have.
+    grace = max(settings.drain_timeout_s - BROKER_STOP_S - FUNCTION_STOP_S, 0.5)
+    bridge = bridge.model_copy(update={
+        "drain_timeout_s": min(bridge.drain_timeout_s, grace)})
     console = settings.console.model_copy(update={"audit_path": WORKSPACE / "audit.jsonl"})
     token = None
     if console.enabled and not console.users:
@@ -117,11 +133,11 @@ async def _create_topics(settings: GatewaySettings) -> None:
         await admin.close()
 
 
-async def _pipeline(settings: GatewaySettings, files: list[Path], *, once: bool,
-                    token: str | None = None) -> int:
+async def _pipeline(settings: GatewaySettings, files: list[Path], shutdown: Shutdown, *,
+                    once: bool, token: str | None = None) -> int:
     await _create_topics(settings)
     fn = settings.function
-    function_server = uvicorn.Server(uvicorn.Config(
+    function_server = QuietServer(uvicorn.Config(
         create_function_app(), host=fn.host, port=fn.port, log_config=None,
         access_log=False))
     function_task = asyncio.create_task(function_server.serve())
@@ -133,30 +149,58 @@ async def _pipeline(settings: GatewaySettings, files: list[Path], *, once: bool,
     assert settings.bridge is not None
     bridge = Bridge(settings.bridge, settings.kafka)
     bridge_task = asyncio.create_task(bridge.run())
+    gateway = GatewayService(settings)
+    stop = asyncio.create_task(shutdown.wait())
+    show: asyncio.Task[int] | None = None
     try:
-        async with GatewayService(settings) as gateway:
-            port = gateway.listeners[0].port
-            base = f"http://{settings.http.host}:{gateway.http_port}"
-            say(f"gateway: MLLP 127.0.0.1:{port}, health {base}/readyz, metrics /metrics")
-            if settings.console.enabled:
-                login = f" (sign in with token {token}, made for this run)" if token else ""
-                say(f"console: {base}/console{login}")
-            sent = await _send_samples(port, files)
-            events = await _wait_for_events(f"http://{fn.host}:{fn.port}/events", sent)
-            await _show_kafka(settings, sent)
-            _show_function(events)
+        await gateway.start()
+        show = asyncio.create_task(_show_the_samples(settings, gateway, files, once=once,
+                                                     token=token))
+        await asyncio.wait({show, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if show.done():
+            code = show.result()
             if once:
-                return 0 if len(events) >= sent else 1
-            say("\nrunning; send more with: hl7gw send --port "
-                f"{port} FILE...   (Ctrl-C to stop)")
-            await asyncio.Event().wait()
-            return 0
+                return code
+            await stop
+        return 0
     finally:
-        await bridge.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await bridge_task
-        function_server.should_exit = True
-        await function_task
+        for task in (show, stop):
+            if task is not None:
+                task.cancel()
+        await _stop(settings, gateway, bridge, bridge_task, function_server, function_task)
+
+
+async def _show_the_samples(settings: GatewaySettings, gateway: GatewayService,
+                            files: list[Path], *, once: bool, token: str | None) -> int:
+    """Send the samples, show what reached Kafka and the function; 1 if some did not."""
+    fn = settings.function
+    port = gateway.listeners[0].port
+    base = f"http://{settings.http.host}:{gateway.http_port}"
+    say(f"gateway: MLLP 127.0.0.1:{port}, health {base}/readyz, metrics /metrics")
+    if settings.console.enabled:
+        login = f" (sign in with token {token}, made for this run)" if token else ""
+        say(f"console: {base}/console{login}")
+    sent = await _send_samples(port, files)
+    events = await _wait_for_events(f"http://{fn.host}:{fn.port}/events", sent)
+    await _show_kafka(settings, sent)
+    _show_function(events)
+    if not once:
+        say("\nrunning; send more with: hl7gw send --port "
+            f"{port} FILE...   (Ctrl-C to stop)")
+    return 0 if len(events) >= sent else 1
+
+
+async def _stop(settings: GatewaySettings, gateway: GatewayService, bridge: Bridge,
+                bridge_task: asyncio.Task[None], function_server: uvicorn.Server,
+                function_task: asyncio.Task[None]) -> None:
+    """Gateway and bridge together, then the function: within the drain deadline."""
+    grace = max(settings.drain_timeout_s - BROKER_STOP_S - FUNCTION_STOP_S, 0.5)
+    bridge.request_stop()  # its records in flight get bridge.drain_timeout_s (see _local)
+    await asyncio.gather(gateway.stop(grace), asyncio.wait({bridge_task}, timeout=grace))
+    if not bridge_task.done():
+        bridge_task.cancel()
+    await asyncio.gather(bridge_task, return_exceptions=True)
+    await stop_server(function_server, function_task, FUNCTION_STOP_S)
 
 
 async def _send_samples(port: int, files: list[Path]) -> int:
