@@ -183,3 +183,20 @@ def test_a02_and_a15_locations() -> None:
     assert _beds(a02) == ("5W, 512, A, MAIN, 5, GOODHEALTH", "4E, 401, B, MAIN, 4, GOODHEALTH")
     (a15,) = _of(_bundle("adt_a15"), "Encounter")
     assert [loc.get("status") for loc in a15["location"]] == [None, "reserved"]
+
+
+def test_a_second_patient_group_is_its_own_patient_in_any_message() -> None:
+    # Patient repeats for A17/A24/A37; an ORU with two PATIENT_RESULT groups used to file
+    # the second patient's results under the first Patient
+    lines = sample_text("oru_r01_10obx").split("\r")
+    msh, group = lines[0], [line for line in lines[1:] if line]
+    other = [line.replace("7712345", "7719999").replace("PL-10040", "PL-10041")
+             .replace("FL-55530", "FL-55531").replace("V88121", "V88122") for line in group]
+    resources = [e["resource"] for e in convert("\r".join([msh, *group, *other]) + "\r")
+                 .bundle["entry"]]
+    first, second = _of(resources, "Patient")
+    subjects = [o["subject"]["reference"] for o in _of(resources, "Observation")]
+    assert subjects == [_ref(first)] * 10 + [_ref(second)] * 10
+    enc1, enc2 = _of(resources, "Encounter")
+    assert (enc1["subject"]["reference"], enc2["subject"]["reference"]) == (_ref(first),
+                                                                            _ref(second))

@@ -92,11 +92,12 @@ def test_visit_without_number_gets_a_per_message_id_and_says_so() -> None:
 
 
 def test_extra_segments_and_fields_are_reported_not_lost() -> None:
-    text = SAMPLE + "PID|2||999^^^OTHER^MR||Other^Person\rZPD|VIP|x\r"
+    # a second EVN (one Provenance a message); a second PID would be a second Patient
+    text = SAMPLE + "EVN||20240115110000|||999^Other^Person\rZPD|VIP|x\r"
     result = convert(text)
-    assert ("ignored-segment", "PID") in [(i.code, i.location) for i in result.issues]
+    assert ("ignored-segment", "EVN") in [(i.code, i.location) for i in result.issues]
     assert result.unmapped == ["EVN-7", "PID-10", "PID-17", "PID-18",  # as without them
-                               "PID-1", "PID-3", "PID-5", "ZPD-1", "ZPD-2"]
+                               "EVN-2", "EVN-5", "ZPD-1", "ZPD-2"]
     assert all("999" not in u and "VIP" not in u for u in result.unmapped)
 
 
