@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)  ## create .venv, install the project with its dev extras, compile the mapper
 	@$(BIN)/python -c "from mappers._accel import main; main(['ensure'])"
 
+# make run CONFIG=site.yaml MLLP_PORT=2576 HTTP_PORT=8081 FUNCTION_PORT=8091 ARGS=--once
+# (ARGS: any other `hl7gw dev up` flags; KAFKA_BOOTSTRAP_SERVERS: use a running broker)
+CONFIG ?= samples/gateway.yaml
 run: setup  ## Kafka + gateway + bridge + function on local defaults; sends the samples
-	$(BIN)/hl7gw dev up --config samples/gateway.yaml
+	$(BIN)/hl7gw dev up --config $(CONFIG) $(if $(MLLP_PORT),--mllp-port $(MLLP_PORT)) \
+	  $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
+	  $(if $(FUNCTION_PORT),--function-port $(FUNCTION_PORT)) $(ARGS)
 
 test: setup  ## every test, integration tests against a real Kafka broker
 	$(BIN)/pytest
