@@ -139,14 +139,15 @@ def test_title_attachment_datatype() -> None:
 
 @pytest.mark.parametrize(("name", "status"), [
     ("bar_p01", "active"), ("bar_p01_v23", "active"), ("bar_p05", "active"),
-    ("bar_p02", "inactive"), ("bar_p06", "inactive"), ("dft_p03", "active")])
+    ("bar_p06", "inactive"), ("dft_p03", "active")])
 def test_account_status_per_event(name: str, status: str) -> None:
     assert single(name, "Account")["status"] == status
 
 
 def test_every_billing_event_lands_on_one_account() -> None:
-    ids = {single(n, "Account")["id"] for n in ("bar_p01", "bar_p05", "bar_p02", "bar_p06",
-                                                "dft_p03", "dft_p11")}
+    ids = {single(n, "Account")["id"] for n in ("bar_p01", "bar_p05", "bar_p06", "dft_p03",
+                                                "dft_p11")}
+    assert of_type("bar_p02", "Account")[0]["id"] in ids
     assert len(ids) == 1
 
 
@@ -156,6 +157,17 @@ def test_account_names_its_patient_and_coverage() -> None:
     assert account["identifier"][0]["value"] == "ACC-7713021"
     assert account["subject"] == [{"reference": f"Patient/{patient['id']}"}]
     assert account["coverage"] == [{"coverage": {"reference": f"Coverage/{coverage['id']}"}}]
+
+
+def test_a_purge_closes_each_patients_account() -> None:
+    patients = {p["identifier"][0]["value"]: p["id"] for p in of_type("bar_p02", "Patient")}
+    accounts = {a["identifier"][0]["value"]: a for a in of_type("bar_p02", "Account")}
+    assert set(accounts) == {"ACC-7713021", "ACC-6602219"}
+    assert {a["status"] for a in accounts.values()} == {"inactive"}
+    assert accounts["ACC-6602219"]["subject"] == [
+        {"reference": f"Patient/{patients['LK660012']}"}]
+    assert accounts["ACC-7713021"]["subject"] == [
+        {"reference": f"Patient/{patients['LK551203']}"}]
 
 
 def test_no_account_number_no_account() -> None:
