@@ -49,12 +49,12 @@ _CHOICES = ("value", "effective", "onset", "abatement", "deceased", "multipleBir
             "occurrence", "performed", "medication", "born", "timing", "asNeeded", "allowed",
             "fastingStatus", "collected", "product", "reported", "serviced", "scheduled",
             "quantity")
-_TYPES = frozenset({
+_TYPES = frozenset(name.lower() for name in (  # (the IG spells some of them TIming, Samped)
     "Boolean", "Integer", "String", "DateTime", "Date", "Time", "Instant", "Decimal", "Uri",
     "Url", "Code", "Period", "Quantity", "CodeableConcept", "Coding", "Reference", "Range",
     "Ratio", "SampledData", "SampedData", "Attachment", "Age", "Duration", "Identifier",
     "Address", "ContactPoint", "HumanName", "Timing", "Money", "PositiveInt", "UnsignedInt",
-    "Markdown", "Annotation", "Canonical", "CodeableReference"})
+    "Markdown", "Annotation", "Canonical", "CodeableReference"))
 _PROPOSED = "extension"  # what a proposed extension or "local implementation" row targets
 
 
@@ -113,7 +113,7 @@ def top_level(path: str) -> str:
             return prefix
     head = _CUT.split(text, maxsplit=1)[0]
     for base in _CHOICES:
-        if head.startswith(base) and head[len(base):] in _TYPES:
+        if head.startswith(base) and head[len(base):].lower() in _TYPES:
             return f"{base}[x]"
     return head
 
