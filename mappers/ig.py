@@ -112,6 +112,8 @@ def top_level(path: str) -> str:
         if text.startswith(prefix):
             return prefix
     head = _CUT.split(text, maxsplit=1)[0]
+    if head in _CHOICES:  # medication(Medication.code): medication[x] as a Reference
+        return f"{head}[x]"
     for base in _CHOICES:
         if head.startswith(base) and head[len(base):].lower() in _TYPES:
             return f"{base}[x]"

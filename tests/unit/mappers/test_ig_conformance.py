@@ -104,8 +104,8 @@ def test_a_component_and_an_extra_field_count_for_their_field() -> None:
 def test_choice_elements_compare_by_their_base() -> None:
     assert top_level("valueQuantity[1]") == top_level("valueString") == "value[x]"
     assert top_level("deceasedDateTime") == "deceased[x]"
-    # a bare choice names a Reference to a resource made from the field, not the choice
-    assert top_level("medication(Medication.code)") == "medication"
+    # the choice itself, as a Reference to a resource made from the field
+    assert top_level("medication(Medication.code)") == "medication[x]"
     assert top_level("occurrenceTIming.repeat.offset") == "occurrence[x]"  # as the IG spells it
     assert top_level("name[1].family") == top_level("name[]") == "name"
     assert top_level("performer[1](PractitionerRole)") == "performer"
