@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from mappers.conversion import _convert, default_specs
 from mappers.engine.models import ResourceSpec
 from mappers.engine.refs import FieldRef
-from mappers.ig import cite
 from mappers.result import ConversionResult
 
 if TYPE_CHECKING:
@@ -98,6 +97,8 @@ def _element_lines(trace: list[tuple[str, str, str, Any]],
 
 def _ig_line(spec: ResourceSpec, source: str, path: str) -> list[str]:
     """``    IG PID[Patient]: PID-5 -> Patient.name``: the IG row this rule implements."""
+    from mappers.ig import cite  # here: ``python -m mappers.ig`` must find it unimported
+
     row = cite(spec, FieldRef.parse(source), path)
     return [f"    {row.cite(spec.resource)}"] if row is not None else []
 
