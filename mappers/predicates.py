@@ -110,6 +110,12 @@ def deleted_action(ctx: Context, ref: FieldRef) -> bool:
     return ctx.value(ref).component(1).strip().upper() == "D"
 
 
+@predicate("kept_action")
+def kept_action(ctx: Context, ref: FieldRef) -> bool:
+    """An action code field (AIL-2, HL7 0206) does not say D: the record stays."""
+    return not deleted_action(ctx, ref)
+
+
 # ADT events by what they do to the patient record (HL7 table 0003); see docs/adt-events.md.
 _MERGE_EVENTS = frozenset({"A18", "A30", "A34", "A39", "A40", "A46", "A47"})
 

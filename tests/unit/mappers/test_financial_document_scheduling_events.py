@@ -96,6 +96,20 @@ def test_a_general_resource_is_a_named_participant() -> None:
     assert {"display": "ECG cart 3"} in actors
 
 
+def test_a_removed_resource_declines_and_the_rest_stay() -> None:
+    def statuses(name: str, text: str | None = None) -> dict[str, str]:
+        appointment = single(name, "Appointment", text)
+        return {p["actor"].get("reference", p["actor"].get("display", "")).split("/")[0]:
+                p["status"] for p in appointment["participant"]}
+
+    assert statuses("siu_s20") == {"Patient": "accepted", "Location": "accepted",
+                                   "Practitioner": "accepted", "ECG cart 3": "declined"}
+    assert statuses("siu_s22")["Practitioner"] == "declined"
+    room_removed = sample("siu_s19").replace("AIL|1|U|", "AIL|1|D|")
+    assert statuses("", room_removed)["Location"] == "declined"
+    assert set(statuses("siu_s19").values()) == {"accepted"}
+
+
 # --- MDM: documents -----------------------------------------------------------------------
 
 def test_notification_without_content_names_the_document() -> None:
