@@ -79,6 +79,8 @@ def _element_lines(trace: list[tuple[str, str, str, Any]],
         element = f"{resource}.{_indexed(path, counters)}"
         if kind == "reference":
             out.append(f"  {element} <- reference to {value}")
+            if spec is not None:
+                out.extend(_ig_reference_line(spec, path, str(value), specs))
         elif kind == "constant":
             out.append(f"  {element} <- constant (spec)")
         else:
@@ -93,6 +95,15 @@ def _element_lines(trace: list[tuple[str, str, str, Any]],
         if spec is not None and source:
             out.extend(_ig_line(spec, source, path))
     return out
+
+
+def _ig_reference_line(spec: ResourceSpec, path: str, target: str,
+                       specs: dict[str, ResourceSpec]) -> list[str]:
+    """The IG row a reference implements (OBX-16 -> performer), when the IG has one."""
+    from mappers.ig import cite_reference
+
+    row = cite_reference(spec, path, target, specs)
+    return [f"    {row.cite(spec.resource)}"] if row is not None else []
 
 
 def _ig_line(spec: ResourceSpec, source: str, path: str) -> list[str]:

@@ -238,6 +238,23 @@ def cite(spec: ResourceSpec, ref: FieldRef, path: str) -> IgRow | None:
     return best
 
 
+def cite_reference(spec: ResourceSpec, path: str, target: str,
+                   specs: Mapping[str, ResourceSpec]) -> IgRow | None:
+    """The IG row a ``reference:`` rule implements: ``performer[]`` to ``Practitioner/..``
+    built from OBX-16 is the IG's ``OBX-16 -> performer(Practitioner)``. The referenced
+    spec is the one this rule names for ``path`` whose resource type ``target`` has."""
+    kind = target.split("/", 1)[0]
+    for rule in spec.rules:
+        other = specs.get(rule.reference) if rule.reference is not None else None
+        if other is None or other is spec or rule.path.text != path or other.resource != kind:
+            continue
+        for ref in _reads(other):
+            row = cite(spec, ref, path)
+            if row is not None:
+                return row
+    return None
+
+
 def _common_prefix(a: str, b: str) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):

@@ -94,3 +94,14 @@ def test_a_rule_the_ig_does_not_have_cites_nothing() -> None:
     assert lines[activity + 1].startswith("  Provenance.")  # the next element, no IG line
     # a field of another segment is cited from that segment's map for the resource
     assert "    IG MSH[Encounter]: MSH-9 -> Encounter.status" in lines
+
+
+def test_a_reference_cites_the_ig_row_of_the_field_its_resource_is_made_of() -> None:
+    lines = explain(ORU).splitlines()
+    performer = next(i for i, ln in enumerate(lines)
+                     if ln.startswith("  Observation.performer[0] <- reference to Practitioner/"))
+    assert lines[performer + 1] == ("    IG OBX[Observation]: OBX-16 -> Observation.performer"
+                                    "(PractitionerRole.practitioner(Practitioner))")
+    subject = next(i for i, ln in enumerate(lines)
+                   if ln.startswith("  Observation.subject <- reference to Patient/"))
+    assert not lines[subject + 1].lstrip().startswith("IG ")  # the IG has no PID[Observation]
