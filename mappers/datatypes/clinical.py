@@ -8,6 +8,7 @@ import re
 from typing import Any, Final
 
 from mappers.datatypes.identity import choose_identifier, component_authority
+from mappers.datatypes.vocabulary import ucum_code
 from mappers.engine.context import Context
 from mappers.engine.paths import compact
 from mappers.engine.refs import RuleView
@@ -17,6 +18,7 @@ from mappers.registry import datatype
 _DECIMAL: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _COMPARATORS: Final = {"<": "<", ">": ">", "<=": "<=", ">=": ">="}
 _UCUM: Final = "http://unitsofmeasure.org"
+_UCUM_NAMES: Final = frozenset({"UCUM", "ANSI+"})  # OBX-6.3 names under which units are UCUM
 # ED.2 type of data (HL7 table 0191) -> the MIME top-level type
 _MIME: Final = {"AP": "application", "APPLICATION": "application", "TEXT": "text", "TX": "text",
          "IM": "image", "IMAGE": "image", "AU": "audio", "AUDIO": "audio",
@@ -43,14 +45,20 @@ def _unit(ctx: Context, rule: RuleView) -> dict[str, Any]:
     if not rule.extra:
         return {}
     units = ctx.value(rule.extra[0])
-    c = units.decoded(3)
+    c = units.decoded(6)
     if not c[0].isprintable() or "  " in c[0]:  # a FHIR code: no runs of blanks or breaks
         c[0] = " ".join(c[0].split())
     if not (c[0] or c[1]):
         return {}
     out: dict[str, Any] = {"unit": c[1] or c[0]}
-    if c[2].upper() in {"UCUM", "ANSI+"} or not c[2]:
-        out.update({"system": _UCUM, "code": c[0]} if c[0] else {})
+    # UCUM only when it is UCUM (``mg/dL``) or a known spelling of it (``MG/DL``, ``mmHg``):
+    # a server rejects a Quantity whose UCUM code is not; else the unit stays bare text.
+    code = ucum_code(c[0]) if c[0] and (c[2].upper() in _UCUM_NAMES or not c[2]) else None
+    if code is None and c[3] and c[5].upper() == "UCUM":  # the alternate unit (CWE.4-6)
+        code = ucum_code(c[3])
+    if code is not None:
+        out["system"] = _UCUM
+        out["code"] = code
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from mappers.datatypes.vocabulary import bcp47_tag, in_hl7_table
 from mappers.engine.context import Context
 from mappers.engine.refs import RuleView
 from mappers.hl7v2 import Repetition
@@ -12,6 +13,8 @@ from mappers.registry import datatype
 
 _HL7_TABLE: Final = re.compile(r"HL7([0-9]{4})")  # [0-9]: \d takes any script's digits
 CODING_SYSTEMS_TABLE: Final = "0396"
+LANGUAGE_TABLE: Final = "0296"
+BCP47: Final = "urn:ietf:bcp:47"
 
 
 def coding_system(ctx: Context, name: str) -> str | None:
@@ -38,6 +41,8 @@ def codeable_concept(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str,
         system = coding_system(ctx, name) if name else None
         if system is None and at == 0 and rule.table is not None:
             system = ctx.tables[rule.table].source_system
+        if system is not None and not in_hl7_table(system, code):
+            system = None  # a site's code under an HL7 table's URL: kept, without the claim
         coding = {"system": system, "code": code, "display": display} if system else \
             {"code": code, "display": display}
         if not display:
@@ -52,6 +57,43 @@ def codeable_concept(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str,
         if found and isinstance(mapped, dict) and not _same(mapped, codings[0]):
             codings.append(mapped)
     text = c[8] or (c[1] if not first else "")  # CWE.9 original text; else a display alone
+    if not codings:
+        return {"text": text} if text else None
+    return {"coding": codings, "text": text} if text else {"coding": codings}
+
+
+@datatype("language", pure=True)
+def language(rep: Repetition, ctx: Context, rule: RuleView) -> dict[str, Any] | None:
+    """A language (CWE: PID-15) as a CodeableConcept coded in BCP-47 only.
+
+    FHIR binds every language element to BCP-47 (``urn:ietf:bcp:47``); a server rejects
+    any other system there. So a code that is a BCP-47 tag (``en``, ``es-MX``) is kept as
+    one, another goes through table 0296 (``ENG``, ``SPA``, ``English`` -> its tag), and
+    one with no tag is kept as text only.
+    """
+    c = rep.decoded(12)
+    codings: list[dict[str, Any]] = []
+    named = ""
+    for at in (0, 3, 9):  # CWE.1-3, alternate CWE.4-6, second alternate CWE.10-12
+        code, display = c[at].strip(), c[at + 1].strip()
+        named = named or display or code
+        if not code:
+            continue
+        tag = bcp47_tag(code)
+        if tag is not None:
+            coding: dict[str, Any] = {"system": BCP47, "code": tag}
+        else:
+            found, mapped = ctx.lookup(LANGUAGE_TABLE, code)
+            if not found and display:  # E^English: the name says which language
+                found, mapped = ctx.lookup(LANGUAGE_TABLE, display)
+            if not found or not isinstance(mapped, dict):
+                continue
+            coding = mapped
+        if display:
+            coding["display"] = display
+        if not any(_same(coding, known) for known in codings):
+            codings.append(coding)
+    text = c[8] or ("" if codings else named)
     if not codings:
         return {"text": text} if text else None
     return {"coding": codings, "text": text} if text else {"coding": codings}

@@ -19,8 +19,10 @@ import pytest
 from gateway.errors import MissingTool
 from hl7gw.errors import Hl7gwError
 from mappers import convert
+from mappers.datatypes.vocabulary import TABLES_FILE
 from tests.support import EXPECTED, MESSAGES, SAMPLES
 from tests.support.hapi_validator import Issue, failures, validate
+from tests.support.r4_v2_tables import read_tables, render, resources_jar
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +113,8 @@ def test_the_validator_refuses_a_bad_code(hapi_run: Run) -> None:
     found = failures({hapi_run.broken: hapi_run.issues[hapi_run.broken]})
     assert any(".gender" in line and "'mle'" in line for line in found), found
     assert any("NOT-A-CODE" in line for line in found), found
+
+
+def test_the_mappers_hl7_tables_are_those_the_validator_knows(hapi_run: Run) -> None:
+    """The table codes the mapper checks against (``vocabulary.HL7_TABLES``) are R4's."""
+    assert TABLES_FILE.read_text() == render(read_tables(resources_jar()))

@@ -114,7 +114,8 @@ def test_adt_a03_maps_every_segment_kind() -> None:
                                                             {"text": "Wheezing"}]
     assert [c["code"]["coding"][0]["code"] for c in of_type(b, "Condition")] == ["I50.9",
                                                                                  "E11.9"]
-    assert of_type(b, "Procedure")[0]["performer"][0]["function"]["coding"][0]["code"] == "SURG"
+    assert of_type(b, "Procedure")[0]["performer"][0]["function"]["coding"][0]["code"] == \
+        "304292004"  # SNOMED CT surgeon, as the IG maps PR1-11
     payer, coverage = of_type(b, "Organization")[0], of_type(b, "Coverage")[0]
     assert coverage["payor"] == [ref(payer)] and payer["name"].startswith("Centers for")
     assert coverage["beneficiary"] == ref(of_type(b, "Patient")[0])
