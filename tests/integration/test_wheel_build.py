@@ -104,6 +104,8 @@ def test_the_wheel_is_platform_specific_and_carries_the_compiled_modules(
         assert any(n.startswith(stem + ".cpython-") and n.endswith(".so") for n in names), stem
     assert any(n.startswith("mappers_accel__mypyc.") for n in names)
     assert "hatch_build.py" not in names
+    # the IG segment maps the specs' ig: keys and --explain read, with their licence
+    assert {"mappers/specs/ig/segments/PID[Patient].csv", "mappers/specs/ig/LICENSE"} <= names
 
 
 def _map_in(venv: Path, env: dict[str, str]) -> dict[str, Any]:
