@@ -200,3 +200,18 @@ def test_a_second_patient_group_is_its_own_patient_in_any_message() -> None:
     enc1, enc2 = _of(resources, "Encounter")
     assert (enc1["subject"]["reference"], enc2["subject"]["reference"]) == (_ref(first),
                                                                             _ref(second))
+
+
+def test_a41_retires_the_merged_account_and_a44_moves_one() -> None:
+    resources = _bundle("adt_a41")
+    surviving, merged = _of(resources, "Account")
+    assert (surviving["status"], merged["status"]) == ("active", "inactive")
+    assert merged["identifier"][0]["value"] == "AC4820099"  # MRG-3
+    # the merged one is the Account a message with that account number in PID-18 writes
+    pid = PID + "||||||||||AC4820099^^^GOODHEALTH^AN"
+    mrg = "MRG|4820017^^^GOODHEALTH&2.16.840.1.113883.3.9999.1&ISO^MR"
+    (account,) = _of([e["resource"] for e in convert(_message("A44", "ADT_A43", pid, mrg))
+                      .bundle["entry"]], "Account")
+    assert account["id"] == merged["id"] != surviving["id"]
+    moved = _bundle("adt_a44")
+    assert _of(moved, "Account")[0]["subject"] == [{"reference": _ref(_of(moved, "Patient")[0])}]
