@@ -7,6 +7,7 @@ until the package), copied here verbatim: spools made by it are in the field.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,25 @@ def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path: Path,
     assert not conn.in_transaction
     conn.close()
     assert describe(path) == before  # neither version 1-2 nor the half-made table
+
+
+async def test_a_version_2_spool_gets_the_traceparent_column(tmp_path: Path) -> None:
+    """Rows spooled before tracing have none; a row stored with one gives it back."""
+    path = tmp_path / "v2.db"
+    shipped_spool(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in schema.MIGRATIONS[:2]:
+        step(conn)
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    assert "traceparent" not in {c.split()[0] for _, c in describe(path)[1]}
+    spool = Spool(path)
+    await spool.start()
+    try:
+        traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        await spool.store(replace(row("3"), traceparent=traced))
+        assert [(p.control_id, p.traceparent) for p in await spool.pending()] == [
+            ("2", None), ("3", traced)]
+    finally:
+        await spool.stop()
+    assert describe(path)[0] == schema.VERSION
