@@ -35,16 +35,16 @@ resource "azurerm_storage_account" "host" {
   #checkov:skip=CKV2_AZURE_40:shared keys stay enabled for the Functions platform's content share; the app itself uses its managed identity
   #checkov:skip=CKV2_AZURE_41:no SAS tokens are issued
   #checkov:skip=CKV_AZURE_59:the Functions platform reaches its storage over the public endpoint unless the plan is VNet-integrated
-  name                            = var.storage_account_name
-  resource_group_name             = var.resource_group_name
-  location                        = var.location
-  account_tier                    = "Standard"
-  account_replication_type        = "ZRS"
-  min_tls_version                 = "TLS1_2"
-  https_traffic_only_enabled      = true
-  allow_nested_items_to_be_public = false
+  name                              = var.storage_account_name
+  resource_group_name               = var.resource_group_name
+  location                          = var.location
+  account_tier                      = "Standard"
+  account_replication_type          = "ZRS"
+  min_tls_version                   = "TLS1_2"
+  https_traffic_only_enabled        = true
+  allow_nested_items_to_be_public   = false
   infrastructure_encryption_enabled = true
-  tags                            = var.tags
+  tags                              = var.tags
 
   blob_properties {
     delete_retention_policy {
@@ -63,7 +63,7 @@ resource "azurerm_service_plan" "this" {
   # Spread over availability zones, which takes at least three instances.
   zone_balancing_enabled = var.zone_redundant
   worker_count           = var.zone_redundant ? 3 : 1
-  tags                         = var.tags
+  tags                   = var.tags
 }
 
 resource "azurerm_linux_function_app" "this" {
