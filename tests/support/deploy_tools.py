@@ -68,6 +68,11 @@ def _run(command: list[str], what: str, hint: str, env: dict[str, str] | None = 
         raise ToolUnavailable(f"{what} failed (exit {done.returncode}); {hint}\n{tail}")
 
 
+def find_go() -> str | None:
+    """``go`` on PATH, else where the Go tarball installs it."""
+    return shutil.which("go") or (str(GO_FALLBACK) if GO_FALLBACK.is_file() else None)
+
+
 def helm() -> Path:
     """The helm binary, built from the Go module proxy when missing."""
     binary = cache_dir() / "bin" / "helm"
@@ -75,7 +80,7 @@ def helm() -> Path:
     with _locked("helm"):
         if binary.is_file() and stamp.is_file() and stamp.read_text() == HELM_VERSION:
             return binary
-        go = shutil.which("go") or (str(GO_FALLBACK) if GO_FALLBACK.is_file() else None)
+        go = find_go()
         if go is None:
             raise ToolUnavailable("helm is built with Go, and no `go` is on PATH or at "
                                   f"{GO_FALLBACK}: install Go 1.24+ (https://go.dev/dl or "
