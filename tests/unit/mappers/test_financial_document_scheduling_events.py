@@ -184,6 +184,19 @@ def test_a_purge_closes_each_patients_account() -> None:
         {"reference": f"Patient/{patients['LK551203']}"}]
 
 
+def test_each_visit_of_a_p01_keeps_its_own_diagnoses() -> None:
+    second = ("PV1|1|O|CLIN2^^^LAKEVIEW||||||||||||||||LV-A9902^^^LAKEVIEW^VN\r"
+              "DG1|1|I10|R05.9^Cough, unspecified^I10||20240801|W\r")
+    text = sample("bar_p01") + second
+    visits = {e["identifier"][0]["value"]: e["id"] for e in of_type("", "Encounter", text)}
+    on = {c["code"]["coding"][0]["code"]: c["encounter"]["reference"]
+          for c in of_type("", "Condition", text)}
+    assert on == {"J18.9": f"Encounter/{visits['LV-I20931']}",
+                  "E11.9": f"Encounter/{visits['LV-I20931']}",
+                  "R05.9": f"Encounter/{visits['LV-A9902']}"}
+    assert len(of_type("", "Account", text)) == 1
+
+
 def test_no_account_number_no_account() -> None:
     text = sample("bar_p01").replace("ACC-7713021^^^LAKEVIEW^AN", "")
     assert of_type("", "Account", text) == []
