@@ -20,7 +20,7 @@ from gateway.errors import MissingTool
 from hl7gw.errors import Hl7gwError
 from mappers import convert
 from mappers.datatypes.vocabulary import TABLES_FILE
-from tests.support import EXPECTED, MESSAGES, SAMPLES
+from tests.support import EXPECTED, MESSAGES, SAMPLES, sample_text
 from tests.support.hapi_validator import Issue, failures, validate
 from tests.support.r4_v2_tables import read_tables, render, resources_jar
 
@@ -41,6 +41,31 @@ BROKEN = {
                            "url": "Patient/1a2b3c4d-0000-4000-8000-000000000001"}}],
 }
 
+# Samples with values FHIR servers used to reject from us, each edited in: (sample, segment,
+# field, value). Their outputs must pass like the samples' own.
+EDITED = {
+    "language_0296": ("adt_a01", "PID", 15, "ENG^English^HL70296"),
+    "language_name": ("adt_a01", "PID", 15, "E^English^HL70296"),
+    "site_relationship": ("adt_a03", "NK1", 3, "DAU^Daughter^HL70063"),
+    "site_contact_role": ("adt_a03", "NK1", 7, "EC^Emergency Contact^HL70131"),
+    "event_reason": ("adt_a01", "EVN", 4, "ADM^Admission^HL70062"),
+    "unit_case": ("oru_r01", "OBX", 6, "MG/DL^mg/dL^UCUM"),
+    "unit_spelling": ("oru_r01", "OBX", 6, "mmHg^^UCUM"),
+    "unit_not_ucum": ("oru_r01", "OBX", 6, "widgets^^UCUM"),
+    "timing_pattern": ("rde_o11", "TQ1", 3, "Q6H^Every 6 hours^HL70335"),
+}
+
+
+def _edited(sample: str, segment: str, field: int, value: str) -> str:
+    lines = sample_text(sample).split("\r")
+    for i, line in enumerate(lines):
+        if line.startswith(segment + "|"):
+            fields = line.split("|")
+            fields += [""] * (field + 1 - len(fields))
+            fields[field] = value
+            lines[i] = "|".join(fields)
+    return "\r".join(lines)
+
 
 @dataclass
 class Run:
@@ -51,6 +76,7 @@ class Run:
     output: dict[str, Path]
     conversion_errors: dict[str, str]
     broken: Path
+    edited: dict[str, Path]
 
 
 def _need_validator(why: str) -> None:
@@ -83,12 +109,15 @@ def hapi_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
             output[name].write_text(text)
     broken = folder / "broken.json"
     broken.write_text(json.dumps(BROKEN))
-    files = [*sorted({*golden.values(), *output.values()}), broken]
+    edited = {name: folder / f"{name}.edited.json" for name in EDITED}
+    for name, path in edited.items():
+        path.write_text(json.dumps(convert(_edited(*EDITED[name])).bundle))
+    files = [*sorted({*golden.values(), *output.values()}), broken, *edited.values()]
     try:
         issues = validate(files)
     except MissingTool as exc:
         _need_validator(str(exc))
-    return Run(issues, golden, output, errors, broken)
+    return Run(issues, golden, output, errors, broken, edited)
 
 
 def _assert_valid(run: Run, path: Path) -> None:
@@ -107,6 +136,11 @@ def test_sample_output_passes_the_hapi_validator(hapi_run: Run, name: str) -> No
     if name in hapi_run.conversion_errors:
         pytest.fail(f"{SAMPLE_FILES[name]} does not convert: {hapi_run.conversion_errors[name]}")
     _assert_valid(hapi_run, hapi_run.output[name])
+
+
+@pytest.mark.parametrize("name", sorted(EDITED))
+def test_codes_outside_their_systems_pass_the_hapi_validator(hapi_run: Run, name: str) -> None:
+    _assert_valid(hapi_run, hapi_run.edited[name])
 
 
 def test_the_validator_refuses_a_bad_code(hapi_run: Run) -> None:

@@ -92,8 +92,9 @@ class Issue:
         return self.severity in FAILING and not self.external
 
     def describe(self) -> str:
-        where = f" (line {self.line})" if self.line else ""
-        return f"{self.severity.upper()} {self.location}{where}: {self.message}"
+        where = f" {self.location}" if self.location else ""
+        where += f" (line {self.line})" if self.line else ""
+        return f"{self.severity.upper()}{where}: {self.message}"
 
 
 def cache_dir() -> Path:

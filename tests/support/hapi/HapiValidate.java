@@ -9,6 +9,7 @@
  *   {"file": "<path>", "issues": [{"severity": "error", "location": "Bundle.entry[0]...",
  *     "line": 12, "column": 5, "messageId": "...", "message": "..."}]}
  * A file that cannot be read or parsed gets one "fatal" issue; the run goes on.
+ * Files are validated on -Dhl7gw.threads threads (default: up to 2), answered in input order.
  *
  * Validation support, all in-process (no terminology server, no network):
  * DefaultProfileValidationSupport (the R4 core definitions and the code systems shipped with
@@ -29,6 +30,10 @@ import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.hl7.fhir.common.hapi.validation.support.CommonCodeSystemsTerminologyService;
 import org.hl7.fhir.common.hapi.validation.support.InMemoryTerminologyServerValidationSupport;
 import org.hl7.fhir.common.hapi.validation.support.SnapshotGeneratingValidationSupport;
@@ -49,15 +54,29 @@ public final class HapiValidate {
         FhirValidator validator = context.newValidator();
         validator.registerValidatorModule(new FhirInstanceValidator(chain));
 
+        // FhirValidator is thread-safe: files are validated in parallel, answered in order.
+        int threads = Integer.getInteger("hl7gw.threads",
+                Math.min(2, Runtime.getRuntime().availableProcessors()));
+        ExecutorService pool = Executors.newFixedThreadPool(Math.max(1, threads));
+        ArrayDeque<Future<String>> pending = new ArrayDeque<>();
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
         while ((line = in.readLine()) != null) {
             if (line.isBlank()) {
                 continue;
             }
-            out.println(validateFile(validator, line));
+            String file = line;
+            pending.add(pool.submit(() -> validateFile(validator, file)));
+            while (!pending.isEmpty() && pending.peek().isDone()) {
+                out.println(pending.poll().get());
+                out.flush();
+            }
+        }
+        while (!pending.isEmpty()) {
+            out.println(pending.poll().get());
             out.flush();
         }
+        pool.shutdown();
     }
 
     private static String validateFile(FhirValidator validator, String file) {
