@@ -316,6 +316,17 @@ def test_secrets_come_from_secrets_never_from_values(full_docs: list[dict[str, A
     assert not [d for d in full_docs if d["kind"] == "Secret"]  # the chart makes none
 
 
+def test_broker_address_reaches_every_workload(default_docs: list[dict[str, Any]],
+                                               full_docs: list[dict[str, Any]]) -> None:
+    for component, workload in workloads(full_docs).items():
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        assert container["env"] == [{"name": "KAFKA_BOOTSTRAP_SERVERS",
+                                     "value": "kafka-0.kafka:9093"}], component
+    for workload in workloads(default_docs).values():
+        [container] = workload["spec"]["template"]["spec"]["containers"]
+        assert "env" not in container  # the config's bootstrap_servers apply
+
+
 # checkov ----------------------------------------------------------------------------------
 
 # Deliberately broken copies: each must fail exactly these checks.
