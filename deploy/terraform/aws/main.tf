@@ -308,3 +308,12 @@ resource "aws_lambda_permission" "bridge_url" {
   principal              = var.bridge_principal_arns[count.index]
   function_url_auth_type = "AWS_IAM"
 }
+
+# Function URLs created since October 2025 also need lambda:InvokeFunction.
+resource "aws_lambda_permission" "bridge_invoke" {
+  count         = var.function_url ? length(var.bridge_principal_arns) : 0
+  statement_id  = "bridge-invoke-${count.index}"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.this.function_name
+  principal     = var.bridge_principal_arns[count.index]
+}
