@@ -205,8 +205,24 @@ def test_no_account_number_no_account() -> None:
 def test_p12_updates_diagnoses_and_procedures_not_the_account() -> None:
     assert of_type("bar_p12", "Account") == []
     codes = [c["code"]["coding"][0]["code"] for c in of_type("bar_p12", "Condition")]
-    assert codes == ["J13", "E11.9"]
+    assert codes == ["J13", "J18.9", "E11.9"]
     assert single("bar_p12", "Procedure")["status"] == "completed"
+
+
+def test_p12_withdraws_a_diagnosis_with_action_code_d() -> None:
+    admitted = {c["code"]["coding"][0]["code"]: c for c in of_type("bar_p01", "Condition")}
+    updated = {c["code"]["coding"][0]["code"]: c for c in of_type("bar_p12", "Condition")}
+    assert updated["J18.9"]["id"] == admitted["J18.9"]["id"]  # the P01 diagnosis itself
+    assert updated["J18.9"]["verificationStatus"]["coding"][0]["code"] == "entered-in-error"
+    assert "verificationStatus" not in updated["J13"]  # action A: added
+
+
+def test_a_procedure_with_action_code_d_is_entered_in_error() -> None:
+    pr1 = next(s for s in sample("bar_p12").split("\r") if s.startswith("PR1"))
+    fields = pr1.split("|") + [""] * 20
+    fields[20] = "D"
+    text = sample("bar_p12").replace(pr1, "|".join(fields[:21]))
+    assert single("", "Procedure", text)["status"] == "entered-in-error"
 
 
 def test_charge_item_fields() -> None:
