@@ -14,7 +14,10 @@ python=${PYTHON:-python3}
 "$python" -m pip wheel --no-deps --wheel-dir "$wheels" "$src"
 "$python" -m venv "$venv"
 venv=$(cd "$venv" && pwd)
-"$venv/bin/pip" install --quiet "$wheels"/hl7gw-*.whl
+# With the tracing extra: the image can turn OpenTelemetry on from its config
+# (tracing.enabled, docs/observability.md); it is imported only then.
+wheel=$(ls "$wheels"/hl7gw-*.whl)
+"$venv/bin/pip" install --quiet "$wheel[tracing]"
 cd /  # import from the venv, not from a source folder in the working directory
 "$venv/bin/python" -c '
 import mappers._accel as accel, mappers

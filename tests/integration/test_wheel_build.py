@@ -184,3 +184,15 @@ print(json.dumps({{"answer": answer, "import_s": took, "modules": sorted(sys.mod
     stray = [m for m in out["modules"]
              if m.split(".")[0] in ("mappers", "gateway", "hl7apy", "fhir", "botocore")]
     assert stray == []
+
+
+def test_the_image_venv_can_turn_tracing_on(built: tuple[Path, Path]) -> None:
+    """build.sh installs the tracing extra: `tracing.enabled` works in the image."""
+    _wheel, venv = built
+    probe = ("from connectors import tracing; from connectors.settings import TracingSettings;"
+             " on = tracing.configure(TracingSettings(enabled=True,"
+             " endpoint='http://127.0.0.1:9/v1/traces'), service_name='image');"
+             " tracing.shutdown(); print(on)")
+    done = _run([str(venv / "bin" / "python"), "-c", probe], timeout=120, cwd="/",
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert done.stdout.strip() == "True"
