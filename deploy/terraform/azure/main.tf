@@ -5,6 +5,10 @@
 # per-patient order, exactly as for any other HTTP target. The key is created outside
 # Terraform (docs/deploy-azure.md) so it never enters the state.
 
+locals {
+  elastic = startswith(var.sku_name, "EP") # Elastic Premium: scale-out settings apply
+}
+
 resource "azurerm_log_analytics_workspace" "this" {
   name                = "${var.name}-logs"
   resource_group_name = var.resource_group_name
@@ -59,7 +63,7 @@ resource "azurerm_service_plan" "this" {
   location                     = var.location
   os_type                      = "Linux"
   sku_name                     = var.sku_name
-  maximum_elastic_worker_count = var.max_instances
+  maximum_elastic_worker_count = local.elastic ? var.max_instances : null
   # Spread over availability zones, which takes at least three instances.
   zone_balancing_enabled = var.zone_redundant
   worker_count           = var.zone_redundant ? 3 : 1
@@ -86,8 +90,8 @@ resource "azurerm_linux_function_app" "this" {
     minimum_tls_version                    = "1.2"
     ftps_state                             = "Disabled"
     http2_enabled                          = true
-    elastic_instance_minimum               = 1
-    app_scale_limit                        = var.max_instances
+    elastic_instance_minimum               = local.elastic ? 1 : null
+    app_scale_limit                        = local.elastic ? var.max_instances : null
     application_insights_connection_string = azurerm_application_insights.this.connection_string
     health_check_path                      = "/healthz"
     health_check_eviction_time_in_min      = 5
