@@ -176,6 +176,11 @@ def test_account_names_its_patient_and_coverage() -> None:
 def test_a_purge_closes_each_patients_account() -> None:
     patients = {p["identifier"][0]["value"]: p["id"] for p in of_type("bar_p02", "Patient")}
     accounts = {a["identifier"][0]["value"]: a for a in of_type("bar_p02", "Account")}
+    visits = {e["identifier"][0]["value"]: e for e in of_type("bar_p02", "Encounter")}
+    assert visits["LV-A6601"]["account"] == [
+        {"reference": f"Account/{accounts['ACC-6602219']['id']}"}]
+    assert visits["LV-I20931"]["account"] == [
+        {"reference": f"Account/{accounts['ACC-7713021']['id']}"}]
     assert set(accounts) == {"ACC-7713021", "ACC-6602219"}
     assert {a["status"] for a in accounts.values()} == {"inactive"}
     assert accounts["ACC-6602219"]["subject"] == [
