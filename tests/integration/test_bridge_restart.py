@@ -114,7 +114,8 @@ def write_config(path: Path, bootstrap: str, topic: str, url: str) -> Path:
               "bridge": {"topic": topic, "group_id": f"g-{topic}", "target_url": url,
                          "timeout_s": 5, "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
                          "auth": {"type": "api_key", "header": "x-api-key",
-                                  "value": API_KEY}}}
+                                  "value": API_KEY},
+                         "http": {"port": 0}}}  # probes on any free port
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
