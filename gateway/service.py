@@ -48,10 +48,12 @@ from gateway.profiles import ProfileStore
 from gateway.publisher import Publisher
 from gateway.spool import Spool
 from gateway.traces import traced_frames
-from hl7gw.http_server import QuietServer
+from hl7gw.http_server import QuietServer, stop_server
 from mappers._accel import status as mapper_status
 
 log = logging.getLogger("hl7gw.service")
+
+STOP_RESERVE_S = 1.5  # of the drain deadline, for HTTP, the producer and the mapping worker
 
 
 class GatewayService:
@@ -240,23 +242,27 @@ class GatewayService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (self.settings.drain_timeout_s if grace is None else grace)
 
-        def left() -> float:
-            return max(deadline - loop.time(), 0.0)
+        def left(reserve: float = 0.0) -> float:
+            return max(deadline - loop.time() - reserve, 0.0)
 
         if self._sighup:
             loop.remove_signal_handler(signal.SIGHUP)
             self._sighup = False
         await asyncio.gather(*self._reloads, return_exceptions=True)
+        # Frames in flight and the last publish leave STOP_RESERVE_S for the steps after
+        # them: a half-sent frame or a long backlog cannot push those past the deadline.
         for listener in self.listeners:
-            await listener.stop(left())
+            await listener.stop(left(STOP_RESERVE_S))
         for task in self._tasks:
             if task.get_name() in ("publisher", "pruner", "profiles", "kafka-watch"):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._final_drain(), timeout=left())
-        if self._http is not None:
-            self._http.should_exit = True
+            await asyncio.wait_for(self._final_drain(), timeout=left(STOP_RESERVE_S))
+        http = next((t for t in self._tasks if t.get_name() == "http"), None)
+        if self._http is not None and http is not None:
+            # Not cancelled at once: uvicorn logs a cancelled lifespan as a traceback.
+            await stop_server(self._http, http, max(left(), 0.5))
         await _finish(self._tasks, left())
         self._tasks.clear()
         if self._producer_start is not None and not self._producer_start.done():

@@ -33,7 +33,7 @@ log = logging.getLogger("hl7gw.mapping")
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PARENT_POLL_S = 1.0
-KILL_GRACE_S = 5.0  # after SIGTERM, before SIGKILL
+KILL_GRACE_S = 1.0  # after SIGTERM, before SIGKILL: a worker ends at once on SIGTERM
 
 
 def die_with_parent(parent: int) -> None:

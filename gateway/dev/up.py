@@ -198,8 +198,10 @@ async def _stop(settings: GatewaySettings, gateway: GatewayService, bridge: Brid
     bridge.request_stop()  # its records in flight get bridge.drain_timeout_s (see _local)
     await asyncio.gather(gateway.stop(grace), asyncio.wait({bridge_task}, timeout=grace))
     if not bridge_task.done():
-        bridge_task.cancel()
-    await asyncio.gather(bridge_task, return_exceptions=True)
+        bridge_task.cancel()  # its records in flight stay uncommitted
+        await asyncio.wait({bridge_task}, timeout=FUNCTION_STOP_S)
+    elif not bridge_task.cancelled() and bridge_task.exception() is not None:
+        say(f"the bridge had stopped: {bridge_task.exception()}")
     await stop_server(function_server, function_task, FUNCTION_STOP_S)
 
 
