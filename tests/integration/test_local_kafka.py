@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import selectors
 import signal
 import subprocess
 import sys
@@ -74,6 +75,22 @@ def test_restart_keeps_topics_and_never_calls_maven_again(tmp_path: Path) -> Non
     print(f"warm start: {warm_start:.1f}s")
 
 
+# A broker's JVM starts in ~20 s at load average 6 on 2 cores; a stop is bounded by
+# hl7gw.shutdown (10 s). Both with room for a loaded machine, and still failing a hang.
+START_S = 180.0
+STOP_S = 25.0
+
+
+def line_within(process: subprocess.Popen[str], seconds: float) -> str:
+    """The process's next stdout line, or a failure after ``seconds`` (never a hang)."""
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(seconds):
+            pytest.fail(f"no output within {seconds:.0f}s")
+    return process.stdout.readline()
+
+
 def test_dev_kafka_command_serves_on_the_asked_port_until_sigint(tmp_path: Path) -> None:
     port = free_port()
     code = ("import sys; from pathlib import Path; from gateway.dev.kafka import run_broker; "
@@ -82,12 +99,13 @@ def test_dev_kafka_command_serves_on_the_asked_port_until_sigint(tmp_path: Path)
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "HL7GW_CACHE_DIR": str(default_cache_dir())})
     try:
-        assert process.stdout is not None
-        ready = process.stdout.readline()  # blocks until ready or exit; the test timeout guards
+        ready = line_within(process, START_S)
         assert ready.startswith(f"Kafka ready at 127.0.0.1:{port} (started in "), ready
         assert metadata_ready("127.0.0.1", port)
         process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
+        began = time.monotonic()
+        _out, err = process.communicate(timeout=STOP_S)
+        print(f"hl7gw dev kafka stopped {time.monotonic() - began:.1f}s after SIGINT")
     finally:
         if process.poll() is None:
             process.kill()
