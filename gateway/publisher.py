@@ -269,7 +269,12 @@ class Publisher:
             ready.append((row, Mapped(row.raw, key, orjson.dumps(
                 {"profile": profile, "mapped_by": "hl7gw mapper"}).decode())))
             sends.append((i, topic, raw_event_for(row, key, self.source)))
-        results = await self._send(sends)
+        if tracing.enabled():  # the mapper continues from the raw record's traceparent
+            sends, spans = traces.trace_sends(rows, sends)
+            results = await self._send(sends)
+            traces.end_sends(spans, results)
+        else:
+            results = await self._send(sends)
         marks, refused, failure = _settle(ready, [(i, t, _as_fhir_id(e)) for i, t, e in sends],
                                           results)
         if marks:

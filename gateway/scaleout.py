@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +35,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from connectors import tracing
 from connectors.bridge.dlq import DLQ_PREFIX, MAX_MESSAGE
 from connectors.errors import InvalidEvent, PublishError
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.kafka.errors import KafkaClientError, kafka_errors
 from connectors.settings import KafkaSettings
+from gateway import traces
 from gateway.config import ScaleOutSettings
 from gateway.mapping import Mapped, MappingPool, MapRequest
 from gateway.profiles import ProfileStore
@@ -200,7 +203,9 @@ class MapperService:
         readable = [item for item in items if item.event is not None]
         requests: list[MapRequest] = [_request(item.event, live[0]) for item in readable
                                       if item.event is not None]
+        started = time.time_ns()
         maps = iter(await self.mapping.map(requests, live))
+        traced = tracing.enabled()
         sends: list[_Send] = []
         dead = self.settings.dead_letter_topic
         for item in items:
@@ -216,6 +221,8 @@ class MapperService:
             out = fhir_event(mapped, event_id=_fhir_id(event), source=event.source,
                              message_type=message_type, time=event.time,
                              spool_row=event.extensions.get("hl7spoolrow", ""))
+            if traced:
+                out = traces.trace_remote_mapping(event, out, mapped, started)
             topic = self.kafka.topic_for(message_type, frozenset(mapped.resource_types))
             sends.append((topic, out, item))
         return sends

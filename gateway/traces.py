@@ -6,6 +6,8 @@ runs later, in batches, with the mapping in a worker process; for each row it re
 ``hl7gw.map`` span over the batch's mapping time and a ``hl7gw.kafka.publish`` span per
 record, both children of the row's frame span, and puts the publish span's traceparent on
 the record as the CloudEvents ``traceparent`` extension, where the bridge picks it up.
+In scale-out mode the raw record carries it instead, and ``hl7gw mapper`` records the
+``hl7gw.map`` span and puts its own context on the FHIR record.
 
 Callers use these only while :func:`connectors.tracing.enabled`; with tracing off the
 intake and publish paths do not call in here at all.
@@ -94,6 +96,20 @@ def trace_sends(rows: Sequence[PendingRow], sends: Sequence[Send]
         traced.append((i, topic, event))
         spans.append(span)
     return traced, spans
+
+
+def trace_remote_mapping(raw: Event, out: Event, mapped: Mapped, started_ns: int) -> Event:
+    """Scale-out: the mapping in ``hl7gw mapper`` as a ``hl7gw.map`` span, child of the raw
+    record's publish span; ``out`` (the FHIR event) comes back carrying it."""
+    span = tracing.start("hl7gw.map", kind="consumer", parent=raw.extensions.get(
+        tracing.TRACEPARENT), start_time=started_ns,
+        attributes={"cloudevents.event_id": out.id, "cloudevents.event_type": out.type,
+                    "hl7gw.resources": len(mapped.resource_types), "hl7gw.outcome": "mapped"})
+    tracing.end(span)
+    parent = tracing.traceparent_of(span)
+    if parent is None:
+        return out
+    return replace(out, extensions={**out.extensions, tracing.TRACEPARENT: parent})
 
 
 def end_sends(spans: Sequence[Any], results: Sequence[tuple[int, int] | PublishError]) -> None:

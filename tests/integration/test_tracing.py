@@ -19,8 +19,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from connectors import tracing
 from connectors.bridge import Bridge
-from gateway.config import GatewaySettings
+from gateway.config import GatewaySettings, ScaleOutSettings
 from gateway.mllp.client import MllpClient, split_messages
+from gateway.scaleout import MapperService
 from gateway.service import GatewayService
 from tests.integration.conftest import RunningServer, bounded
 from tests.integration.test_end_to_end import function_events, read_topic
@@ -124,3 +125,38 @@ async def test_no_span_carries_phi_from_the_message(
         leaked = [phi for phi in PHI if phi in text]
         assert leaked == [], f"{span.name} carries {leaked}: {text}"
         assert set(span.attributes or {}) <= tracing.ALLOWED_ATTRIBUTES
+
+
+@bounded(150)
+async def test_in_scale_out_mode_the_trace_goes_through_the_mapper(
+        spans: InMemorySpanExporter, gateway_settings: GatewaySettings,
+        function_server: RunningServer, kafka_bootstrap: str, kafka_topic: str) -> None:
+    """Raw record (publish span) -> ``hl7gw mapper`` (map span) -> FHIR record -> bridge."""
+    scale_out = ScaleOutSettings(raw_topic=f"{kafka_topic}.raw", group_id=f"m-{kafka_topic}")
+    settings = gateway_settings.model_copy(update={"scale_out": scale_out})
+    mapper = MapperService(scale_out, settings.kafka)
+    mapper_task = asyncio.create_task(mapper.run())
+    try:
+        finished, record = await _traced_run(settings, function_server, spans,
+                                             kafka_bootstrap, kafka_topic)
+    finally:
+        mapper.request_stop()
+        await asyncio.wait_for(mapper_task, 60)
+    assert len({s.context.trace_id for s in finished}) == 1
+    by_id = {s.context.span_id: s for s in finished}
+
+    def chain(span: ReadableSpan) -> list[str]:
+        names = [span.name]
+        while span.parent is not None:
+            span = by_id[span.parent.span_id]
+            names.append(span.name)
+        return names
+
+    [function_span] = [s for s in finished if s.name == "hl7gw.function.event"]
+    assert chain(function_span) == ["hl7gw.function.event", "hl7gw.bridge.deliver",
+                                    "hl7gw.map", "hl7gw.kafka.publish", "hl7gw.mllp.frame"]
+    [raw_publish] = [s for s in finished if s.name == "hl7gw.kafka.publish"]
+    assert (raw_publish.attributes or {})["messaging.destination.name"] == scale_out.raw_topic
+    headers = {k: v.decode() for k, v in record.headers}
+    [mapped] = [s for s in finished if s.name == "hl7gw.map"]
+    assert headers["ce_traceparent"].split("-")[2] == f"{mapped.context.span_id:016x}"
