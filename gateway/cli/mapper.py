@@ -66,4 +66,10 @@ def mapper(config: Path, http_port: int | None, log_level: str) -> None:
         await asyncio.gather(mapping, return_exceptions=True)
         await stop_server(server, http_task, 1.0)
 
-    run_until_signal("hl7gw mapper", start, stop, drain_s=settings.drain_timeout_s)
+    from connectors import tracing
+
+    tracing.configure(settings.tracing, service_name="hl7gw-mapper")  # off: a no-op
+    try:
+        run_until_signal("hl7gw mapper", start, stop, drain_s=settings.drain_timeout_s)
+    finally:
+        tracing.shutdown()  # the spans still buffered go out
