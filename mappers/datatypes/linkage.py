@@ -183,9 +183,11 @@ def parent_result_reference(rep: Repetition, ctx: Context, rule: RuleView
 def child_results(rep: Repetition, ctx: Context, rule: RuleView) -> list[dict[str, Any]] | None:
     """The Observations of the child orders whose OBR-26/OBR-29 name this OBX (hasMember)."""
     message, obx = ctx.message, ctx.segment
-    children = [o for o in message.get_all_view("OBR")
-                if o.position > obx.position and _first(o, 26)]
-    if not children:  # the usual case, and the cheap one: no OBR names a parent result
+    orders = message.get_all_view("OBR")
+    if not orders or orders[-1].position < obx.position:
+        return None  # no order after this result: nothing can name it (every OBX of most ORU)
+    children = [o for o in orders if o.position > obx.position and _first(o, 26)]
+    if not children:  # no later OBR names a parent result
         return None
     out = []
     for obr in children:
