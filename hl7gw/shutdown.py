@@ -6,8 +6,9 @@
 - the first SIGINT (Ctrl-C) or SIGTERM asks the command to stop: it stops accepting, finishes
   or hands back the work in flight within its drain deadline (``drain_s``), and exits 0;
 - whatever happens, the process is gone ``drain_s + EXIT_MARGIN_S`` seconds after that
-  signal: a stop still running then (a stuck socket, an interpreter exit held up by a
-  thread) ends with ``os._exit`` and exit code 128 + the signal's number;
+  signal: a stop still running then (a stuck socket) ends with ``os._exit`` and exit code
+  128 + the signal's number, as does an exit held up for ``EXIT_MARGIN_S`` after the stop
+  (a thread that is not a daemon, an event loop that does not close);
 - a second SIGINT or SIGTERM exits at once, with 128 + its number;
 - exit codes: 0 for a completed stop, 130 (SIGINT) or 143 (SIGTERM) when the process had to
   be ended before its stop completed, as a shell reports a process killed by that signal.
@@ -164,7 +165,8 @@ class Shutdown:
             # The loop's own end (cancelling leftovers, joining its executor) is bounded.
             self._watchdog.arm(EXIT_MARGIN_S + (self.drain_s if self.signal is None else 0),
                                self.exit_code or 1,
-                               f"{self.command}: event loop did not close; exiting now")
+                               f"{self.command}: event loop did not close; exiting now",
+                               replace=True)
 
     def _attach(self) -> asyncio.Event:
         """Bind to the running loop: signals wake it and reach :meth:`wait` and callbacks."""
@@ -211,8 +213,9 @@ class Shutdown:
         if self._previous:
             for sig in STOP_SIGNALS:
                 signal.signal(sig, _exit_now)
-        self._watchdog.arm(EXIT_MARGIN_S, code,
-                           f"{self.command}: interpreter exit held up; exiting now")
+        self._watchdog.arm(EXIT_MARGIN_S, self.exit_code or code,
+                           f"{self.command}: interpreter exit held up; exiting now",
+                           replace=True)
         return code
 
 
@@ -285,10 +288,11 @@ class _Watchdog:
         self._message = ""
         self._thread: threading.Thread | None = None
 
-    def arm(self, within: float, code: int, message: str) -> None:
+    def arm(self, within: float, code: int, message: str, *, replace: bool = False) -> None:
+        """End the process in ``within`` s, unless armed earlier (``replace``: a new phase)."""
         with self._lock:
             deadline = time.monotonic() + within
-            if self._deadline is not None and self._deadline <= deadline:
+            if self._deadline is not None and self._deadline <= deadline and not replace:
                 return
             self._deadline, self._code, self._message = deadline, code, message
             if self._thread is None:

@@ -65,11 +65,11 @@ class Command:
     """``hl7gw ARGS`` in its own session, stdout and stderr into files."""
 
     def __init__(self, tmp: Path, *args: str, env: dict[str, str] | None = None,
-                 cwd: Path = REPO, name: str = "cmd") -> None:
+                 cwd: Path = REPO, name: str = "cmd", program: str = HL7GW) -> None:
         self.out = tmp / f"{name}.out"
         self.err = tmp / f"{name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.process = subprocess.Popen([HL7GW, *args], stdout=out, stderr=err, cwd=cwd,
+            self.process = subprocess.Popen([program, *args], stdout=out, stderr=err, cwd=cwd,
                                             env={**os.environ, **(env or {})},
                                             start_new_session=True)
         self.signalled_at = 0.0
@@ -645,3 +645,37 @@ async def test_dev_kafka_stops_even_when_started_with_sigint_ignored(
     assert_clean_stop(kafka, code, took, sig, [port])
     assert "stopping Kafka" in kafka.stderr()
     assert not broker_processes(str(tmp_path / "kafka"))
+
+
+# the one helper every command uses -----------------------------------------------------------
+
+STUCK = """\
+import asyncio, sys, threading, time
+from hl7gw.shutdown import serve_until_stopped
+
+async def main(shutdown):
+    print("ready", flush=True)
+    await shutdown.wait()
+    if sys.argv[1] == "stop-never-ends":
+        await asyncio.sleep(3600)
+    else:  # a thread that is not a daemon holds up the interpreter's exit
+        threading.Thread(target=time.sleep, args=(3600,)).start()
+
+serve_until_stopped("hl7gw test", main, drain_s=1.0)
+"""
+
+
+@pytest.mark.parametrize("case,code,message", [
+    ("stop-never-ends", 143, "hl7gw test: not stopped 3 s after SIGTERM; exiting now"),
+    ("exit-held-up", 143, "hl7gw test: interpreter exit held up; exiting now"),
+])
+async def test_a_process_always_ends_whatever_its_stop_or_its_threads_do(
+        case: str, code: int, message: str, tmp_path: Path, commands: list[Command]) -> None:
+    program = Command(tmp_path, "-c", STUCK, case, program=sys.executable)
+    commands.append(program)
+    await program.wait_for_output("ready", within=60)
+    program.send(signal.SIGTERM)
+    exit_code, took = await program.exited(1.0 + 2.0 + SLACK_S)  # drain_s + exit margin
+    assert (exit_code, program.stderr().splitlines()[-1]) == (code, message)
+    assert took >= 1.0 if case == "stop-never-ends" else True
+    assert "Traceback" not in program.stderr()
