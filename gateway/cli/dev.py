@@ -45,7 +45,7 @@ def dev_kafka(port: int | None, data: Path | None) -> None:
 @click.option("--once", is_flag=True, help="Exit after showing the results (for scripts).")
 @click.option("--mllp-port", type=PORT, help="Override the first listener's port.")
 @click.option("--http-port", type=PORT, help="Override the gateway's HTTP (console) port.")
-@click.option("--function-port", type=PORT,
+@click.option("--function-port", type=PEER_PORT,
               help="Override the function's port (the bridge delivers to it).")
 def dev_up(config: Path, samples: Path, once: bool, mllp_port: int | None,
            http_port: int | None, function_port: int | None) -> None:
