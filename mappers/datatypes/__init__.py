@@ -12,9 +12,10 @@ from mappers.datatypes import (
     clinical,
     coded,
     contact,
+    containers,
     identity,
     linkage,  # after identity: it imports mappers.ids
     simple,
 )
 
-__all__ = ["clinical", "coded", "contact", "identity", "linkage", "simple"]
+__all__ = ["clinical", "coded", "contact", "containers", "identity", "linkage", "simple"]

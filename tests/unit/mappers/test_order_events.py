@@ -138,6 +138,18 @@ def test_oul_specimen_container_order_and_results(name: str) -> None:
     assert order["status"] == "completed"  # ORC-5 CM, though the ORC follows the OBR
 
 
+def test_every_container_of_a_specimen_is_mapped() -> None:
+    result = convert(sample_text("oml_o35"))  # SPM, SAC, ORC, OBR, SAC, ORC, OBR
+    (specimen,) = of_type(result.bundle, "Specimen")
+    tubes = specimen["container"]
+    assert [t["identifier"][0]["value"] for t in tubes] == ["TUBE-88120", "TUBE-88121"]
+    assert [t["capacity"]["value"] for t in tubes] == [5, 3.5]  # each SAC's own volume
+    assert tubes[0]["additiveCodeableConcept"]["coding"][0]["code"] == "445295009"
+    assert "additiveCodeableConcept" not in tubes[1]
+    assert not [i for i in result.issues if i.code == "ignored-segment"]
+    assert not [u for u in result.unmapped if u.startswith("SAC")]
+
+
 def test_one_specimen_for_several_orders_requests_them_all() -> None:
     found = bundle("oml_o33")
     (specimen,) = of_type(found, "Specimen")
