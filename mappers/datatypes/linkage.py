@@ -35,7 +35,8 @@ _ORDER_KEY: Final = (("OBR", 2), ("ORC", 2), ("OBR", 3), ("ORC", 3))
 # segments that end an order group when read forward from its ORC or OBR
 _GROUP_END: Final = frozenset({"MSH", "PID", "ORC", "OBR", "SPM", "SAC"})
 # segments that give an ORC its order detail: with none of these, the ORC is the order
-_ORDER_DETAIL: Final = frozenset({"OBR", "RXO", "RXE", "RXD", "RXG", "RXA", "ODS", "ODT"})
+_ORDER_DETAIL: Final = frozenset({"OBR", "RXO", "RXE", "RXD", "RXG", "RXA", "ODS", "ODT", "RQD",
+                                  "RQ1", "BPO"})
 _REACTION: Final = "31044-1"  # LOINC Reaction (CDC immunization guide: adverse reaction OBX)
 _AS_DATETIME: Final = RuleView(None, "TS", None, {}, ())
 

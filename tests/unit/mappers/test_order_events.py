@@ -122,6 +122,23 @@ def test_an_orc_with_its_obr_is_not_mapped_twice() -> None:
             sample_text(name).count("\rOBR|")
 
 
+def test_an_orc_alone_after_a_full_order_is_its_own_order() -> None:
+    cancel = "ORC|DC|ORD-66099^LAKEEHR|||DC||||20240605101400-0500\r"
+    text = sample_text("orm_o01").replace("\rORC|", "\r" + cancel + "ORC|", 1)  # before ORC+OBR
+    first, second = of_type(bundle("", text), "ServiceRequest")
+    assert first["code"]["coding"][0]["code"] == "71046" and first["status"] == "active"
+    assert second["identifier"][0]["value"] == "ORD-66099" and second["status"] == "revoked"
+    assert "code" not in second
+
+
+def test_a_pharmacy_orm_is_a_medication_request_not_an_orc_only_order() -> None:
+    found = bundle("orm_o01_rx")
+    assert of_type(found, "ServiceRequest") == []
+    (order,) = of_type(found, "MedicationRequest")
+    assert order["intent"] == "original-order"
+    assert order["dosageInstruction"][0]["timing"]["code"] == {"coding": [{"code": "Q6H"}]}
+
+
 # --- specimen-centred lab -------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["oul_r22", "oul_r23", "oul_r24"])
