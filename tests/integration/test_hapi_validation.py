@@ -24,7 +24,8 @@ from tests.support import EXPECTED, MESSAGES, SAMPLES, sample_text
 from tests.support.hapi_validator import Issue, failures, validate
 from tests.support.r4_v2_tables import read_tables, render, resources_jar
 
-pytestmark = pytest.mark.integration
+# The first run fetches the validator with Maven (~150 MB) inside the session fixture.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 SAMPLE_FILES = {p.stem: p for p in [*SAMPLES.glob("*.hl7"), *MESSAGES.glob("*.hl7")]}
 GOLDENS = sorted(p.stem for p in EXPECTED.glob("*.json"))
