@@ -141,15 +141,16 @@ async def test_bridge_and_function_metrics_move_when_events_flow(
         err = await asyncio.to_thread(stop_bridge, bridge)
     assert bridge.returncode == 0, err
 
-    assert metric(bridge_text, "hl7gw_bridge_deliveries_total", outcome="delivered") == EVENTS
+    # at-least-once: a record published twice after a failed send is delivered twice
+    assert metric(bridge_text, "hl7gw_bridge_deliveries_total", outcome="delivered") >= EVENTS
     assert metric(bridge_text, "hl7gw_bridge_attempts_total") >= EVENTS
-    assert metric(bridge_text, "hl7gw_bridge_delivery_seconds_count") == EVENTS
+    assert metric(bridge_text, "hl7gw_bridge_delivery_seconds_count") >= EVENTS
     assert metric(bridge_text, "hl7gw_bridge_assigned_partitions") >= 1
     assert metric(bridge_text, "hl7gw_bridge_dlq_total") == 0
     assert metric(function_text, "hl7gw_function_events_total", result="accepted") == EVENTS
     assert metric(function_text, "hl7gw_function_event_seconds_count") == EVENTS
     assert function_ready.status_code == 200
-    assert metric(gateway_text, "hl7gw_published_total") == EVENTS
+    assert metric(gateway_text, "hl7gw_published_total") >= EVENTS
 
 
 @bounded(60)
