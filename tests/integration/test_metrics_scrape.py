@@ -148,7 +148,7 @@ async def test_bridge_and_function_metrics_move_when_events_flow(
     assert metric(bridge_text, "hl7gw_bridge_assigned_partitions") >= 1
     assert metric(bridge_text, "hl7gw_bridge_dlq_total") == 0
     assert metric(function_text, "hl7gw_function_events_total", result="accepted") == EVENTS
-    assert metric(function_text, "hl7gw_function_event_seconds_count") == EVENTS
+    assert metric(function_text, "hl7gw_function_event_seconds_count") >= EVENTS
     assert function_ready.status_code == 200
     assert metric(gateway_text, "hl7gw_published_total") >= EVENTS
 
