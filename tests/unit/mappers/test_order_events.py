@@ -136,7 +136,10 @@ def test_a_pharmacy_orm_is_a_medication_request_not_an_orc_only_order() -> None:
     assert of_type(found, "ServiceRequest") == []
     (order,) = of_type(found, "MedicationRequest")
     assert order["intent"] == "original-order"
-    assert order["dosageInstruction"][0]["timing"]["code"] == {"coding": [{"code": "Q6H"}]}
+    assert order["dosageInstruction"][0]["timing"]["code"] == {"coding": [
+        {"code": "Q6H"},  # a pattern instance: table 0335 lists only Q<integer>H
+        {"system": "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation", "code": "Q6H",
+         "display": "Q6H"}]}
 
 
 # --- specimen-centred lab -------------------------------------------------------------------

@@ -91,16 +91,24 @@ def test_event_reason_is_checked_against_table_0062(evn_4: str, system: str | No
     assert reason["coding"][0].get("system") == system
 
 
-@pytest.mark.parametrize(("tq1_3", "coding"), [
-    ("QD^Every day^HL70335", {"code": "QD", "display": "Every day"}),
-    ("Q6H^Every 6 hours^HL70335", {"code": "Q6H", "display": "Every 6 hours"}),
-    ("BID^Twice a day^HL70335", {"system": f"{HL7_SYSTEM}0335", "code": "BID",
-                                 "display": "Twice a day"}),
+GTS = "http://terminology.hl7.org/CodeSystem/v3-GTSAbbreviation"
+
+
+@pytest.mark.parametrize(("tq1_3", "codings"), [
+    ("QD^Every day^HL70335", [{"code": "QD", "display": "Every day"},
+                              {"system": GTS, "code": "QD", "display": "QD"}]),
+    ("Q6H^Every 6 hours^HL70335", [{"code": "Q6H", "display": "Every 6 hours"},
+                                   {"system": GTS, "code": "Q6H", "display": "Q6H"}]),
+    ("Q2D", [{"code": "Q2D"}, {"system": GTS, "code": "QOD", "display": "QOD"}]),
+    ("Q5H", [{"code": "Q5H"}]),
+    ("BID^Twice a day^HL70335", [{"system": f"{HL7_SYSTEM}0335", "code": "BID",
+                                  "display": "Twice a day"},
+                                 {"system": GTS, "code": "BID", "display": "BID"}]),
 ])
-def test_timing_codes_outside_table_0335_lose_its_system(tq1_3: str,
-                                                          coding: dict[str, str]) -> None:
+def test_timing_codes_outside_table_0335_lose_its_system_and_gain_an_abbreviation(
+        tq1_3: str, codings: list[dict[str, str]]) -> None:
     request = resource(with_field("TQ1", 3, tq1_3, RDE), "MedicationRequest")
-    assert request["dosageInstruction"][0]["timing"]["code"]["coding"] == [coding]
+    assert request["dosageInstruction"][0]["timing"]["code"]["coding"] == codings
 
 
 def _language(pid_15: str) -> dict[str, Any]:
