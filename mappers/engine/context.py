@@ -74,8 +74,9 @@ class Context:
     def related(self, segment_id: str) -> Segment | None:
         """The segment of ``segment_id`` that belongs with the current one, by position.
 
-        The current segment itself; else the nearest one before it (the OBR an OBX follows);
-        else the first in the message (a PD1 after the PID).
+        The current segment itself; else one after it in its group (``_group_end``: the ORC
+        that follows its OBR in OUL, the OBR after its SPM in OML^O33); else the nearest one
+        before it (the OBR an OBX follows); else the first in the message (a PD1 after the PID).
         """
         cur = self.segment
         if segment_id == cur.id:
@@ -89,6 +90,8 @@ class Context:
         best = found[0]
         for seg in found:
             if seg.position > pos:
+                if seg.position < self._group_end():
+                    best = seg  # the group's own, though it follows
                 break
             best = seg
         self.consumed.add(best.position)

@@ -158,6 +158,24 @@ def test_oul_specimen_container_order_and_results(name: str) -> None:
     assert order["status"] == "completed"  # ORC-5 CM, though the ORC follows the OBR
 
 
+def test_an_oul_order_reads_the_orc_that_follows_its_obr() -> None:
+    second = ("SPM|2|SP-2202&SUNLAB||119297000^Blood specimen^SCT|||||||||||||"
+              "20240318121000-0400\r"
+              "OBR|2|PL-10150^RIVERSIDE_EHR|FL-55720^SUNLAB|2160-0^Creatinine^LN|||"
+              "20240318121000-0400|||||||||||||||20240318142500-0400||CH|P\r"
+              "ORC|RE|PL-10150^RIVERSIDE_EHR|FL-55720^SUNLAB||A||||20240318115500-0400|||"
+              "4410^Lindqvist^Maja^^^Dr.\r"
+              "OBX|1|NM|2160-0^Creatinine^LN||1.1|mg/dL^mg/dL^UCUM||N|||P\r")
+    found = bundle("", sample_text("oul_r22") + second)
+    first, other = of_type(found, "ServiceRequest")
+    assert (first["status"], first["authoredOn"]) == ("completed", "2024-03-18T11:50:00-04:00")
+    # the ORC after the second OBR, not the first order's ORC before it
+    assert (other["status"], other["authoredOn"]) == ("active", "2024-03-18T11:55:00-04:00")
+    assert other["requester"]["display"] == "Dr. Maja Lindqvist"
+    specimens = of_type(found, "Specimen")
+    assert [s["request"] for s in specimens] == [[ref(first)], [ref(other)]]
+
+
 def test_every_container_of_a_specimen_is_mapped() -> None:
     result = convert(sample_text("oml_o35"))  # SPM, SAC, ORC, OBR, SAC, ORC, OBR
     (specimen,) = of_type(result.bundle, "Specimen")
