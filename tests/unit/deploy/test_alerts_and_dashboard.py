@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from connectors.bridge.metrics import BridgeMetrics
 from connectors.cloud.metrics import FunctionMetrics
 from gateway.metrics import GatewayMetrics
+from gateway.scaleout import MapperMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
 RULES = sorted((ROOT / "deploy" / "prometheus").glob("*.yaml"))
@@ -35,8 +36,10 @@ PROMISED = {"silent sender": "hl7gw_frames_total", "spool depth": "hl7gw_spool_d
 
 
 def exposed_names() -> set[str]:
-    """Every sample name the three processes' registries can expose."""
-    registries = [GatewayMetrics().registry, FunctionMetrics().registry]
+    """Every sample name the processes' registries can expose (gateway, bridge, function,
+    and the scale-out mapper)."""
+    registries = [GatewayMetrics().registry, FunctionMetrics().registry,
+                  MapperMetrics().registry]
     bridge = CollectorRegistry()
     BridgeMetrics.build(bridge)
     registries.append(bridge)
