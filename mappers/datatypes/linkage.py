@@ -56,16 +56,15 @@ def _component(seg: Segment, n: int, c: int) -> str:
     return parts[c - 1].strip() if c <= len(parts) else ""
 
 
-def _nearest(message: Message, segment_id: str, position: int) -> Segment | None:
-    """The ``segment_id`` segment that belongs with ``position``: the nearest at or before
-    it, else the first in the message (as ``Context.related`` reads groups)."""
-    found = message.get_all_view(segment_id)
-    best = found[0] if found else None
-    for seg in found:
-        if seg.position > position:
-            break
-        best = seg
-    return best
+def _related(ctx: Context, segment: Segment, segment_id: str) -> Segment | None:
+    """The ``segment_id`` segment that belongs with ``segment``, as the engine reads it when
+    ``segment`` is the one being mapped (``Context.related``: groups by position)."""
+    current = ctx.segment
+    ctx.segment = segment
+    try:
+        return ctx.related(segment_id)
+    finally:
+        ctx.segment = current
 
 
 def _group(message: Message, start: Segment) -> list[Segment]:
@@ -85,7 +84,7 @@ def result_reference(ctx: Context, obx: Segment) -> dict[str, Any] | None:
         return None
     scope = ""
     for sid, n in _RESULT_SCOPE:
-        seg = _nearest(ctx.message, sid, obx.position)
+        seg = _related(ctx, obx, sid)
         raw = _first(seg, n) if seg is not None else ""
         if raw and raw != NULL:
             scope = f"{sid}-{n}:{raw}"
@@ -98,10 +97,10 @@ def result_reference(ctx: Context, obx: Segment) -> dict[str, Any] | None:
     return {"reference": f"Observation/{ids.resource_id('Observation', key)}"}
 
 
-def _order_key(message: Message, obr: Segment) -> str | None:
+def _order_key(ctx: Context, obr: Segment) -> str | None:
     """The key ``resources/servicerequest.yaml`` gives the ServiceRequest of ``obr``."""
     for sid, n in _ORDER_KEY:
-        seg = obr if sid == "OBR" else _nearest(message, sid, obr.position)
+        seg = obr if sid == "OBR" else _related(ctx, obr, sid)
         if seg is None:
             continue
         entity = _component(seg, n, 1)
@@ -158,7 +157,7 @@ def parent_order_reference(rep: Repetition, ctx: Context, rule: RuleView
     if obr is None:
         return None
     parent = parent_order(ctx.message, obr)
-    key = _order_key(ctx.message, parent) if parent is not None else None
+    key = _order_key(ctx, parent) if parent is not None else None
     if key is not None:
         return {"reference": f"ServiceRequest/{ids.resource_id('ServiceRequest', key)}"}
     for part, kind in ((1, "PLAC"), (2, "FILL")):
