@@ -17,9 +17,8 @@ runner instead of installing uvicorn's handlers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -28,6 +27,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from connectors.errors import ConnectorError
+from hl7gw.http_server import QuietServer, stop_server
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
@@ -60,14 +60,6 @@ def probe_app(readiness: Readiness, registry: CollectorRegistry, *, title: str) 
     return app
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: the process's runner owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class ProbeServer:
     """Serves an app on ``host:port`` in the running loop; ``start()`` then ``stop()``."""
 
@@ -76,7 +68,7 @@ class ProbeServer:
         self._host = host
         self._port = port
         self._setting = setting  # named in a bind error, e.g. "bridge.http.port"
-        self._server: _Server | None = None
+        self._server: QuietServer | None = None
         self._task: asyncio.Task[None] | None = None
         self.port: int | None = None  # the bound port (port 0: the one the OS chose)
 
@@ -90,7 +82,7 @@ class ProbeServer:
                                  f"{self._setting}") from None
         self.port = int(sock.getsockname()[1])
         config = uvicorn.Config(self._app, log_config=None, access_log=False, lifespan="off")
-        self._server = server = _Server(config)
+        self._server = server = QuietServer(config)  # the signals stay with the process
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="probe-http")
         while not server.started:
             if self._task.done():
@@ -102,9 +94,5 @@ class ProbeServer:
         """Stop serving (open connections get ``grace`` seconds) and free the port."""
         if self._server is None or self._task is None:
             return
-        self._server.should_exit = True
-        _, late = await asyncio.wait({self._task}, timeout=grace)
-        if late:
-            self._server.force_exit = True
-            await asyncio.wait({self._task}, timeout=1.0)
+        await stop_server(self._server, self._task, grace)
         self._server = self._task = None
