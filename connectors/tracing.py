@@ -119,6 +119,16 @@ def _otlp_exporter(settings: TracingSettings) -> Any:
                             timeout=settings.timeout_s)
 
 
+def flush(timeout_s: float = 5.0) -> None:
+    """Export the spans buffered so far (a no-op while off).
+
+    For AWS Lambda, which freezes the process between invocations: a batch waiting for
+    its timer would leave only when the next invocation thaws it, or never.
+    """
+    if _on is not None:
+        _on.provider.force_flush(int(timeout_s * 1000))
+
+
 def shutdown() -> None:
     """Export what is buffered and turn tracing off (a no-op while it is off)."""
     global _on

@@ -69,11 +69,14 @@ def make_handler(app: FastAPI) -> LambdaHandler:
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         loop = _Loop.get()
-        if is_kafka_event(event):
-            intake: Intake = app.state.intake
-            return loop.run_until_complete(handle_kafka_batch(event, intake,
-                                                              app.state.metrics))
-        return http(event, context)
+        try:
+            if is_kafka_event(event):
+                intake: Intake = app.state.intake
+                return loop.run_until_complete(handle_kafka_batch(event, intake,
+                                                                  app.state.metrics))
+            return http(event, context)
+        finally:
+            tracing.flush()  # Lambda freezes the process once the handler returns
 
     return handler
 

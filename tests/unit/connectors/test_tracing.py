@@ -3,6 +3,7 @@ traceparent that links the hops."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -111,3 +112,27 @@ def test_function_tracing_setting_from_the_environment() -> None:
         TracingSettings(enabled=True, service_name="fn")
     with pytest.raises(ValueError, match="HL7GW_TRACING"):
         tracing_from_env({"HL7GW_TRACING": "yes please"})
+
+
+def test_a_lambda_invocation_leaves_no_span_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans are exported before the handler returns: Lambda freezes the process then, and
+    the batch processor's timer (5 s) would not run until a next invocation, if any."""
+    from connectors.cloud import create_app, make_handler
+    from tests.unit.connectors.test_lambda_handler import Context, cloud_event
+
+    exporter = InMemorySpanExporter()
+    monkeypatch.setattr(tracing, "_otlp_exporter", lambda settings: exporter)
+    assert tracing.configure(TracingSettings(enabled=True), service_name="fn")
+    try:
+        handler = make_handler(create_app())
+        event = cloud_event("evt-lambda")
+        record = {"topic": "t", "partition": 0, "offset": 1, "timestamp": 0,
+                  "key": base64.b64encode(event.key or b"").decode(),
+                  "value": base64.b64encode(event.data).decode(),
+                  "headers": [{k: list(v)} for k, v in event.kafka_headers()]}
+        answer = handler({"eventSource": "aws:kafka", "records": {"t-0": [record]}},
+                         Context())
+        assert answer == {"batchItemFailures": []}
+        assert [s.name for s in exporter.get_finished_spans()] == ["hl7gw.function.event"]
+    finally:
+        tracing.shutdown()
