@@ -99,7 +99,7 @@ def test_a_parent_order_not_in_the_message_is_named_by_its_number() -> None:
 def test_results_without_parent_links_get_none() -> None:
     found = bundle("oru_r01")
     for obs in of_type(found, "Observation"):
-        assert "derivedFrom" not in obs and "hasMember" not in obs
+        assert "derivedFrom" not in obs and "hasMember" not in obs and "partOf" not in obs
     assert all(len(r["basedOn"]) == 1 for r in of_type(found, "DiagnosticReport"))
 
 
@@ -256,4 +256,5 @@ def test_a_reaction_observation_is_the_immunization_reaction() -> None:
     reaction = by_code(of_type(found, "Observation"))["31044-1"]
     assert shot["reaction"] == [{"date": "2024-07-16T14:00:00-04:00", "detail": ref(reaction)}]
     assert reaction["valueCodeableConcept"]["coding"][0]["code"] == "VXC12"
+    assert all(o["partOf"] == [ref(shot)] for o in of_type(found, "Observation"))  # IG VXU
     assert "reaction" not in of_type(bundle("vxu_v04"), "Immunization")[0]
