@@ -144,8 +144,11 @@ async def test_two_mappers_publish_what_the_gateway_alone_publishes(
     (tmp_path / "scaled").mkdir()
     settings = _settings(tmp_path / "scaled", kafka_bootstrap, fhir_topic, scale_out)
     async with _mappers(2, scale_out, settings.kafka) as services:
-        while not all(len(s.assigned) == 2 for s in services):  # the group has settled
+        for _ in range(600):  # up to 120 s for the group to settle on a loaded machine
+            if all(len(s.assigned) == 2 for s in services):
+                break
             await asyncio.sleep(0.2)
+        assert [len(s.assigned) for s in services] == [2, 2]
         gateway = await _send_all(settings, messages)
         try:
             scaled = await read_records(kafka_bootstrap, fhir_topic, n)
