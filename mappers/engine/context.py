@@ -71,6 +71,21 @@ class Context:
             self._children = found
         return found
 
+    def _own(self, segment_id: str) -> list[Segment]:
+        """The child segments ``segment_id`` of the current segment.
+
+        Right after it; else, for a site's Z-segment (a profile's field) when the current
+        segment is the only one of its kind in the message, ``related``'s choice: a ZPD at
+        the end of an ADT message (after PV1, not right after the one PID) still belongs to
+        that PID. With two PIDs (A17) or many OBX, only what follows a segment is its own,
+        never a neighbour's; a standard child (NTE, PD1) is only ever the one right after.
+        """
+        kids = [s for s in self.child_segments() if s.id == segment_id]
+        if kids or segment_id[0] != "Z" or len(self.message.get_all_view(self.segment.id)) != 1:
+            return kids
+        seg = self.related(segment_id)
+        return [seg] if seg is not None else []
+
     def related(self, segment_id: str) -> Segment | None:
         """The segment of ``segment_id`` that belongs with the current one, by position.
 
@@ -165,7 +180,7 @@ class Context:
         """The field ``ref`` names: in the current segment, its children, or ``related``."""
         sid = ref.segment
         if sid in self.children:
-            kids = [s for s in self.child_segments() if s.id == sid]
+            kids = self._own(sid)
             seg = kids[0] if kids else None
         else:
             seg = self.segment if sid == self.segment.id else self.related(sid)
@@ -180,8 +195,7 @@ class Context:
         if sid == self.segment.id:
             return self.segment.values(ref.field)
         if sid in self.children:
-            return [rep for s in self.child_segments() if s.id == sid
-                    for rep in s.values(ref.field)]
+            return [rep for s in self._own(sid) for rep in s.values(ref.field)]
         seg = self.related(sid)
         return seg.values(ref.field) if seg is not None else []
 

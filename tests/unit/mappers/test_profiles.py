@@ -16,6 +16,7 @@ from tests.support import PROFILES, of_type, sample_text
 
 ORU = sample_text("oru_r01")
 ADT = sample_text("adt_a01")
+A17 = sample_text("adt_a17")
 
 
 def profiles(**files: str) -> ProfileSet:
@@ -73,6 +74,37 @@ def test_a_z_segment_goes_to_an_extension_and_an_element_of_the_obx_it_follows()
     assert all("extension" not in o and "device" not in o for o in observations[1:])
     assert not any("extension" in o for o in of_type(convert(OTHER_ORU, ps).bundle,
                                                         "Observation"))
+
+
+TIERS = """\
+    profile: tiers
+    match: {application: EPICADT}
+    fields:
+      - {field: ZPD-2, resource: Patient, type: ST, extension: "https://x.example/tier"}
+"""
+
+
+def _tiers(bundle: dict) -> list[list[str]]:
+    return [[e["valueString"] for e in p.get("extension", []) if e["url"] ==
+             "https://x.example/tier"] for p in of_type(bundle, "Patient")]
+
+
+def test_a_z_segment_at_the_end_of_an_adt_message_belongs_to_its_one_patient() -> None:
+    # Sites append their Z-segments after PV1 and the rest, not right after the PID. Since
+    # Patient repeats (A17 carries two), the ZPD was read only right after a PID: dropped.
+    ps = profiles(tiers=TIERS)
+    text = ADT.rstrip("\r") + "\rZPD|1|PLATINUM\r"
+    assert ps.select_text(text) is not None
+    assert _tiers(convert(text, ps).bundle) == [["PLATINUM"]]
+
+
+def test_with_two_patients_a_z_segment_belongs_only_to_the_pid_it_follows() -> None:
+    ps = profiles(tiers=TIERS)
+    first, second = A17.split("\rPID|2|")
+    right_after = first + "\rPID|2|" + second.replace("\rPV1|", "\rZPD|1|GOLD\rPV1|", 1)
+    assert _tiers(convert(right_after, ps).bundle) == [[], ["GOLD"]]
+    at_the_end = A17.rstrip("\r") + "\rZPD|1|GOLD\r"  # whose? neither, rather than a guess
+    assert _tiers(convert(at_the_end, ps).bundle) == [[], []]
 
 
 def test_ignored_segments_are_neither_mapped_nor_reported() -> None:
