@@ -18,7 +18,6 @@ import contextlib
 import itertools
 import logging
 import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,6 +35,7 @@ from connectors.bridge.delivery import (
     policy_of,
 )
 from connectors.bridge.dlq import dead_letter_headers
+from connectors.bridge.lane import Lane
 from connectors.bridge.metrics import BridgeMetrics, metrics_for
 from connectors.bridge.retry import backoff
 from connectors.errors import ConnectorError, DeadLetterError, InvalidEvent, PublishError
@@ -69,7 +69,7 @@ class Bridge:
         self._consumer: Any = None
         self._producer: EventProducer | None = None
         self._target: HttpTarget | None = None
-        self._lanes: dict[TopicPartition, _Lane] = {}
+        self._lanes: dict[TopicPartition, Lane] = {}
         self._failure: BaseException | None = None
         self._lag_refreshed = 0.0
         self._pending: dict[TopicPartition, int] = {}  # next offset to commit, per partition
@@ -223,7 +223,7 @@ class Bridge:
         """Queue records for their partition's lane; pause the partition once it is full."""
         lane = self._lanes.get(tp)
         if lane is None:
-            lane = self._lanes[tp] = _Lane(tp)
+            lane = self._lanes[tp] = Lane(tp)
             lane.task = asyncio.create_task(self._work(lane), name=f"bridge-lane-{tp}")
         lane.queue.extend(records)
         lane.wakeup.set()
@@ -233,7 +233,7 @@ class Bridge:
             lane.paused = True
             self.metrics.pauses.inc()
 
-    async def _work(self, lane: _Lane) -> None:
+    async def _work(self, lane: Lane) -> None:
         """Deliver one partition's records strictly in order; commit when caught up or due.
 
         Committing after every record cost a broker round trip per event; committing when
@@ -259,12 +259,12 @@ class Bridge:
                 self._failure = exc
             self._stopping.set()
 
-    def _resume(self, lane: _Lane) -> None:
+    def _resume(self, lane: Lane) -> None:
         if self._consumer is not None and lane.tp in self._consumer.assignment():
             self._consumer.resume(lane.tp)
         lane.paused = False
 
-    async def _finish(self, lanes: list[_Lane]) -> bool:
+    async def _finish(self, lanes: list[Lane]) -> bool:
         """Let the lanes finish their record in flight (within bounds); True if all did."""
         for lane in lanes:
             lane.closing = True
@@ -422,27 +422,6 @@ class Bridge:
                 self.metrics.lag.remove(tp.topic, str(tp.partition))
         log.info("partitions revoked", extra={"partitions": sorted(str(tp) for tp in revoked),
                                               "drained": drained})
-
-
-class _Lane:
-    """One partition's bounded queue of records and the task that delivers them in order."""
-
-    def __init__(self, tp: TopicPartition) -> None:
-        self.tp = tp
-        self.queue: deque[Any] = deque()
-        self.wakeup = asyncio.Event()
-        self.paused = False
-        self.closing = False  # stopping or revoked: finish the record in flight, no more
-        self.task: asyncio.Task[None] | None = None
-
-    async def next_ready(self, stopping: asyncio.Event) -> bool:
-        """Wait for a record to deliver; False once the lane should end."""
-        while not self.queue:
-            if self.closing or stopping.is_set():
-                return False
-            self.wakeup.clear()
-            await self.wakeup.wait()
-        return not (self.closing or stopping.is_set())
 
 
 class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
