@@ -19,15 +19,16 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from connectors.errors import ConnectorError
-from hl7gw.http_server import QuietServer, stop_server
+
+if TYPE_CHECKING:  # uvicorn only where a probe server runs: the function's app never does
+    from hl7gw.http_server import QuietServer
 
 Readiness = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
@@ -81,6 +82,10 @@ class ProbeServer:
                                  f"/readyz and /metrics ({exc.strerror or exc}); change "
                                  f"{self._setting}") from None
         self.port = int(sock.getsockname()[1])
+        import uvicorn
+
+        from hl7gw.http_server import QuietServer
+
         config = uvicorn.Config(self._app, log_config=None, access_log=False, lifespan="off")
         self._server = server = QuietServer(config)  # the signals stay with the process
         self._task = asyncio.create_task(server.serve(sockets=[sock]), name="probe-http")
@@ -94,5 +99,7 @@ class ProbeServer:
         """Stop serving (open connections get ``grace`` seconds) and free the port."""
         if self._server is None or self._task is None:
             return
+        from hl7gw.http_server import stop_server
+
         await stop_server(self._server, self._task, grace)
         self._server = self._task = None

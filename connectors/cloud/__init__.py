@@ -8,26 +8,36 @@ on (OpenTelemetry is imported only then). Other deployments build their own
 with ``create_app(processor)`` and ``make_handler(app)``.
 """
 
+import importlib
 import os
+from typing import Any
 
-from connectors.cloud.alerts import (
-    AlertSink,
-    HttpAlertSink,
-    MemoryAlertSink,
-    Threshold,
-    VitalSignAlerts,
-    load_thresholds,
-    thresholds_from,
-)
 from connectors.cloud.app import create_app
-from connectors.cloud.fhir_writer import FhirServerError, FhirServerWriter
 from connectors.cloud.intake import Intake, Status
 from connectors.cloud.lambda_handler import decode_record, is_kafka_event, make_handler
 from connectors.cloud.processor import EventReader, MemoryStore, Processor, resource_types
 from connectors.cloud.select import processor_from_env, tracing_from_env
-from connectors.cloud.serve import function_server, run_function, serve_function
 from connectors.tracing import configure as _configure_tracing
 from connectors.tracing import enabled as _tracing_enabled
+
+# Imported on first use (PEP 562): a cold start with the default processor needs none of
+# them, and they bring httpx, tenacity, the YAML loader and uvicorn.
+_LAZY = {
+    **dict.fromkeys(("AlertSink", "HttpAlertSink", "MemoryAlertSink", "Threshold",
+                     "VitalSignAlerts", "load_thresholds", "thresholds_from"), "alerts"),
+    **dict.fromkeys(("FhirServerError", "FhirServerWriter"), "fhir_writer"),
+    **dict.fromkeys(("function_server", "run_function", "serve_function"), "serve"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'connectors.cloud' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"connectors.cloud.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 if not _tracing_enabled():  # a process that set tracing up itself keeps its set-up
     _configure_tracing(tracing_from_env(os.environ), service_name="hl7gw-function")

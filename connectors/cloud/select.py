@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from connectors.cloud.alerts import HttpAlertSink, VitalSignAlerts, load_thresholds
-from connectors.cloud.fhir_writer import FhirServerWriter
 from connectors.cloud.processor import MemoryStore, Processor
 from connectors.settings import (
     AlertSettings,
@@ -32,9 +30,15 @@ def processor_from_env(env: Mapping[str, str],
     kind = env.get("HL7GW_PROCESSOR", "memory").strip().lower() or "memory"
     if kind == "memory":
         return MemoryStore((settings or FunctionSettings()).max_events)
+    # The fhir and alert processors are imported only when chosen: with them, httpx, tenacity
+    # and the YAML loader, a third of the function's import time on a cold start.
     if kind == "fhir":
+        from connectors.cloud.fhir_writer import FhirServerWriter
+
         return FhirServerWriter(FhirWriterSettings(base_url=_required(env, "FHIR_BASE_URL")))
     if kind == "alert":
+        from connectors.cloud.alerts import HttpAlertSink, VitalSignAlerts, load_thresholds
+
         alert = AlertSettings(sink_url=_required(env, "HL7GW_ALERT_SINK_URL"))
         path = env.get("HL7GW_ALERT_THRESHOLDS")
         thresholds = load_thresholds(Path(path)) if path else None
