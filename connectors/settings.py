@@ -9,7 +9,8 @@
 ``BridgeSettings``: ``topic`` ("hl7.fhir"), ``group_id`` ("hl7gw-bridge"), ``target_url``,
 ``timeout_s`` (10), ``max_attempts`` (5), ``backoff_initial_s`` (0.5), ``backoff_max_s``
 (30), ``retry_after_max_s`` (120), ``dlq_topic`` (``"<topic>.dlq"``; ``null`` turns
-dead-lettering off, and then an undeliverable event stops the bridge), ``headers`` (extra
+dead-lettering off, and then an undeliverable event stops the bridge), ``outbound_topic``
+("hl7.outbound": where a function's FHIR answer is published; ``null``: not), ``headers`` (extra
 request headers such as API keys; kept as secrets so they never show in logs or reprs),
 ``max_batch`` (20 records per poll), ``drain_timeout_s`` (8: how long a stop or a
 rebalance waits for the records in flight; with 2 s to exit, ``hl7gw bridge`` stops
@@ -258,6 +259,9 @@ class BridgeSettings(_Strict):
     backoff_max_s: float = Field(default=30.0, ge=0)
     retry_after_max_s: float = Field(default=120.0, ge=0)
     dlq_topic: str | None = None
+    # A 200/201 answer that is a FHIR resource is a result for the EHR: published here
+    # (connectors.results; the gateway's outbound consumer reads it). null: not published.
+    outbound_topic: str | None = Field(default="hl7.outbound", min_length=1)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_batch: int = Field(default=20, ge=1)
     drain_timeout_s: float = Field(default=8.0, ge=0)

@@ -9,6 +9,12 @@ and it is resumed once the lane has worked down to half of that. The lag of each
 (high watermark minus the next offset to commit) is the ``hl7gw_bridge_lag`` gauge. Delivery is
 at-least-once: after a crash or a rebalance a record may reach the target again, with the
 same ``Idempotency-Key`` (the CloudEvent id) so the target can drop the repeat.
+
+A function may answer with a FHIR result for the EHR (200/201 with a FHIR resource): the
+bridge publishes it to ``outbound_topic`` (:mod:`connectors.results`) before it counts the
+event delivered, so an event whose offset is committed has its result on Kafka. A repeat
+after a crash publishes the result again under the same id (the function app answers a
+repeated id with its first result); the gateway's outbound queue takes it once.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from connectors.errors import ConnectorError, DeadLetterError, InvalidEvent, Pub
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.kafka.errors import KafkaClientError, kafka_errors
+from connectors.results import result_event
 from connectors.settings import BridgeSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -164,7 +171,7 @@ class Bridge:
         client = httpx.AsyncClient(transport=self._transport, timeout=s.timeout_s,
                                    auth=build_auth(s.auth), follow_redirects=False)
         stack.push_async_callback(client.aclose)
-        if s.dlq_topic is not None:
+        if s.dlq_topic is not None or s.outbound_topic is not None:
             self._producer = EventProducer(self.kafka)
             # Bounded: with Kafka down, aiokafka's flush would wait for the broker forever.
             stack.push_async_callback(self._producer.stop, s.drain_timeout_s)
@@ -315,6 +322,8 @@ class Bridge:
             result = await (self._deliver_traced(event, record) if tracing.enabled()
                             else self._deliver(event))
             event_id = event.id
+            if result.delivered and result.result is not None:
+                await self._publish_result(event, result.result)
         if result.delivered:
             outcome = "delivered"
         else:
@@ -374,6 +383,32 @@ class Bridge:
                                           f"{exc}") from exc
                 await self._sleep(backoff(attempt, policy, 1.0))
         self.metrics.dlq.inc()
+
+    async def _publish_result(self, cause: Event, body: bytes) -> None:
+        """Publish the function's FHIR answer to ``outbound_topic``, retrying while Kafka
+        says a retry may succeed; the cause is not committed until it is published."""
+        topic = self.settings.outbound_topic
+        if topic is None or self._producer is None:
+            self.metrics.results.labels(outcome="not_published").inc()
+            return
+        try:
+            event = result_event(cause, body)
+        except InvalidEvent:
+            self.metrics.results.labels(outcome="invalid").inc()
+            return
+        policy = policy_of(self.settings)
+        for attempt in itertools.count(1):
+            try:
+                await self._producer.send(topic, event)
+                break
+            except PublishError as exc:
+                if not exc.retriable:
+                    raise ConnectorError(f"the result of event {cause.id} could not be "
+                                         f"published to {topic}: {exc}") from exc
+                await self._sleep(backoff(attempt, policy, 1.0))
+        self.metrics.results.labels(outcome="published").inc()
+        log.info("result published", extra={"event_id": cause.id, "result_id": event.id,
+                                            "topic": topic})
 
     async def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds, or raise :class:`DeliveryAbandoned` as soon as stopping."""

@@ -21,6 +21,7 @@ from connectors.bridge.metrics import BridgeMetrics
 from connectors.bridge.retry import Action, RetryPolicy, is_retriable, parse_retry_after, plan_retry
 from connectors.errors import ConnectorError, DeliveryError, PermanentDeliveryError
 from connectors.events import Event
+from connectors.results import fhir_answer
 from connectors.settings import BridgeSettings
 
 USER_AGENT = "hl7gw-bridge/0.1"
@@ -41,6 +42,7 @@ class Attempt:
     delay: float
     status: int | None = None
     error: BaseException | None = None
+    result: bytes | None = None  # a 200/201 body that is a FHIR resource
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class DeliveryResult:
     attempts: int
     status: int | None = None
     error: ConnectorError | None = None
+    result: bytes | None = None  # the function's FHIR answer, to publish (connectors.results)
 
 
 def policy_of(settings: BridgeSettings) -> RetryPolicy:
@@ -128,7 +131,10 @@ class HttpTarget:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         action, delay = plan_retry(response.status_code, number, retry_after, self._policy,
                                    jitter=self._jitter())
-        return Attempt(number, action, delay, status=response.status_code)
+        result = None
+        if action is Action.DONE and response.status_code in (200, 201):
+            result = fhir_answer(response.headers.get("content-type"), response.content)
+        return Attempt(number, action, delay, status=response.status_code, result=result)
 
 
 def _planned_delay(state: RetryCallState) -> float:
@@ -145,7 +151,8 @@ def _last_attempt(state: RetryCallState) -> Attempt:
 
 def _result(last: Attempt) -> DeliveryResult:
     if last.action is Action.DONE:
-        return DeliveryResult(delivered=True, attempts=last.number, status=last.status)
+        return DeliveryResult(delivered=True, attempts=last.number, status=last.status,
+                              result=last.result)
     outcome: int | BaseException = last.error if last.error is not None else last.status or 0
     what = (f"HTTP {last.status}" if last.error is None
             else f"{type(last.error).__name__}: {last.error}")

@@ -25,6 +25,7 @@ class BridgeMetrics:
     lag: Gauge
     pauses: Counter
     assigned: Gauge
+    results: Counter
 
     @classmethod
     def build(cls, registry: CollectorRegistry) -> BridgeMetrics:
@@ -55,6 +56,10 @@ class BridgeMetrics:
             assigned=Gauge("hl7gw_bridge_assigned_partitions",
                            "Partitions this bridge holds in its consumer group",
                            registry=registry),
+            results=Counter("hl7gw_bridge_results_total",
+                            "FHIR results answered by the function, by what became of them "
+                            "(published to the outbound topic, invalid, not_published when "
+                            "outbound_topic is null)", ["outcome"], registry=registry),
         )
 
 

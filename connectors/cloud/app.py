@@ -4,7 +4,12 @@ Responses to ``POST /events``:
 
 - ``202 {"status": "accepted", "id": ...}``: first time; the processor has finished with
   the event before the answer is sent, so a 202 is safe to commit on.
+- ``201`` with a FHIR resource (``application/fhir+json``): as 202, and the processor
+  answered with a result for the EHR; the bridge publishes it to the outbound topic
+  (``connectors.results``).
 - ``200 {"status": "duplicate", "id": ...}``: this id was processed before; nothing done.
+  If it had a result, the answer is ``200`` with that same FHIR resource, so a bridge
+  that crashed before publishing it publishes it on the resend.
 - ``409 {"error": "in_progress"}`` with ``Retry-After``: the same id is being processed by
   a concurrent request; the bridge retries 409.
 - ``400`` (not a CloudEvent, missing ``ce-id``/``ce-specversion``, body not a JSON
@@ -28,16 +33,17 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CollectorRegistry
 
 from connectors import tracing
-from connectors.cloud.intake import Intake, Status, UnsupportedMediaType
+from connectors.cloud.intake import Intake, Status, Taken, UnsupportedMediaType
 from connectors.cloud.metrics import FunctionMetrics
 from connectors.cloud.processor import EventReader, MemoryStore, Processor
 from connectors.errors import EventRejected, InvalidEvent
-from connectors.events import HTTP_PREFIX, STRUCTURED_JSON, Event
+from connectors.events import FHIR_JSON, HTTP_PREFIX, STRUCTURED_JSON, Event
 from connectors.probes import add_probe_routes
 from connectors.settings import FunctionSettings
 
@@ -78,7 +84,7 @@ def create_app(processor: Processor | None = None, *,
     add_probe_routes(app, readiness, metrics.registry)
 
     @app.post("/events")
-    async def post_event(request: Request) -> JSONResponse:
+    async def post_event(request: Request) -> Response:
         started = time.perf_counter()
         with tracing.span("hl7gw.function.event", kind="server",
                           parent=_trace_parent(request.headers),
@@ -120,7 +126,7 @@ def _trace_parent(headers: Mapping[str, str]) -> str | None:
     return headers.get(tracing.TRACEPARENT) or headers.get(HTTP_PREFIX + tracing.TRACEPARENT)
 
 
-Answered = tuple[JSONResponse, str, Event | None]  # the response, its result code, the event
+Answered = tuple[Response, str, Event | None]  # the response, its result code, the event
 
 
 async def _post_event(request: Request, intake: Intake, limit: int) -> Answered:
@@ -143,7 +149,7 @@ async def _post_event(request: Request, intake: Intake, limit: int) -> Answered:
             event = Event.from_structured(body)
         else:
             event = Event.from_http(request.headers, body)
-        status = await intake.accept(event)
+        taken = await intake.take(event)
     except UnsupportedMediaType as exc:
         return _error(415, "unsupported_media_type", str(exc)), "unsupported_media_type", event
     except InvalidEvent as exc:
@@ -155,10 +161,16 @@ async def _post_event(request: Request, intake: Intake, limit: int) -> Answered:
         log.error("processor failed", extra={"error": type(exc).__name__})
         return _error(500, "processing_failed", "the processor failed; try again"), \
             "processing_failed", event
-    return _answer(status, event.id), status.value, event
+    return _answer(taken, event.id), taken.status.value, event
 
 
-def _answer(status: Status, event_id: str) -> JSONResponse:
+def _answer(taken: Taken, event_id: str) -> Response:
+    status = taken.status
+    if taken.result is not None and status is not Status.IN_PROGRESS:
+        if status is Status.ACCEPTED:
+            log.info("event accepted with a result", extra={"event_id": event_id})
+        return Response(orjson.dumps(taken.result), media_type=FHIR_JSON,
+                        status_code=201 if status is Status.ACCEPTED else 200)
     if status is Status.ACCEPTED:
         log.info("event accepted", extra={"event_id": event_id})
         return JSONResponse({"status": "accepted", "id": event_id}, status_code=202)

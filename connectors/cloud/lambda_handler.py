@@ -13,6 +13,11 @@ record of a partition fails, the later records of that partition are not process
 reported too, so a retry keeps their order. Give the mapping a bounded
 ``MaximumRetryAttempts`` and an on-failure destination so a poison record cannot stall
 its partition forever.
+
+A record whose processor answers with a FHIR result has it published to the outbound
+topic by the ``results`` sink (``connectors.results.KafkaResults``; the bridge does it for
+HTTP deliveries) before the record counts as done; a publish that fails fails the record,
+and its retry publishes the same result id again.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import base64
 import binascii
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 KAFKA_SOURCES = frozenset({"aws:kafka", "SelfManagedKafka", "aws:SelfManagedKafka"})
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+ResultSink = Callable[[Event, dict[str, Any]], Awaitable[None]]
 
 
 class _Loop:
@@ -62,8 +68,9 @@ def is_kafka_event(event: dict[str, Any]) -> bool:
     return event.get("eventSource") in KAFKA_SOURCES and isinstance(event.get("records"), dict)
 
 
-def make_handler(app: FastAPI) -> LambdaHandler:
-    """A Lambda handler for ``app``: Mangum for HTTP events, the intake for Kafka batches."""
+def make_handler(app: FastAPI, results: ResultSink | None = None) -> LambdaHandler:
+    """A Lambda handler for ``app``: Mangum for HTTP events, the intake for Kafka batches
+    (whose results go to ``results``, when given)."""
     _Loop.get()
     http = Mangum(app, lifespan="off")
 
@@ -73,7 +80,7 @@ def make_handler(app: FastAPI) -> LambdaHandler:
             if is_kafka_event(event):
                 intake: Intake = app.state.intake
                 return loop.run_until_complete(handle_kafka_batch(event, intake,
-                                                                  app.state.metrics))
+                                                                  app.state.metrics, results))
             return http(event, context)
         finally:
             tracing.flush()  # Lambda freezes the process once the handler returns
@@ -94,7 +101,8 @@ def decode_record(record: dict[str, Any]) -> Event:
 
 
 async def handle_kafka_batch(event: dict[str, Any], intake: Intake,
-                             metrics: FunctionMetrics | None = None) -> dict[str, Any]:
+                             metrics: FunctionMetrics | None = None,
+                             results: ResultSink | None = None) -> dict[str, Any]:
     """Process a Kafka event-source batch; returns the partial batch response."""
     failures: list[dict[str, Any]] = []
     for group, records in event["records"].items():
@@ -102,7 +110,7 @@ async def handle_kafka_batch(event: dict[str, Any], intake: Intake,
         for record in records:
             tp = f"{record['topic']}-{record['partition']}" if "topic" in record else group
             ident = {"topic-partition": tp, "offset": record.get("offset")}
-            if not failed and not await _process(record, intake, ident, metrics):
+            if not failed and not await _process(record, intake, ident, metrics, results):
                 failed = True
             if failed:
                 failures.append({"itemIdentifier": ident})
@@ -110,7 +118,8 @@ async def handle_kafka_batch(event: dict[str, Any], intake: Intake,
 
 
 async def _process(record: dict[str, Any], intake: Intake, ident: dict[str, Any],
-                   metrics: FunctionMetrics | None = None) -> bool:
+                   metrics: FunctionMetrics | None = None,
+                   results: ResultSink | None = None) -> bool:
     started = time.perf_counter()
     try:
         event = decode_record(record)
@@ -121,7 +130,15 @@ async def _process(record: dict[str, Any], intake: Intake, ident: dict[str, Any]
                                       "cloudevents.event_type": event.type,
                                       "messaging.system": "kafka",
                                       "messaging.kafka.offset": record.get("offset")}):
-            status = await intake.accept(event)
+            taken = await intake.take(event)
+            status = taken.status
+            if taken.result is not None:
+                if results is None:
+                    log.warning("a result was answered but no results topic is set "
+                                "(HL7GW_OUTBOUND_TOPIC); it is not sent back",
+                                extra={"event_id": event.id})
+                else:
+                    await results(event, taken.result)
     except Exception as exc:  # noqa: BLE001 - any failure is reported back for a retry
         log.error("kafka record failed", extra={**ident, "error": type(exc).__name__})
         if metrics is not None:

@@ -16,10 +16,17 @@ from connectors.events import Event
 
 @runtime_checkable
 class Processor(Protocol):
-    """Handles one accepted event; raising ``EventRejected`` refuses it for good."""
+    """Handles one accepted event; raising ``EventRejected`` refuses it for good.
 
-    async def process(self, event: Event, bundle: dict[str, Any]) -> None:
-        """Do the work for ``event``, whose data parsed to ``bundle``."""
+    A processor that has something for the EHR returns it: a FHIR resource or Bundle
+    (e.g. a RiskAssessment with the Observations it is based on, and the Patient). The
+    app answers it with 201 ``application/fhir+json``; the bridge publishes it to the
+    outbound topic and the gateway sends it to the EHR as HL7 v2 (docs/outbound.md).
+    ``None``: nothing to send back.
+    """
+
+    async def process(self, event: Event, bundle: dict[str, Any]) -> dict[str, Any] | None:
+        """Do the work for ``event``, whose data parsed to ``bundle``; the result, if any."""
 
 
 @runtime_checkable
