@@ -83,3 +83,34 @@ class GatewayMetrics:
                                        "last good set stays live)", ["result"], registry=r)
         for result in ("ok", "rejected"):  # both series exist from the start, at 0
             self.profile_reloads.labels(result)
+        # The return path (gateway/outbound/): results consumed, queued and sent to the EHR.
+        self.outbound_consumed = Counter(
+            "hl7gw_outbound_consumed", "Outbound records taken from Kafka, by outcome (queued, "
+            "duplicate, unrouted: no destination takes the type, invalid: not a FHIR result, "
+            "render_failed: queued as failed)", ["outcome"], registry=r)
+        self.outbound_queued = Gauge("hl7gw_outbound_queued",
+                                     "Messages queued for a destination, not yet ACKed",
+                                     ["destination"], registry=r)
+        self.outbound_oldest_age = Gauge(
+            "hl7gw_outbound_oldest_queued_age_seconds",
+            "Age of a destination's oldest queued message (0: none queued)", ["destination"],
+            registry=r)
+        self.outbound_sent = Counter("hl7gw_outbound_sent",
+                                     "Messages a destination ACKed with AA/CA",
+                                     ["destination"], registry=r)
+        self.outbound_acks = Counter("hl7gw_outbound_acks",
+                                     "ACKs received from a destination for the message "
+                                     "in flight, by MSA-1 code", ["destination", "code"],
+                                     registry=r)
+        self.outbound_retries = Counter(
+            "hl7gw_outbound_retries", "Sends repeated, by reason (AE, CE, timeout, "
+            "connection)", ["destination", "reason"], registry=r)
+        self.outbound_failed = Counter("hl7gw_outbound_failed",
+                                       "Messages given up on (AR/CR or too many attempts)",
+                                       ["destination"], registry=r)
+        self.outbound_ignored_acks = Counter(
+            "hl7gw_outbound_ignored_acks", "ACK frames whose MSA-2 was not the message in "
+            "flight (late or foreign): logged and not credited", ["destination"], registry=r)
+        self.outbound_connected = Gauge("hl7gw_outbound_connected",
+                                        "1 while the connection to a destination is open",
+                                        ["destination"], registry=r)

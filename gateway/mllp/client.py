@@ -82,6 +82,11 @@ class MllpClient:
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.close()
 
+    @property
+    def connected(self) -> bool:
+        """True between a successful :meth:`connect` and :meth:`close`."""
+        return self._writer is not None
+
     async def connect(self) -> None:
         """Open the TCP (and TLS) connection, bounded by the timeout."""
         self._decoder = FrameDecoder()
@@ -99,6 +104,12 @@ class MllpClient:
             self._writer.transport.abort()
         await self.close()
         await self.connect()
+
+    async def abort(self) -> None:
+        """Drop the connection at once (no FIN handshake wait); safe when not connected."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+        await self.close()
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
@@ -121,19 +132,32 @@ class MllpClient:
         except (OSError, TimeoutError) as exc:
             raise MllpConnectionLost(f"connection lost: {exc or 'timed out'}") from exc
 
-    async def read_ack(self) -> bytes:
-        """Read the next whole frame from the peer."""
-        assert self._reader is not None
+    async def write(self, message: bytes) -> None:
+        """Send one message without waiting for its answer (read it with :meth:`read_ack`)."""
+        if self._writer is None:
+            raise MllpClientError("not connected")
+        try:
+            self._writer.write(encode_frame(message))
+            await asyncio.wait_for(self._writer.drain(), self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise MllpConnectionLost(f"connection lost: {exc or 'timed out'}") from exc
+
+    async def read_ack(self, within: float | None = None) -> bytes:
+        """Read the next whole frame from the peer, within ``within`` seconds (default: the
+        client's timeout)."""
+        if self._reader is None:
+            raise MllpClientError("not connected")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
+        within = self.timeout if within is None else within
+        deadline = loop.time() + within
         while not self._ready:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise MllpConnectionLost(f"no ACK within {self.timeout:g} s")
+                raise MllpConnectionLost(f"no ACK within {within:g} s")
             try:
                 data = await asyncio.wait_for(self._reader.read(65536), remaining)
             except TimeoutError:
-                raise MllpConnectionLost(f"no ACK within {self.timeout:g} s") from None
+                raise MllpConnectionLost(f"no ACK within {within:g} s") from None
             except OSError as exc:
                 raise MllpConnectionLost(f"connection lost: {exc}") from exc
             if not data:

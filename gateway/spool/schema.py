@@ -88,8 +88,45 @@ def _add_traceparent(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN traceparent TEXT")
 
 
+def _add_outbound(conn: sqlite3.Connection) -> None:
+    """4: ``outbound``, results queued for the EHR destinations (gateway/outbound/).
+
+    One row per (destination, result event): the unique key makes queueing idempotent, so
+    a result consumed twice (a crash before the offset commit) is queued once. ``message``
+    is the HL7 v2 message as sent (its MSH-10 fixed at queueing, the same on every
+    resend); ``resource`` the FHIR result it was rendered from, for a replay after a
+    profile fix.
+    """
+    conn.execute("""
+        CREATE TABLE outbound (
+            id INTEGER PRIMARY KEY,
+            queued_at REAL NOT NULL,
+            destination TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            causation_id TEXT,
+            message_type TEXT NOT NULL,
+            control_id TEXT NOT NULL,
+            patient_key TEXT,
+            resource BLOB NOT NULL,
+            message BLOB NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            replays INTEGER NOT NULL DEFAULT 0,
+            ack_code TEXT,
+            ack BLOB,
+            last_error TEXT,
+            updated_at REAL NOT NULL,
+            sent_at REAL,
+            UNIQUE (destination, event_id)
+        )""")
+    conn.execute("CREATE INDEX outbound_queued ON outbound (destination, id)"
+                 " WHERE status = 'queued'")
+    conn.execute("CREATE INDEX outbound_failed ON outbound (id) WHERE status = 'failed'")
+
+
 Migration = Callable[[sqlite3.Connection], None]
-MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays, _add_traceparent)
+MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays, _add_traceparent,
+                                     _add_outbound)
 VERSION = len(MIGRATIONS)
 
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from gateway.errors import SpoolError
-from gateway.spool import queries, schema, writes
+from gateway.spool import outbound, queries, schema, writes
+from gateway.spool.outbound import DestinationDepth, OutboundItem, OutboundRow, OutboundStatus
 from gateway.spool.records import (
     Accepted,
     MessageFilter,
@@ -145,6 +146,55 @@ class Spool:
         ids = await self._read("replay", writes.replay, where)
         self._pending_rows += len(ids)
         return ids
+
+    # -- the outbound queue (gateway/outbound/; SQL in spool/outbound.py) ---------------
+
+    async def queue_outbound(self, items: list[OutboundItem]) -> int:
+        """Commit results for the destinations durably (idempotent per destination and
+        event); returns the rows added. Raises SpoolError."""
+        return await self._run("queue outbound messages", outbound.queue, self._db(), items)
+
+    async def next_outbound(self, destination: str) -> OutboundRow | None:
+        """The oldest message queued for ``destination``."""
+        return await self._run("read the outbound queue", outbound.next_queued, self._db(),
+                               destination)
+
+    async def settle_outbound(self, row_id: int, *, status: OutboundStatus, attempts: int,
+                              ack_code: str | None = None, ack: bytes | None = None,
+                              error: str | None = None) -> None:
+        """Record an outbound attempt's outcome (``queued`` again to retry)."""
+        await self._run("record an outbound attempt", outbound.settle, self._db(), row_id,
+                        status, attempts, ack_code, ack, error)
+
+    async def requeue_outbound(self, ids: list[int],
+                               messages: dict[int, bytes] | None = None) -> list[int]:
+        """Queue failed or sent outbound rows again (replay); returns their new ids."""
+        return await self._run("replay outbound messages", outbound.requeue, self._db(),
+                               ids, messages or {})
+
+    async def outbound_resource(self, row_id: int) -> bytes | None:
+        """The FHIR result an outbound row was rendered from."""
+        return await self._read("read an outbound result", outbound.resource_of, row_id)
+
+    async def outbound_depths(self) -> dict[str, DestinationDepth]:
+        """Queued/failed/sent per destination (off the event loop)."""
+        return await self._read("count outbound messages", outbound.depths)
+
+    async def find_outbound(self, *, destination: str | None = None,
+                            status: str | None = None, limit: int = 100,
+                            before_id: int | None = None) -> list[OutboundRow]:
+        """Outbound rows newest first (off the event loop)."""
+        return await self._read("list outbound messages", _find_outbound, destination,
+                                status, limit, before_id)
+
+    async def get_outbound(self, row_id: int) -> OutboundRow | None:
+        """One outbound row."""
+        return await self._read("read an outbound message", outbound.get, row_id)
+
+    async def prune_outbound(self, sent_before: float) -> int:
+        """Delete outbound rows sent before ``sent_before``."""
+        return await self._run("prune outbound messages", outbound.prune, self._db(),
+                               sent_before)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -280,3 +330,9 @@ class Spool:
             conn.close()
             raise
         self._conn = conn
+
+
+def _find_outbound(conn: sqlite3.Connection, destination: str | None, status: str | None,
+                   limit: int, before_id: int | None) -> list[OutboundRow]:
+    return outbound.find(conn, destination=destination, status=status, limit=limit,
+                         before_id=before_id)

@@ -107,7 +107,7 @@ async def test_a_new_spool_is_at_the_latest_version(tmp_path: Path) -> None:
     assert version == schema.VERSION == len(schema.MIGRATIONS)
     assert ("messages", "replays INTEGER 1 0") in columns
     assert indexes == ["messages_by_sender_id", "messages_conflict", "messages_failed",
-                       "messages_pending"]
+                       "messages_pending", "outbound_failed", "outbound_queued"]
 
 
 async def test_a_spool_of_the_shipped_schema_opens_and_is_migrated(tmp_path: Path) -> None:

@@ -1,0 +1,197 @@
+"""The outbound queue's SQL: results waiting for, or sent to, the EHR destinations.
+
+Plain functions over a connection, like :mod:`~gateway.spool.writes` and
+:mod:`~gateway.spool.queries`; :class:`~gateway.spool.store.Spool` runs them on its writer
+connection (queueing and delivery state) or its side connection (console listings). The
+statuses: ``queued`` (to be sent, in ``id`` order per destination), ``sent`` (the
+destination answered AA/CA for this message's MSH-10) and ``failed`` (AR/CR, too many
+attempts, or the result could not be rendered: kept, visible and replayable).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.spool.tx import transaction
+
+OutboundStatus = Literal["queued", "sent", "failed"]
+
+
+@dataclass(frozen=True)
+class OutboundItem:
+    """A result to queue for one destination (rendered already, or failed to render)."""
+
+    destination: str
+    event_id: str
+    causation_id: str | None
+    message_type: str
+    control_id: str
+    patient_key: str | None
+    resource: bytes
+    message: bytes
+    error: str | None = None  # set when rendering failed: queued as ``failed``
+
+
+@dataclass(frozen=True)
+class OutboundRow:
+    """A row of the outbound queue (the message bytes are PHI: console operators only)."""
+
+    id: int
+    queued_at: float
+    destination: str
+    event_id: str
+    causation_id: str | None
+    message_type: str
+    control_id: str
+    status: str
+    attempts: int
+    replays: int
+    ack_code: str | None
+    last_error: str | None
+    updated_at: float
+    sent_at: float | None
+    message: bytes
+    ack: bytes | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> OutboundRow:
+        """Built from a ``SELECT *`` row."""
+        return cls(id=int(row["id"]), queued_at=float(row["queued_at"]),
+                   destination=row["destination"], event_id=row["event_id"],
+                   causation_id=row["causation_id"], message_type=row["message_type"],
+                   control_id=row["control_id"], status=row["status"],
+                   attempts=int(row["attempts"]), replays=int(row["replays"]),
+                   ack_code=row["ack_code"], last_error=row["last_error"],
+                   updated_at=float(row["updated_at"]), sent_at=row["sent_at"],
+                   message=bytes(row["message"]),
+                   ack=bytes(row["ack"]) if row["ack"] is not None else None)
+
+
+@dataclass(frozen=True)
+class DestinationDepth:
+    """One destination's queue at a glance (metrics, console)."""
+
+    queued: int
+    oldest_queued_at: float | None
+    failed: int
+    sent: int
+
+
+def queue(conn: sqlite3.Connection, items: list[OutboundItem]) -> int:
+    """Queue ``items`` in one transaction; a (destination, event) already queued is kept
+    as it is. Returns the rows added."""
+    now = time.time()
+    added = 0
+    with transaction(conn):
+        for item in items:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO outbound (queued_at, destination, event_id,"
+                " causation_id, message_type, control_id, patient_key, resource, message,"
+                " status, last_error, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (now, item.destination, item.event_id, item.causation_id, item.message_type,
+                 item.control_id, item.patient_key, item.resource, item.message,
+                 "failed" if item.error else "queued", item.error, now))
+            added += cur.rowcount
+    return added
+
+
+def next_queued(conn: sqlite3.Connection, destination: str) -> OutboundRow | None:
+    """The oldest queued row of ``destination`` (its order is the queue's ``id`` order)."""
+    row = conn.execute("SELECT * FROM outbound WHERE destination = ? AND status = 'queued'"
+                       " ORDER BY id LIMIT 1", (destination,)).fetchone()
+    return OutboundRow.from_row(row) if row is not None else None
+
+
+def settle(conn: sqlite3.Connection, row_id: int, status: OutboundStatus, attempts: int,
+           ack_code: str | None, ack: bytes | None, error: str | None) -> None:
+    """Record an attempt's outcome: still ``queued`` (to retry), ``sent`` or ``failed``."""
+    now = time.time()
+    with transaction(conn):
+        conn.execute(
+            "UPDATE outbound SET status = ?, attempts = ?, ack_code = ?, ack = ?,"
+            " last_error = ?, updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ?"
+            " ELSE sent_at END WHERE id = ?",
+            (status, attempts, ack_code, ack, error, now, status, now, row_id))
+
+
+def requeue(conn: sqlite3.Connection, ids: list[int], messages: dict[int, bytes]) -> list[int]:
+    """Queue failed (or sent) rows again, at the back of their destination's queue.
+
+    A requeued row gets a new ``id`` (so it goes after what is queued now, keeping the
+    destination's order the order of queueing) and ``replays + 1``; its MSH-10 stays the
+    same, as it is the same result. ``messages`` holds re-rendered message bytes for rows
+    whose rendering is to be replaced (after a profile fix). Returns the new ids.
+    """
+    now = time.time()
+    new_ids = []
+    with transaction(conn):
+        for row_id in ids:
+            row = conn.execute("SELECT * FROM outbound WHERE id = ? AND status != 'queued'",
+                               (row_id,)).fetchone()
+            if row is None:
+                continue
+            conn.execute("DELETE FROM outbound WHERE id = ?", (row_id,))
+            cur = conn.execute(
+                "INSERT INTO outbound (queued_at, destination, event_id, causation_id,"
+                " message_type, control_id, patient_key, resource, message, status,"
+                " attempts, replays, updated_at) VALUES (?,?,?,?,?,?,?,?,?,'queued',0,?,?)",
+                (row["queued_at"], row["destination"], row["event_id"], row["causation_id"],
+                 row["message_type"], row["control_id"], row["patient_key"], row["resource"],
+                 messages.get(row_id, row["message"]), int(row["replays"]) + 1, now))
+            new_ids.append(int(cur.lastrowid or 0))
+    return new_ids
+
+
+def resource_of(conn: sqlite3.Connection, row_id: int) -> bytes | None:
+    """The FHIR result a row was rendered from."""
+    row = conn.execute("SELECT resource FROM outbound WHERE id = ?", (row_id,)).fetchone()
+    return bytes(row[0]) if row is not None else None
+
+
+def depths(conn: sqlite3.Connection) -> dict[str, DestinationDepth]:
+    """Per destination: queued (and the oldest's time), failed and sent counts."""
+    out: dict[str, DestinationDepth] = {}
+    for row in conn.execute(
+            "SELECT destination, sum(status = 'queued'),"
+            " min(CASE WHEN status = 'queued' THEN queued_at END),"
+            " sum(status = 'failed'), sum(status = 'sent') FROM outbound GROUP BY destination"):
+        out[row[0]] = DestinationDepth(queued=int(row[1] or 0), oldest_queued_at=row[2],
+                                       failed=int(row[3] or 0), sent=int(row[4] or 0))
+    return out
+
+
+def find(conn: sqlite3.Connection, *, destination: str | None, status: str | None,
+         limit: int, before_id: int | None) -> list[OutboundRow]:
+    """Rows newest first, optionally of one destination and/or status."""
+    clauses: list[str] = []
+    args: list[object] = []
+    if destination:
+        clauses.append("destination = ?")
+        args.append(destination)
+    if status:
+        clauses.append("status = ?")
+        args.append(status)
+    if before_id is not None:
+        clauses.append("id < ?")
+        args.append(before_id)
+    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    rows = conn.execute(f"SELECT * FROM outbound{where} ORDER BY id DESC LIMIT ?",
+                        (*args, limit)).fetchall()
+    return [OutboundRow.from_row(r) for r in rows]
+
+
+def get(conn: sqlite3.Connection, row_id: int) -> OutboundRow | None:
+    """One row by id."""
+    row = conn.execute("SELECT * FROM outbound WHERE id = ?", (row_id,)).fetchone()
+    return OutboundRow.from_row(row) if row is not None else None
+
+
+def prune(conn: sqlite3.Connection, sent_before: float) -> int:
+    """Delete rows sent before ``sent_before``; the number deleted."""
+    with transaction(conn):
+        cur = conn.execute("DELETE FROM outbound WHERE status = 'sent' AND sent_at < ?",
+                           (sent_before,))
+        return cur.rowcount
