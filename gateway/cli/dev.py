@@ -14,10 +14,12 @@ from gateway.cli.common import (
     load_config,
 )
 
+EHR_STOP_S = 3.0  # the local EHR closes its connections; nothing to drain
+
 
 @click.group()
 def dev() -> None:
-    """Local development helpers: a real Kafka broker and the whole pipeline."""
+    """Local development helpers: a real Kafka broker, the whole pipeline, a local EHR."""
 
 
 @dev.command("kafka")
@@ -36,6 +38,40 @@ def dev_kafka(port: int | None, data: Path | None) -> None:
 
     run_command("hl7gw dev kafka", lambda shutdown: run_broker(port, data, shutdown),
                 drain_s=STOP_S + 1.0)
+
+
+@dev.command("ehr")
+@click.option("--port", type=PORT, required=True,
+              help="Port to listen on (0: a free one, printed at start).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every address).")
+@click.option("--ack", "ack", type=click.Choice(["AA", "AE", "AR", "none"]), default="AA",
+              show_default=True,
+              help="Answer to every message; none: never answer, keep the connection.")
+@click.option("--delay-ms", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Milliseconds to wait before each answer (a slow EHR).")
+def dev_ehr(port: int, host: str, ack: str, delay_ms: int) -> None:
+    """Run a local EHR: receive HL7 v2 over MLLP, print each message, answer with an ACK.
+
+    The other end of the return path (results sent back to the hospital): point the
+    sender at it. Each message is printed with its segments one per line, then the ACK
+    code sent. The ACK swaps sender and receiver, echoes MSH-10 in MSA-2 and carries an
+    ERR segment on AE and AR; a frame without MSH is answered AR.
+
+    \b
+    Example: hl7gw dev ehr --port 2576 --ack AE --delay-ms 500
+    Ctrl-C or SIGTERM: stops at once, exit 0 (a second signal: 130/143 at once).
+    Scripted faults for tests (code sequences, stale ACKs, dropped connections):
+    gateway.dev.ehr.LocalEhr, see docs/dev-ehr.md.
+    """
+    from gateway.dev.ehr import run_local_ehr
+    from hl7gw.shutdown import serve_until_stopped
+
+    serve_until_stopped(
+        "hl7gw dev ehr",
+        lambda shutdown: run_local_ehr(shutdown, host=host, port=port, ack=ack,
+                                       delay_ms=delay_ms, out=click.echo),
+        drain_s=EHR_STOP_S)
 
 
 @dev.command("up")
