@@ -26,6 +26,7 @@ from connectors.settings import (
 from gateway.config_refs import resolve_references
 from gateway.errors import ConfigError
 from gateway.mllp.settings import CidrList, TlsSettings
+from gateway.outbound.settings import OutboundSettings
 from hl7gw.fieldtypes import Charset, TimeZone
 from hl7gw.yamlfile import YamlDocument, load_file
 
@@ -173,6 +174,7 @@ class GatewaySettings(_Strict):
     # With 2 s for the process to exit (hl7gw.shutdown), a stop takes 10 s at most.
     drain_timeout_s: float = Field(default=8.0, gt=0)
     scale_out: ScaleOutSettings | None = None  # map in `hl7gw mapper` processes instead
+    outbound: OutboundSettings | None = None  # results back to the EHR (docs/outbound.md)
 
     @model_validator(mode="after")
     def _scale_out_topics(self) -> GatewaySettings:

@@ -44,6 +44,7 @@ from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import MappingPool
 from gateway.metrics import GatewayMetrics
 from gateway.mllp.server import MllpListener
+from gateway.outbound.service import OutboundService
 from gateway.profiles import ProfileStore
 from gateway.publisher import Publisher
 from gateway.spool import Spool
@@ -75,6 +76,11 @@ class GatewayService:
                                    kafka=settings.kafka, source=settings.source,
                                    mapping=self.mapping, profiles=self.profiles,
                                    watch=self.kafka_watch, raw_topic=raw_topic)
+        # The return path (results to the EHR): destination profiles load here, so a bad
+        # one stops the start like a bad config file.
+        self.outbound = (OutboundService(settings.outbound, settings.kafka, self.spool,
+                                         self.metrics)
+                         if settings.outbound is not None else None)
         self.listeners: list[MllpListener] = []
         self.intakes: dict[str, Intake] = {}  # listener name -> its intake (console reprocess)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -114,6 +120,8 @@ class GatewayService:
         self._tasks.append(asyncio.create_task(self.kafka_watch.run(), name="kafka-watch"))
         self._tasks.append(asyncio.create_task(self._prune(), name="pruner"))
         self._tasks.append(asyncio.create_task(self.profiles.watch(), name="profiles"))
+        if self.outbound is not None:
+            self.outbound.start()
         self._watch_sighup()
         if self._http_enabled:
             await self._start_http()
@@ -194,6 +202,9 @@ class GatewayService:
                 deleted = await self.spool.prune(
                     published_before=now - cfg.retain_published_hours * 3600,
                     rejected_before=now - cfg.retain_rejected_hours * 3600)
+                if self.settings.outbound is not None:
+                    deleted += await self.spool.prune_outbound(
+                        now - self.settings.outbound.retain_sent_hours * 3600)
                 if deleted:
                     log.info("spool pruned", extra={"rows": deleted})
             except SpoolError as exc:
@@ -231,6 +242,7 @@ class GatewayService:
             "oldest_pending_age_s": _rounded(await self.kafka_watch.oldest_pending_age()),
             "mapper": self.mapper_build,
             "profiles": self.profiles.status(),
+            **({"outbound": await self.outbound.status()} if self.outbound is not None else {}),
         }
 
     async def stop(self, grace: float | None = None) -> None:
@@ -253,6 +265,9 @@ class GatewayService:
         # them: a half-sent frame or a long backlog cannot push those past the deadline.
         for listener in self.listeners:
             await listener.stop(left(STOP_RESERVE_S))
+        if self.outbound is not None:
+            # At once: a message in flight stays queued and is resent after the restart.
+            await self.outbound.stop()
         for task in self._tasks:
             if task.get_name() in ("publisher", "pruner", "profiles", "kafka-watch"):
                 task.cancel()

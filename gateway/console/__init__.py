@@ -29,6 +29,7 @@ from gateway.config import ConsoleSettings
 from gateway.console.api import build_api
 from gateway.console.core import Console, ConsoleRuntime, Denied
 from gateway.console.filters import REPLAY_HINT, describe_errors
+from gateway.console.outbound import build_outbound_api, build_outbound_pages
 from gateway.console.pages import build_pages, make_environment
 
 STATIC = Path(__file__).parent / "static"
@@ -66,6 +67,8 @@ def mount_console(app: FastAPI, runtime: ConsoleRuntime, settings: ConsoleSettin
     app.state.console = console  # what the Viewer/Operator dependencies check against
     env = make_environment()
     app.include_router(build_api(console))
+    app.include_router(build_outbound_api(console))
+    app.include_router(build_outbound_pages(console))
     app.include_router(build_pages(console))
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
 

@@ -26,7 +26,10 @@ OPERATOR_ONLY = {("GET", "/api/v1/messages/{row_id}/body"),
                  ("GET", "/api/v1/rejected/{row_id}/body"),
                  ("POST", "/api/v1/rejected/{row_id}/reprocess"), ("GET", "/api/v1/audit"),
                  ("POST", "/console/messages/{row_id}/replay"),
-                 ("POST", "/console/rejected/{row_id}/reprocess"), ("GET", "/console/audit")}
+                 ("POST", "/console/rejected/{row_id}/reprocess"), ("GET", "/console/audit"),
+                 ("GET", "/api/v1/outbound/{row_id}/body"),
+                 ("POST", "/api/v1/outbound/{row_id}/replay"),
+                 ("POST", "/console/outbound/{row_id}/replay")}
 
 
 def every_route(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
