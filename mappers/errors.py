@@ -23,11 +23,21 @@ from hl7gw.errors import (
     UnsupportedVersion,
 )
 
+
+class OutboundError(Hl7gwError):
+    """A FHIR resource cannot be rendered as an HL7 v2 message (``mappers.outbound``).
+
+    The message names what is missing or unsupported (an element, a reference, a version),
+    never a value from the resource (PHI).
+    """
+
+
 __all__ = [
     "DataTypeError",
     "Hl7gwError",
     "InvalidOutput",
     "MessageError",
+    "OutboundError",
     "ProfileError",
     "RequiredFieldMissing",
     "SegmentSequenceError",
