@@ -27,6 +27,9 @@ _LAZY = {
                      "VitalSignAlerts", "load_thresholds", "thresholds_from"), "alerts"),
     **dict.fromkeys(("FhirServerError", "FhirServerWriter"), "fhir_writer"),
     **dict.fromkeys(("function_server", "run_function", "serve_function"), "serve"),
+    **dict.fromkeys(("News2Processor",), "news2_processor"),
+    **dict.fromkeys(("DynamoDbVitalsStore", "MemoryVitalsStore", "VitalsStore",
+                     "VitalsStoreError"), "news2_state"),
 }
 
 
@@ -46,6 +49,7 @@ handler = make_handler(app)
 
 __all__ = [
     "AlertSink",
+    "DynamoDbVitalsStore",
     "EventReader",
     "FhirServerError",
     "FhirServerWriter",
@@ -53,10 +57,14 @@ __all__ = [
     "Intake",
     "MemoryAlertSink",
     "MemoryStore",
+    "MemoryVitalsStore",
+    "News2Processor",
     "Processor",
     "Status",
     "Threshold",
     "VitalSignAlerts",
+    "VitalsStore",
+    "VitalsStoreError",
     "app",
     "create_app",
     "decode_record",

@@ -3,9 +3,11 @@
 ``HL7GW_PROCESSOR``: ``memory`` (default; the sample :class:`MemoryStore`), ``fhir``
 (:class:`FhirServerWriter` to ``FHIR_BASE_URL``) or ``alert`` (:class:`VitalSignAlerts`
 posting to ``HL7GW_ALERT_SINK_URL``, thresholds from the YAML file
-``HL7GW_ALERT_THRESHOLDS`` over the defaults). The only module of ``connectors`` that reads
-the environment; it runs once, at import, so clients are built at module scope and reused
-across warm invocations.
+``HL7GW_ALERT_THRESHOLDS`` over the defaults) or ``news2`` (:class:`News2Processor`,
+answering with a NEWS2 score; the latest readings kept by ``HL7GW_NEWS2_STORE``:
+``memory``, the default, or ``dynamodb`` in the table ``HL7GW_NEWS2_TABLE``; see
+docs/news2.md). The only module of ``connectors`` that reads the environment; it runs
+once, at import, so clients are built at module scope and reused across warm invocations.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from connectors.settings import (
     TracingSettings,
 )
 
-PROCESSORS = ("memory", "fhir", "alert")
+PROCESSORS = ("memory", "fhir", "alert", "news2")
+NEWS2_STORES = ("memory", "dynamodb")
 
 
 def processor_from_env(env: Mapping[str, str],
@@ -44,7 +47,22 @@ def processor_from_env(env: Mapping[str, str],
         thresholds = load_thresholds(Path(path)) if path else None
         return VitalSignAlerts(HttpAlertSink(alert.sink_url, timeout_s=alert.timeout_s),
                                thresholds, source=alert.source)
+    if kind == "news2":
+        return _news2(env)
     raise ValueError(f"HL7GW_PROCESSOR={kind!r}: choose one of {', '.join(PROCESSORS)}")
+
+
+def _news2(env: Mapping[str, str]) -> Processor:
+    """The NEWS2 processor and its vitals store (boto3 is imported only for dynamodb)."""
+    from connectors.cloud.news2_processor import News2Processor
+    from connectors.cloud.news2_state import DynamoDbVitalsStore, MemoryVitalsStore
+
+    store = env.get("HL7GW_NEWS2_STORE", "memory").strip().lower() or "memory"
+    if store == "memory":
+        return News2Processor(MemoryVitalsStore())
+    if store == "dynamodb":
+        return News2Processor(DynamoDbVitalsStore(_required(env, "HL7GW_NEWS2_TABLE")))
+    raise ValueError(f"HL7GW_NEWS2_STORE={store!r}: choose one of {', '.join(NEWS2_STORES)}")
 
 
 def tracing_from_env(env: Mapping[str, str]) -> TracingSettings:
