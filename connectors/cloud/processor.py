@@ -84,3 +84,36 @@ class MemoryStore:
     def clear(self) -> None:
         """Forget everything (tests and demos)."""
         self._events.clear()
+
+
+class ProcessorChain:
+    """Several processors, in order, for each event; the result is the last one given.
+
+    For the local demo: a :class:`MemoryStore` (so ``GET /events`` shows what came) in
+    front of a processor that answers (NEWS2). A processor that raises stops the chain.
+    """
+
+    def __init__(self, *processors: Processor) -> None:
+        self.processors = processors
+
+    async def process(self, event: Event, bundle: dict[str, Any]) -> dict[str, Any] | None:
+        """Run each processor; the last non-None result."""
+        result = None
+        for processor in self.processors:
+            answer = await processor.process(event, bundle)
+            if answer is not None:
+                result = answer
+        return result
+
+    def list_events(self) -> list[dict[str, Any]]:
+        """What the first processor that keeps events kept."""
+        reader = self._reader()
+        return reader.list_events() if reader else []
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """One kept event, from the first processor that keeps events."""
+        reader = self._reader()
+        return reader.get_event(event_id) if reader else None
+
+    def _reader(self) -> EventReader | None:
+        return next((p for p in self.processors if isinstance(p, EventReader)), None)

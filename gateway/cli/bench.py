@@ -157,3 +157,46 @@ def bench_mapper(count: int, instances: tuple[int, ...], sample: Path, as_json: 
         lines.append(f"  {k} mapper(s): {run['msg_per_s']:8,} msg/s  ({run['seconds']} s, "
                      f"{run['ratio_to_ceiling']:.2f} x one core)")
     _emit(figures, as_json, lines)
+
+
+@bench.command("roundtrip")
+@click.option("--rate", "rates", type=click.IntRange(1, 5000), multiple=True,
+              default=(100, 500), show_default=True,
+              help="Offered rate in msg/s (repeat for several runs).")
+@click.option("--seconds", type=click.FloatRange(1, 600), default=10.0, show_default=True,
+              help="How long each rate is offered.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_roundtrip(rates: tuple[int, ...], seconds: float, as_json: bool) -> None:
+    """MLLP in -> Kafka -> NEWS2 function -> Kafka -> MLLP out, at steady offered rates.
+
+    \b
+    Per rate: the time from each vitals message's inbound ACK to its NEWS2 ORU^R01's
+    arrival at a local EHR (p50, p99, max), and the rate results came back at.
+    Uses KAFKA_BOOTSTRAP_SERVERS or starts a local broker.
+    """
+    import os
+    import tempfile
+
+    from gateway.dev.kafka import LocalKafka, default_cache_dir
+    from gateway.roundtrip_bench import read_sample, run_roundtrip_bench
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
+        broker = None
+        try:
+            if not bootstrap:
+                click.echo("starting a local Kafka broker ...", err=True)
+                broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
+                bootstrap = broker.start()
+            figures = asyncio.run(run_roundtrip_bench(bootstrap, rates, seconds,
+                                                      read_sample()))
+        finally:
+            if broker is not None:
+                broker.stop()
+    lines = [f"round trip, vitals ORU^R01 in -> NEWS2 ORU^R01 out, {seconds:g} s per rate, "
+             f"{figures['cores']} cores (inbound ACK -> arrival at the EHR):"]
+    for rate, r in figures["rates"].items():
+        lines.append(f"  offered {int(rate):5d} msg/s: returned {r['returned']}/{r['sent']}"
+                     f" at {r['achieved_msg_per_s']:7.1f} msg/s  p50 {r['p50_ms']:7.1f} ms"
+                     f"  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms")
+    _emit(figures, as_json, lines)

@@ -2,7 +2,10 @@
 
 Starts a real Kafka broker (unless ``KAFKA_BOOTSTRAP_SERVERS`` names one), the sample
 function, the gateway and the bridge, sends every ``*.hl7`` in the samples folder over
-MLLP, and shows what reached Kafka and the function. Each run starts from an empty
+MLLP, and shows what reached Kafka and the function. With an ``outbound:`` section the
+function also runs the NEWS2 processor, a local EHR (``gateway.dev.ehr``) listens on each
+loopback destination's port, and what came back to it is shown with its ACK: the vitals
+sample's NEWS2 score, as an ORU^R01. Each run starts from an empty
 workspace (``var/dev-up``) so the samples are new messages every time.
 
 Stopping (Ctrl-C or SIGTERM, through :mod:`hl7gw.shutdown`): the gateway and the bridge
@@ -15,6 +18,7 @@ delivered events), then the function, then the broker it started (SIGTERM, SIGKI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -32,11 +36,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connectors.bridge import Bridge
 from connectors.cloud import create_app as create_function_app
+from connectors.cloud.processor import MemoryStore, Processor, ProcessorChain
 from connectors.settings import BridgeSettings
 from gateway.ack import ack_code_of
 from gateway.config import ConsoleUser, GatewaySettings
+from gateway.dev.ehr import LocalEhr
 from gateway.dev.kafka import LocalKafka, default_cache_dir
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ListenError
 from gateway.logs import configure_logging
 from gateway.mllp.client import MllpClient, read_message_files
 from gateway.service import GatewayService
@@ -121,6 +127,8 @@ async def _create_topics(settings: GatewaySettings) -> None:
     topics = [settings.kafka.topic]
     if settings.bridge is not None and settings.bridge.dlq_topic:
         topics.append(settings.bridge.dlq_topic)
+    if settings.outbound is not None:
+        topics.append(settings.outbound.topic)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
     await admin.start()
     try:
@@ -138,8 +146,8 @@ async def _pipeline(settings: GatewaySettings, files: list[Path], shutdown: Shut
     await _create_topics(settings)
     fn = settings.function
     function_server = QuietServer(uvicorn.Config(
-        create_function_app(), host=fn.host, port=fn.port, log_config=None,
-        access_log=False))
+        create_function_app(_processor(settings)), host=fn.host, port=fn.port,
+        log_config=None, access_log=False))
     function_task = asyncio.create_task(function_server.serve())
     while not function_server.started:
         if function_task.done():
@@ -152,10 +160,11 @@ async def _pipeline(settings: GatewaySettings, files: list[Path], shutdown: Shut
     gateway = GatewayService(settings)
     stop = asyncio.create_task(shutdown.wait())
     show: asyncio.Task[int] | None = None
+    ehr = await _start_local_ehr(settings)
     try:
         await gateway.start()
         show = asyncio.create_task(_show_the_samples(settings, gateway, files, once=once,
-                                                     token=token))
+                                                     token=token, ehr=ehr))
         await asyncio.wait({show, stop}, return_when=asyncio.FIRST_COMPLETED)
         if show.done():
             code = show.result()
@@ -168,10 +177,53 @@ async def _pipeline(settings: GatewaySettings, files: list[Path], shutdown: Shut
             if task is not None:
                 task.cancel()
         await _stop(settings, gateway, bridge, bridge_task, function_server, function_task)
+        if ehr is not None:
+            await ehr[0].stop(0.5)
+
+
+def _processor(settings: GatewaySettings) -> Processor:
+    """The sample store (``GET /events``), and NEWS2 when results go back to an EHR."""
+    if settings.outbound is None:
+        return MemoryStore(settings.function.max_events)
+    from connectors.cloud.news2_processor import News2Processor
+
+    return ProcessorChain(MemoryStore(settings.function.max_events), News2Processor())
+
+
+class _Printed:
+    """The local EHR's printout, kept to be shown after the other sections."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, text: str) -> None:
+        self.lines.extend(text.splitlines())
+
+
+async def _start_local_ehr(settings: GatewaySettings) -> tuple[LocalEhr, _Printed] | None:
+    """A local EHR on the first outbound destination that is on this machine."""
+    if settings.outbound is None:
+        return None
+    local = [d for d in settings.outbound.destinations
+             if d.host in ("127.0.0.1", "localhost", "::1")]
+    if not local:
+        return None
+    printed = _Printed()
+    ehr = LocalEhr(local[0].host, local[0].port, out=printed)
+    try:
+        await ehr.start()
+    except ListenError:
+        say(f"destination {local[0].name!r}: port {local[0].port} is taken; results go to "
+            "whatever listens there")
+        return None
+    say(f"local EHR (destination {local[0].name!r}) listening on "
+        f"{local[0].host}:{ehr.port}")
+    return ehr, printed
 
 
 async def _show_the_samples(settings: GatewaySettings, gateway: GatewayService,
-                            files: list[Path], *, once: bool, token: str | None) -> int:
+                            files: list[Path], *, once: bool, token: str | None,
+                            ehr: tuple[LocalEhr, _Printed] | None = None) -> int:
     """Send the samples, show what reached Kafka and the function; 1 if some did not."""
     fn = settings.function
     port = gateway.listeners[0].port
@@ -184,6 +236,8 @@ async def _show_the_samples(settings: GatewaySettings, gateway: GatewayService,
     events = await _wait_for_events(f"http://{fn.host}:{fn.port}/events", sent)
     await _show_kafka(settings, sent)
     _show_function(events)
+    if ehr is not None:
+        await _show_results(*ehr)
     if not once:
         say("\nrunning; send more with: hl7gw send --port "
             f"{port} FILE...   (Ctrl-C to stop)")
@@ -248,6 +302,18 @@ async def _show_kafka(settings: GatewaySettings, expected: int) -> None:
             say("  (none)")
     finally:
         await consumer.stop()
+
+
+async def _show_results(ehr: LocalEhr, printed: _Printed, wait_s: float = 30) -> None:
+    """What came back to the local EHR (NEWS2 for the vitals sample), with its ACK."""
+    with contextlib.suppress(TimeoutError):
+        await ehr.wait_for(1, wait_s)
+    await asyncio.sleep(0.5)  # the ACK's line follows the message's
+    say(f"\nresults back at the local EHR ({len(ehr.received)}):")
+    for line in printed.lines:
+        say(f"  {line}")
+    if not ehr.received:
+        say("  (none; a result comes back for the vitals sample: samples/oru_r01_vitals.hl7)")
 
 
 def _show_function(events: list[Any]) -> None:

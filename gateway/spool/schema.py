@@ -99,7 +99,7 @@ def _add_outbound(conn: sqlite3.Connection) -> None:
     """
     conn.execute("""
         CREATE TABLE outbound (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- a replayed row's new id is never reused
             queued_at REAL NOT NULL,
             destination TEXT NOT NULL,
             event_id TEXT NOT NULL,

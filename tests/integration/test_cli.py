@@ -165,13 +165,30 @@ def test_dev_up_once_runs_the_whole_pipeline(tmp_path: Path, kafka_bootstrap: st
                                              kafka_topic: str) -> None:
     cfg = config(tmp_path, kafka_bootstrap, kafka_topic, mllp=free_port(), http=free_port(),
                  function=free_port())
+    # Results back to a local EHR: the vitals sample (LOINC codes by its profile) gets a
+    # NEWS2 score, sent back as an ORU^R01.
+    cfg.write_text(cfg.read_text().replace(
+        "  target_url:", f"  outbound_topic: {kafka_topic}.out\n  target_url:") + f"""\
+profiles:
+  dir: {PROFILES.resolve()}
+outbound:
+  topic: {kafka_topic}.out
+  group_id: g-{kafka_topic}-out
+  destinations:
+    - name: ehr
+      host: 127.0.0.1
+      port: {free_port()}
+""")
     out = run("dev", "up", "--once", "--config", str(cfg), "--samples", str(SAMPLES),
               env={"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap}, cwd=tmp_path, timeout=180)
     assert out.returncode == 0, out.stdout + out.stderr
     samples = sorted(SAMPLES.glob("*.hl7"))
     assert out.stdout.count("  CA  ") == len(samples)  # samples ask for enhanced mode
     assert f"events received by the function ({len(samples)})" in out.stdout
-    assert out.stdout.count("hl7gw.fhir.adt.") >= 2 * len(samples)  # Kafka + function
+    assert out.stdout.count("hl7gw.fhir.") >= 2 * len(samples)  # Kafka + function
+    # The vitals sample's NEWS2 score came back to the local EHR as an ORU^R01, ACKed.
+    assert "<- ORU^R01" in out.stdout and "NEWS2" in out.stdout
+    assert "results back at the local EHR (1)" in out.stdout, out.stdout
 
 
 def _wait_port(port: int, within: float = 30) -> None:
@@ -234,7 +251,7 @@ def test_map_with_a_profile_chosen_by_msh_named_or_absent(tmp_path: Path) -> Non
     assert _mrn_system(from_config.stdout) == RIVERSIDE_MRN
 
     unknown = run("map", "--profile", "nope", "--profiles", str(PROFILES), str(ORU))
-    assert unknown.returncode == 2 and "no profile named 'nope'; known: sunlab" in unknown.stderr
+    assert unknown.returncode == 2 and "no profile named 'nope'; known: sunlab, wardvitals" in unknown.stderr
     no_dir = run("map", "--profile", "sunlab", str(ORU))
     assert no_dir.returncode == 2 and "--profiles DIR" in no_dir.stderr
 
@@ -321,7 +338,7 @@ def test_serve_reloads_profiles_on_sighup_and_keeps_running(
                 break
             assert time.monotonic() < deadline, ready.text
             time.sleep(0.1)
-        assert ready.json()["profiles"] == {"dir": str(folder), "loaded": ["sunlab"],
+        assert ready.json()["profiles"] == {"dir": str(folder), "loaded": ["sunlab", "wardvitals"],
                                             "generation": 1, "last_error": None}
         text = (folder / "sunlab.yaml").read_text()
         (folder / "sunlab.yaml").write_text(text.replace("profile: sunlab", "profile: sunlab2"))
@@ -334,13 +351,13 @@ def test_serve_reloads_profiles_on_sighup_and_keeps_running(
             assert server.poll() is None, "SIGHUP ended the gateway"
             assert time.monotonic() < deadline, state
             time.sleep(0.1)
-        assert state["loaded"] == ["sunlab2"] and state["last_error"] is None
+        assert state["loaded"] == ["sunlab2", "wardvitals"] and state["last_error"] is None
         server.send_signal(signal.SIGTERM)
         assert server.wait(20) == 0
         _, stderr = server.communicate()
         reloaded = [orjson.loads(line) for line in stderr.splitlines()
                     if line.startswith("{") and "profiles reloaded" in line]
-        assert reloaded and reloaded[0]["profiles"] == ["sunlab2"]
+        assert reloaded and reloaded[0]["profiles"] == ["sunlab2", "wardvitals"]
         assert reloaded[0]["generation"] == 2
     finally:
         if server.poll() is None:

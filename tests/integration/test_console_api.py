@@ -161,7 +161,7 @@ async def test_roles_audit_and_replay(gateway_settings: GatewaySettings, tmp_pat
 
             # Profiles: the live set, and the playground maps with them.
             profiles = (await client.get("/api/v1/profiles", headers=bearer(VIEWER))).json()
-            assert [p["name"] for p in profiles["profiles"]] == ["sunlab"]
+            assert [p["name"] for p in profiles["profiles"]] == ["sunlab", "wardvitals"]
             assert profiles["profiles"][0]["match"]["application"] == "SUNLAB"
             assert profiles["last_error"] is None
             pasted = A01.decode().replace("|EPICADT|GOODHEALTH|", "|SUNLAB|RIVERSIDE|", 1)

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 
-from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.results import publish_result
 from connectors.settings import KafkaSettings
@@ -29,36 +28,12 @@ from gateway.outbound.settings import DestinationSettings, OutboundSettings
 from gateway.service import GatewayService
 from mappers.outbound import control_id_for
 from tests.integration.conftest import free_port
+from tests.support.outbound import cause, result
 
 pytestmark = pytest.mark.integration
 
 HL7GW = str(Path(sys.executable).with_name("hl7gw"))
 WAIT_S = 60.0  # holds on a loaded machine; tests finish as soon as the condition holds
-
-
-def cause(n: int, patient: str = "pat-1") -> Event:
-    """An inbound event as the gateway publishes it (only id, key and subject matter)."""
-    return Event(id=f"cause-{n}", source="urn:hl7gw:test", type="hl7gw.fhir.oru.r01",
-                 subject=f"Patient/{patient}", time="2026-12-03T10:00:00Z",
-                 key=patient.encode(), data=b"{}")
-
-
-def result(n: int, patient: str = "pat-1") -> dict[str, Any]:
-    """A function's answer: the Patient and one Observation, as a collection Bundle."""
-    return {"resourceType": "Bundle", "type": "collection", "entry": [
-        {"fullUrl": f"Patient/{patient}", "resource": {
-            "resourceType": "Patient", "id": patient,
-            "identifier": [{"system": "urn:oid:1.2.3.4", "value": f"MRN-{patient}"}],
-            "name": [{"family": "Doe", "given": ["Jane"]}], "gender": "female",
-            "birthDate": "1960-01-02"}},
-        {"fullUrl": f"Observation/obs-{n}", "resource": {
-            "resourceType": "Observation", "id": f"obs-{n}", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
-                                 "display": "Heart rate"}]},
-            "subject": {"reference": f"Patient/{patient}"},
-            "effectiveDateTime": "2026-12-03T10:00:00+01:00",
-            "valueQuantity": {"value": 60 + n, "unit": "/min",
-                              "system": "http://unitsofmeasure.org", "code": "/min"}}}]}
 
 
 def expected_control_id(n: int) -> str:

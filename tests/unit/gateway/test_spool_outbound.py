@@ -79,3 +79,12 @@ async def test_sent_rows_are_pruned_after_their_retention(spool: Spool) -> None:
     assert await spool.prune_outbound(sent_before=0) == 0
     assert await spool.prune_outbound(sent_before=row.updated_at + 3600) == 1
     assert [r.event_id for r in await spool.find_outbound()] == ["e2"]  # queued one kept
+
+
+async def test_a_replayed_row_never_takes_an_old_id(spool: Spool) -> None:
+    await spool.queue_outbound([ITEM])
+    row = await spool.next_outbound("ehr")
+    assert row is not None
+    await spool.settle_outbound(row.id, status="failed", attempts=1, error="AR")
+    [new_id] = await spool.requeue_outbound([row.id])
+    assert new_id != row.id  # audit entries name the old id; it must not come back
