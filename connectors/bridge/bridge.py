@@ -172,7 +172,9 @@ class Bridge:
                                    auth=build_auth(s.auth), follow_redirects=False)
         stack.push_async_callback(client.aclose)
         if s.dlq_topic is not None or s.outbound_topic is not None:
-            self._producer = EventProducer(self.kafka)
+            # Each send is awaited before the lane goes on, so lingering to batch records
+            # only adds latency (5 ms per result by default): send at once.
+            self._producer = EventProducer(self.kafka.model_copy(update={"linger_ms": 0}))
             # Bounded: with Kafka down, aiokafka's flush would wait for the broker forever.
             stack.push_async_callback(self._producer.stop, s.drain_timeout_s)
             await self._producer.start()

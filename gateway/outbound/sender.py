@@ -16,6 +16,11 @@ Attempts are counted in the spool, so a restart does not reset them; a message i
 taken off the queue before its ACK is recorded, so a crash mid-delivery resends it with
 the same MSH-10 (the destination can drop the repeat). A failed message is moved aside,
 visible in the console, and replayable (it then goes to the back of the queue).
+
+Credited ACKs are recorded in group commits (up to :data:`BATCH` rows, and at least when
+the queue runs dry or a retry comes): one fsync per message capped a destination at
+~150 msg/s here. A crash can then resend up to a batch of messages the destination had
+ACKed, each with its MSH-10, which is the at-least-once the destination already handles.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from gateway.spool.outbound import OutboundRow, OutboundStatus
 log = logging.getLogger("hl7gw.outbound")
 
 IDLE_POLL_S = 1.0  # an idle sender looks at its queue this often (besides being woken)
+BATCH = 64  # rows read from the queue at a time, and most ACKs recorded per commit
 ACCEPTED = frozenset({"AA", "CA"})
 REFUSED = frozenset({"AR", "CR"})
 
@@ -78,6 +84,7 @@ class DestinationSender:
         self.last_ack_at: float | None = None
         self.last_ack_code: str | None = None
         self.last_error: str | None = None
+        self._credited: list[tuple[int, int, str, bytes]] = []  # ACKed, not yet recorded
         for code in ("AA", "AE", "AR"):
             metrics.outbound_acks.labels(self.name, code)
         metrics.outbound_connected.labels(self.name).set(0)
@@ -91,18 +98,23 @@ class DestinationSender:
         try:
             while True:
                 try:
-                    row = await self._spool.next_outbound(self.name)
+                    rows = await self._spool.queued_outbound(self.name, BATCH)
                 except SpoolError as exc:
                     log.warning("outbound queue unreadable", extra={
                         "destination": self.name, "error_class": type(exc).__name__})
                     await self._idle()
                     continue
-                if row is None:
+                if not rows:
                     self.state = "idle"
                     await self._idle()
                     continue
-                await self._deliver(row)
+                for row in rows:
+                    await self._deliver(row)
+                await self._record_credited()
         finally:
+            if self._credited:  # stopping: one try; what is not recorded is resent
+                with contextlib.suppress(Exception):
+                    await self._spool.mark_outbound_sent(self._credited)
             await self._disconnect()
 
     async def _idle(self) -> None:
@@ -117,7 +129,12 @@ class DestinationSender:
             self.state = "sending"
             answer = await self._attempt(row)
             if answer.code in ACCEPTED:
-                await self._settle(row, "sent", attempts, answer)
+                assert answer.ack is not None
+                self.last_ack_at, self.last_ack_code, self.last_error = (
+                    time.time(), answer.code, None)
+                self._credited.append((row.id, attempts, answer.code, answer.ack))
+                if len(self._credited) >= BATCH:
+                    await self._record_credited()
                 self._metrics.outbound_sent.labels(self.name).inc()
                 log.info("outbound message acknowledged", extra={
                     "destination": self.name, "outbound_id": row.id,
@@ -144,13 +161,30 @@ class DestinationSender:
             self.state = "waiting"
             await self._sleep(delay)
 
+    async def _record_credited(self) -> None:
+        """Commit the credited rows not yet recorded (one transaction for all)."""
+        if not self._credited:
+            return
+        delay = 0.5
+        while True:
+            try:
+                await self._spool.mark_outbound_sent(self._credited)
+                self._credited = []
+                return
+            except SpoolError as exc:
+                log.warning("outbound ACKs not recorded; retrying", extra={
+                    "destination": self.name, "error_class": type(exc).__name__})
+                await self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+
     async def _settle(self, row: OutboundRow, status: OutboundStatus, attempts: int,
                       answer: Answer,
                       error: str | None = None) -> None:
         """Record the outcome; a spool that fails is retried (the row must not be lost)."""
+        await self._record_credited()  # earlier rows' state before this one's
         if answer.ack is not None:
             self.last_ack_at, self.last_ack_code = time.time(), answer.code
-        self.last_error = error if status != "sent" else None
+        self.last_error = error
         delay = 0.5
         while True:
             try:

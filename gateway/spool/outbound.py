@@ -98,11 +98,22 @@ def queue(conn: sqlite3.Connection, items: list[OutboundItem]) -> int:
     return added
 
 
-def next_queued(conn: sqlite3.Connection, destination: str) -> OutboundRow | None:
-    """The oldest queued row of ``destination`` (its order is the queue's ``id`` order)."""
-    row = conn.execute("SELECT * FROM outbound WHERE destination = ? AND status = 'queued'"
-                       " ORDER BY id LIMIT 1", (destination,)).fetchone()
-    return OutboundRow.from_row(row) if row is not None else None
+def next_queued(conn: sqlite3.Connection, destination: str, limit: int = 1
+                ) -> list[OutboundRow]:
+    """The oldest queued rows of ``destination`` (its order is the queue's ``id`` order)."""
+    rows = conn.execute("SELECT * FROM outbound WHERE destination = ? AND status = 'queued'"
+                        " ORDER BY id LIMIT ?", (destination, limit)).fetchall()
+    return [OutboundRow.from_row(r) for r in rows]
+
+
+def mark_sent(conn: sqlite3.Connection, sent: list[tuple[int, int, str, bytes]]) -> None:
+    """Record many credited rows in one transaction: (id, attempts, ack code, ack)."""
+    now = time.time()
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE outbound SET status = 'sent', attempts = ?, ack_code = ?, ack = ?,"
+            " last_error = NULL, updated_at = ?, sent_at = ? WHERE id = ?",
+            [(attempts, code, ack, now, now, row_id) for row_id, attempts, code, ack in sent])
 
 
 def settle(conn: sqlite3.Connection, row_id: int, status: OutboundStatus, attempts: int,

@@ -156,8 +156,17 @@ class Spool:
 
     async def next_outbound(self, destination: str) -> OutboundRow | None:
         """The oldest message queued for ``destination``."""
+        rows = await self.queued_outbound(destination, 1)
+        return rows[0] if rows else None
+
+    async def queued_outbound(self, destination: str, limit: int) -> list[OutboundRow]:
+        """The oldest ``limit`` messages queued for ``destination``, in order."""
         return await self._run("read the outbound queue", outbound.next_queued, self._db(),
-                               destination)
+                               destination, limit)
+
+    async def mark_outbound_sent(self, sent: list[tuple[int, int, str, bytes]]) -> None:
+        """Record credited messages, (id, attempts, ACK code, ACK) each, in one commit."""
+        await self._run("record outbound ACKs", outbound.mark_sent, self._db(), sent)
 
     async def settle_outbound(self, row_id: int, *, status: OutboundStatus, attempts: int,
                               ack_code: str | None = None, ack: bytes | None = None,

@@ -251,7 +251,8 @@ def test_map_with_a_profile_chosen_by_msh_named_or_absent(tmp_path: Path) -> Non
     assert _mrn_system(from_config.stdout) == RIVERSIDE_MRN
 
     unknown = run("map", "--profile", "nope", "--profiles", str(PROFILES), str(ORU))
-    assert unknown.returncode == 2 and "no profile named 'nope'; known: sunlab, wardvitals" in unknown.stderr
+    assert unknown.returncode == 2
+    assert "no profile named 'nope'; known: sunlab, wardvitals" in unknown.stderr
     no_dir = run("map", "--profile", "sunlab", str(ORU))
     assert no_dir.returncode == 2 and "--profiles DIR" in no_dir.stderr
 
