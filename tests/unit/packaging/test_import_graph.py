@@ -223,7 +223,7 @@ def test_the_graph_reads_the_imports_it_should() -> None:
     assert "mappers.engine.steps" in GRAPH["mappers.engine.loader"].eager
     assert "mappers.engine.context" not in GRAPH["mappers.registry"].eager
     assert "mappers.engine.context" in import_graph(type_checking=True)["mappers.registry"].eager
-    assert "connectors.cloud" in GRAPH["gateway.cli.function"].lazy["function_serve"]
+    assert "connectors.cloud.serve" in GRAPH["gateway.cli.function"].lazy["function_serve"]
     assert "connectors.cloud" not in GRAPH["gateway.cli.function"].eager
     assert "hl7gw.errors" in GRAPH["connectors.errors"].eager
 
