@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Iterable
@@ -38,17 +37,14 @@ from connectors.bridge.delivery import (
     DeliveryResult,
     HttpTarget,
     max_poll_interval_ms,
-    policy_of,
 )
-from connectors.bridge.dlq import dead_letter_headers
 from connectors.bridge.lane import Lane
 from connectors.bridge.metrics import BridgeMetrics, metrics_for
-from connectors.bridge.retry import backoff
-from connectors.errors import ConnectorError, DeadLetterError, InvalidEvent, PublishError
+from connectors.bridge.outputs import Outputs
+from connectors.errors import InvalidEvent
 from connectors.events import Event
 from connectors.kafka import EventProducer
 from connectors.kafka.errors import KafkaClientError, kafka_errors
-from connectors.results import result_event
 from connectors.settings import BridgeSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -75,6 +71,7 @@ class Bridge:
         self._running = False
         self._consumer: Any = None
         self._producer: EventProducer | None = None
+        self._out = Outputs(settings, None, self.metrics, self._sleep)  # set again by _open
         self._target: HttpTarget | None = None
         self._lanes: dict[TopicPartition, Lane] = {}
         self._failure: BaseException | None = None
@@ -178,6 +175,7 @@ class Bridge:
             # Bounded: with Kafka down, aiokafka's flush would wait for the broker forever.
             stack.push_async_callback(self._producer.stop, s.drain_timeout_s)
             await self._producer.start()
+        self._out = Outputs(s, self._producer, self.metrics, self._sleep)
         self._target = HttpTarget(client, s, metrics=self.metrics, sleep=self._sleep)
         options = self.kafka.client_options()
         # aiokafka's default rebalance timeout (the 10 s session timeout) is shorter than a
@@ -325,11 +323,11 @@ class Bridge:
                             else self._deliver(event))
             event_id = event.id
             if result.delivered and result.result is not None:
-                await self._publish_result(event, result.result)
+                await self._out.publish_result(event, result.result)
         if result.delivered:
             outcome = "delivered"
         else:
-            await self._dead_letter(record, result)
+            await self._out.dead_letter(record, result)
             outcome = "dead_lettered"
         self.metrics.deliveries.labels(outcome=outcome).inc()
         self.metrics.latency.observe(time.perf_counter() - started)
@@ -361,56 +359,6 @@ class Bridge:
             if not result.delivered:
                 tracing.fail(current, result.error or "not delivered")
             return result
-
-    async def _dead_letter(self, record: Any, result: DeliveryResult) -> None:
-        error = result.error or ConnectorError("delivery failed")
-        where = f"{record.topic}/{record.partition}@{record.offset}"
-        dlq_topic = self.settings.dlq_topic
-        if self._producer is None or dlq_topic is None:
-            raise DeadLetterError(f"event at {where} was not delivered ({error}) and no "
-                                  "dlq_topic is configured; stopping without committing it")
-        headers = dead_letter_headers(record.headers, topic=record.topic,
-                                      partition=record.partition, offset=record.offset,
-                                      error=error, attempts=result.attempts,
-                                      status=result.status, target=self.settings.target_url)
-        policy = policy_of(self.settings)
-        for attempt in itertools.count(1):
-            try:
-                await self._producer.send_record(dlq_topic, key=record.key, value=record.value,
-                                                 headers=headers)
-                break
-            except PublishError as exc:
-                if not exc.retriable:
-                    raise DeadLetterError(f"event at {where} could not be dead-lettered: "
-                                          f"{exc}") from exc
-                await self._sleep(backoff(attempt, policy, 1.0))
-        self.metrics.dlq.inc()
-
-    async def _publish_result(self, cause: Event, body: bytes) -> None:
-        """Publish the function's FHIR answer to ``outbound_topic``, retrying while Kafka
-        says a retry may succeed; the cause is not committed until it is published."""
-        topic = self.settings.outbound_topic
-        if topic is None or self._producer is None:
-            self.metrics.results.labels(outcome="not_published").inc()
-            return
-        try:
-            event = result_event(cause, body)
-        except InvalidEvent:
-            self.metrics.results.labels(outcome="invalid").inc()
-            return
-        policy = policy_of(self.settings)
-        for attempt in itertools.count(1):
-            try:
-                await self._producer.send(topic, event)
-                break
-            except PublishError as exc:
-                if not exc.retriable:
-                    raise ConnectorError(f"the result of event {cause.id} could not be "
-                                         f"published to {topic}: {exc}") from exc
-                await self._sleep(backoff(attempt, policy, 1.0))
-        self.metrics.results.labels(outcome="published").inc()
-        log.info("result published", extra={"event_id": cause.id, "result_id": event.id,
-                                            "topic": topic})
 
     async def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds, or raise :class:`DeliveryAbandoned` as soon as stopping."""
