@@ -43,6 +43,7 @@ from gateway.config import (
     SpoolSettings,
 )
 from gateway.dev.ehr import LocalEhr
+from gateway.dev.kafka import free_port
 from gateway.errors import GatewayError
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.outbound.settings import DestinationSettings, OutboundSettings
@@ -85,7 +86,7 @@ async def run_roundtrip_bench(bootstrap: str, rates: Sequence[int], seconds: flo
     topics = {"in": f"bench-rt-{run}", "out": f"bench-rt-{run}.outbound"}
     await _create_topics(bootstrap, list(topics.values()))
     with tempfile.TemporaryDirectory(prefix="hl7gw-roundtrip-") as tmp:
-        function_port = _free_port()
+        function_port = free_port()
         function = _start_function(function_port)
         try:
             await _wait_ready(f"http://127.0.0.1:{function_port}/readyz", function)
@@ -218,10 +219,3 @@ async def _create_topics(bootstrap: str, names: list[str]) -> None:
     finally:
         await admin.close()
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,28 @@ def bench() -> None:
     Each figure is shown next to a ceiling measured in the same run, so the ratio says
     what the gateway's own work costs here.
     """
+
+
+@contextlib.contextmanager
+def kafka_for_bench() -> Iterator[str]:
+    """``KAFKA_BOOTSTRAP_SERVERS``, else a local broker started for the bench (and stopped
+    after it, its data in a temporary folder)."""
+    import os
+    import tempfile
+
+    from gateway.dev.kafka import LocalKafka, default_cache_dir
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if bootstrap:
+        yield bootstrap
+        return
+    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
+        click.echo("starting a local Kafka broker ...", err=True)
+        broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
+        try:
+            yield broker.start()
+        finally:
+            broker.stop()
 
 
 def _emit(figures: dict[str, Any], as_json: bool, lines: list[str]) -> None:
@@ -92,26 +116,13 @@ def bench_bridge(count: int, as_json: bool) -> None:
 
     Uses ``KAFKA_BOOTSTRAP_SERVERS`` or starts a local broker.
     """
-    import os
-    import tempfile
 
     from connectors.bench import run_bridge_bench
     from connectors.settings import KafkaSettings
-    from gateway.dev.kafka import LocalKafka, default_cache_dir
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
-        broker = None
-        try:
-            if not bootstrap:
-                click.echo("starting a local Kafka broker ...", err=True)
-                broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
-                bootstrap = broker.start()
-            figures = asyncio.run(run_bridge_bench(KafkaSettings(bootstrap_servers=bootstrap),
-                                                   count))
-        finally:
-            if broker is not None:
-                broker.stop()
+    with kafka_for_bench() as bootstrap:
+        figures = asyncio.run(run_bridge_bench(KafkaSettings(bootstrap_servers=bootstrap),
+                                               count))
     _emit(figures, as_json, [f"  {k:38s} {v}" for k, v in figures.items()])
 
 
@@ -130,26 +141,13 @@ def bench_mapper(count: int, instances: tuple[int, ...], sample: Path, as_json: 
     next to the same messages mapped in this process on one core. Uses
     ``KAFKA_BOOTSTRAP_SERVERS`` or starts a local broker.
     """
-    import os
-    import tempfile
 
-    from gateway.dev.kafka import LocalKafka, default_cache_dir
     from gateway.mllp.client import split_messages
     from gateway.scaleout_bench import run_mapper_bench
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
-        broker = None
-        try:
-            if not bootstrap:
-                click.echo("starting a local Kafka broker ...", err=True)
-                broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
-                bootstrap = broker.start()
-            message = split_messages(sample.read_bytes())[0]
-            figures = asyncio.run(run_mapper_bench(bootstrap, message, count, instances))
-        finally:
-            if broker is not None:
-                broker.stop()
+    with kafka_for_bench() as bootstrap:
+        message = split_messages(sample.read_bytes())[0]
+        figures = asyncio.run(run_mapper_bench(bootstrap, message, count, instances))
     lines = [f"scale-out mapping, {count} x {sample.name} over {figures['partitions']} "
              f"partitions, {figures['cores']} cores; one core in-process: "
              f"{figures['ceiling_one_core_msg_per_s']:,} msg/s"]
@@ -174,25 +172,12 @@ def bench_roundtrip(rates: tuple[int, ...], seconds: float, as_json: bool) -> No
     arrival at a local EHR (p50, p99, max), and the rate results came back at.
     Uses KAFKA_BOOTSTRAP_SERVERS or starts a local broker.
     """
-    import os
-    import tempfile
 
-    from gateway.dev.kafka import LocalKafka, default_cache_dir
     from gateway.roundtrip_bench import read_sample, run_roundtrip_bench
 
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    with tempfile.TemporaryDirectory(prefix="hl7gw-bench-") as tmp:
-        broker = None
-        try:
-            if not bootstrap:
-                click.echo("starting a local Kafka broker ...", err=True)
-                broker = LocalKafka(data_dir=Path(tmp), cache_dir=default_cache_dir())
-                bootstrap = broker.start()
-            figures = asyncio.run(run_roundtrip_bench(bootstrap, rates, seconds,
-                                                      read_sample()))
-        finally:
-            if broker is not None:
-                broker.stop()
+    with kafka_for_bench() as bootstrap:
+        figures = asyncio.run(run_roundtrip_bench(bootstrap, rates, seconds,
+                                                  read_sample()))
     lines = [f"round trip, vitals ORU^R01 in -> NEWS2 ORU^R01 out, {seconds:g} s per rate, "
              f"{figures['cores']} cores (inbound ACK -> arrival at the EHR):"]
     for rate, r in figures["rates"].items():

@@ -19,7 +19,13 @@ from gateway.errors import ConfigError
 from gateway.outbound.settings import DestinationSettings
 from gateway.spool.outbound import OutboundItem
 from mappers.errors import Hl7gwError
-from mappers.outbound import OutboundProfile, control_id_for, load_outbound_profile, to_v2
+from mappers.outbound import (
+    OutboundProfile,
+    Rendered,
+    control_id_for,
+    load_outbound_profile,
+    to_v2,
+)
 
 
 class Renderer:
@@ -52,11 +58,7 @@ class Renderer:
         wanted = next((t for t in message_types if s.takes(t)), message_types[0])
         cause = event.extensions.get(CAUSATION_ID)
         try:
-            rendered = to_v2(resource, control_id=control_id, version=s.version,
-                             profile=self.profile, sending_application=s.sending_application,
-                             sending_facility=s.sending_facility,
-                             receiving_application=s.receiving_application,
-                             receiving_facility=s.receiving_facility, message_type=wanted)
+            rendered = self._to_v2(resource, control_id, wanted)
         except Hl7gwError as exc:
             return OutboundItem(destination=s.name, event_id=event.id, causation_id=cause,
                                 message_type=wanted, control_id=control_id,
@@ -70,11 +72,14 @@ class Renderer:
     def rerender(self, event_id: str, resource: bytes, message_type: str) -> bytes:
         """The message for a stored result again (replay after a profile fix), with the
         same MSH-10; raises the mapper's error when it still cannot be rendered."""
+        return self._to_v2(orjson.loads(resource), control_id_for(event_id),
+                           message_type).message
+
+    def _to_v2(self, resource: dict[str, Any], control_id: str, message_type: str
+               ) -> Rendered:
         s = self.settings
-        rendered = to_v2(orjson.loads(resource), control_id=control_id_for(event_id),
-                     version=s.version, profile=self.profile,
+        return to_v2(resource, control_id=control_id, version=s.version, profile=self.profile,
                      sending_application=s.sending_application,
                      sending_facility=s.sending_facility,
                      receiving_application=s.receiving_application,
                      receiving_facility=s.receiving_facility, message_type=message_type)
-        return rendered.message

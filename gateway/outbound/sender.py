@@ -163,19 +163,10 @@ class DestinationSender:
 
     async def _record_credited(self) -> None:
         """Commit the credited rows not yet recorded (one transaction for all)."""
-        if not self._credited:
-            return
-        delay = 0.5
-        while True:
-            try:
-                await self._spool.mark_outbound_sent(self._credited)
-                self._credited = []
-                return
-            except SpoolError as exc:
-                log.warning("outbound ACKs not recorded; retrying", extra={
-                    "destination": self.name, "error_class": type(exc).__name__})
-                await self._sleep(delay)
-                delay = min(delay * 2, 10.0)
+        if self._credited:
+            credited = self._credited
+            await self._until_recorded(lambda: self._spool.mark_outbound_sent(credited))
+            self._credited = []
 
     async def _settle(self, row: OutboundRow, status: OutboundStatus, attempts: int,
                       answer: Answer,
@@ -185,12 +176,17 @@ class DestinationSender:
         if answer.ack is not None:
             self.last_ack_at, self.last_ack_code = time.time(), answer.code
         self.last_error = error
+        await self._until_recorded(lambda: self._spool.settle_outbound(
+            row.id, status=status, attempts=attempts,
+            ack_code=answer.code if answer.ack else None, ack=answer.ack, error=error))
+
+    async def _until_recorded(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run a spool write until it succeeds, backing off while the spool fails (a
+        destination's state must not be lost; sending waits meanwhile)."""
         delay = 0.5
         while True:
             try:
-                await self._spool.settle_outbound(
-                    row.id, status=status, attempts=attempts,
-                    ack_code=answer.code if answer.ack else None, ack=answer.ack, error=error)
+                await write()
                 return
             except SpoolError as exc:
                 log.warning("outbound state not recorded; retrying", extra={

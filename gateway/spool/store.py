@@ -154,11 +154,6 @@ class Spool:
         event); returns the rows added. Raises SpoolError."""
         return await self._run("queue outbound messages", outbound.queue, self._db(), items)
 
-    async def next_outbound(self, destination: str) -> OutboundRow | None:
-        """The oldest message queued for ``destination``."""
-        rows = await self.queued_outbound(destination, 1)
-        return rows[0] if rows else None
-
     async def queued_outbound(self, destination: str, limit: int) -> list[OutboundRow]:
         """The oldest ``limit`` messages queued for ``destination``, in order."""
         return await self._run("read the outbound queue", outbound.next_queued, self._db(),

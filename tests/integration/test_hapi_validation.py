@@ -10,7 +10,6 @@ skip elsewhere, saying what to install.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from hl7gw.errors import Hl7gwError
 from mappers import convert
 from mappers.datatypes.vocabulary import TABLES_FILE
 from tests.support import EXPECTED, MESSAGES, SAMPLES, sample_text
-from tests.support.hapi_validator import Issue, failures, validate
+from tests.support.hapi_validator import Issue, failures, need_validator, validate
 from tests.support.r4_v2_tables import read_tables, render, resources_jar
 
 # The first run fetches the validator with Maven (~150 MB) inside the session fixture.
@@ -80,12 +79,6 @@ class Run:
     edited: dict[str, Path]
 
 
-def _need_validator(why: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="session")
 def hapi_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """Convert every sample, then validate goldens, outputs and ``BROKEN`` in one JVM.
@@ -117,7 +110,7 @@ def hapi_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     try:
         issues = validate(files)
     except MissingTool as exc:
-        _need_validator(str(exc))
+        need_validator(str(exc))
     return Run(issues, golden, output, errors, broken, edited)
 
 

@@ -7,13 +7,21 @@ from pathlib import Path
 
 from gateway.outbound.service import OutboundService
 from gateway.outbound.settings import DestinationSettings, OutboundSettings
-from gateway.spool.outbound import OutboundItem
+from gateway.spool import Spool
+from gateway.spool.outbound import OutboundItem, OutboundRow
 from tests.unit.gateway.console_app import OPERATOR, VIEWER, bearer, running_app
 
 ITEM = OutboundItem(destination="ehr", event_id="e1.result", causation_id="e1",
                     message_type="ORU^R01", control_id="CTRL1", patient_key="p1",
                     resource=b'{"resourceType":"Bundle","type":"collection","entry":[]}',
                     message=b"MSH|^~\\&|HL7GW||||20261203||ORU^R01|CTRL1|P|2.5.1\rPID|1||SECRET\r")
+
+
+async def next_queued(spool: Spool, destination: str) -> OutboundRow | None:
+    """The oldest row queued for ``destination``, as its sender would take it."""
+    rows = await spool.queued_outbound(destination, 1)
+    return rows[0] if rows else None
+
 
 
 def audit_lines(tmp_path: Path) -> list[dict[str, object]]:
@@ -36,7 +44,7 @@ async def test_roles_bodies_and_replay_of_outbound_messages(tmp_path: Path) -> N
         runtime.outbound = OutboundService(  # type: ignore[attr-defined]
             settings, runtime.settings.kafka, runtime.spool, runtime.metrics)
         await runtime.spool.queue_outbound([ITEM])
-        row = await runtime.spool.next_outbound("ehr")
+        row = await next_queued(runtime.spool, "ehr")
         assert row is not None
 
         listed = (await client.get("/api/v1/outbound", headers=bearer(VIEWER))).json()
