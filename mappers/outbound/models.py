@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from hl7gw.fieldtypes import Charset, TimeZone
+from mappers.outbound.datatypes import WRITERS
 from mappers.outbound.paths import check_path
-from mappers.outbound.writers import WRITERS
 from mappers.profiles.models import FieldMapping, LocalCode, Match, PatientKey, Text
 
 _FIELD = re.compile(r"(?P<seg>[A-Z][A-Z0-9]{2})-(?P<field>[1-9][0-9]*)(?:\.(?P<comp>[1-9][0-9]*))?")

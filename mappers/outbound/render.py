@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from mappers.errors import OutboundError
 from mappers.outbound.bundle import BundleIndex, encounter_of, patient_of
+from mappers.outbound.datatypes import WRITERS, Writing
 from mappers.outbound.encoding import (
     FieldValue,
     escape,
@@ -37,7 +38,6 @@ from mappers.outbound.models import Condition, EventSpec, Item, SegmentSpec
 from mappers.outbound.paths import matches, split, walk
 from mappers.outbound.tables import reverse_tables, with_overrides
 from mappers.outbound.times import now_dtm
-from mappers.outbound.writers import WRITERS, Writing
 
 VERSIONS: Final = ("2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8",
                    "2.8.1", "2.8.2")

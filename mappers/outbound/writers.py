@@ -378,7 +378,3 @@ def write_range(value: Any, ctx: Writing, args: dict[str, Any], table: str | Non
         return one(f">{low}")
     return one(f"<{high}") if high is not None else None
 
-
-# The composite writers (people, places, attachments, structured numbers) live next door
-# to keep modules small; importing them registers them in WRITERS.
-from mappers.outbound import writers_composite  # noqa: E402, F401
