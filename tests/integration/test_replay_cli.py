@@ -84,6 +84,14 @@ console:
     return path
 
 
+async def spool_drained(gateway: GatewayService, within: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while await gateway.spool.depth():
+        assert loop.time() < deadline, "never published"
+        await asyncio.sleep(0.1)
+
+
 def audit_lines(tmp_path: Path) -> list[dict[str, Any]]:
     path = tmp_path / "audit.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] \
@@ -109,6 +117,9 @@ async def test_replay_republishes_matching_rows_with_new_event_ids(
             first = await topic.until(3)
             original = {dict(r.headers)["ce_hl7spoolrow"].decode():
                         dict(r.headers)["ce_id"].decode() for r in first}
+            # A record can reach the consumer before the producer's acknowledgement marks
+            # its row published: wait for the spool, with a deadline.
+            await spool_drained(gateway)
             assert {cid: (s, n) for cid, (_, s, n) in rows(spool).items()} == {
                 "R1": ("published", 0), "R2": ("published", 0), "R3": ("published", 0)}
 
@@ -166,11 +177,7 @@ async def test_replay_without_a_running_gateway_times_out_with_exit_1(
     async with GatewayService(gateway_settings, http=False) as gateway:
         async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as client:
             assert ack_code_of((await client.send(A01)).decode()) == "CA"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while await gateway.spool.depth():
-            assert loop.time() < deadline, "never published"
-            await asyncio.sleep(0.1)
+        await spool_drained(gateway)
     # The gateway is stopped: the queued row waits in the spool, and the command says so.
     code, out, err = await hl7gw("replay", "--config", str(cfg), "--sender", "EPICADT",
                                  "--yes", "--timeout", "1.5")
@@ -192,11 +199,7 @@ async def test_replay_refuses_when_the_audit_log_cannot_be_written(
     async with GatewayService(gateway_settings, http=False) as gateway:
         async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as client:
             assert ack_code_of((await client.send(A01)).decode()) == "CA"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while await gateway.spool.depth():
-            assert loop.time() < deadline, "never published"
-            await asyncio.sleep(0.1)
+        await spool_drained(gateway)
         code, out, err = await hl7gw("replay", "--config", str(cfg), "--sender", "EPICADT",
                                      "--yes", "--no-wait")
     assert code == 2, out + err
