@@ -25,6 +25,7 @@ from connectors.settings import (
 )
 from gateway.config_refs import resolve_references
 from gateway.errors import ConfigError
+from gateway.keys.settings import EncryptionSettings
 from gateway.mllp.settings import CidrList, TlsSettings
 from gateway.outbound.settings import OutboundSettings
 from hl7gw.fieldtypes import Charset, TimeZone
@@ -87,11 +88,23 @@ class SpoolSettings(_Strict):
     """Where the durable spool lives."""
 
     path: Path = Path("var/spool.db")
+    # The intake journal (docs/journal.md): the durable ACK's commit point, in front of
+    # SQLite. Its folder defaults to the spool file's name + ".journal", next to it.
+    journal: bool = True
+    journal_dir: Path | None = None
+    journal_segment_mb: int = Field(default=16, ge=1, le=1024)
     max_batch: int = Field(default=512, ge=1)
     max_pending: int = Field(default=1_000_000, ge=1)  # past it, intake answers AE/CE
     retain_published_hours: float = Field(default=168, ge=0)  # then pruned
     retain_rejected_hours: float = Field(default=720, ge=0)
     prune_interval_s: float = Field(default=600, gt=0)
+
+    @property
+    def journal_path(self) -> Path | None:
+        """The journal's folder, or None when ``journal`` is off."""
+        if not self.journal:
+            return None
+        return self.journal_dir or self.path.with_name(self.path.name + ".journal")
 
 
 class ProfilesSettings(_Strict):
@@ -175,6 +188,8 @@ class GatewaySettings(_Strict):
     drain_timeout_s: float = Field(default=8.0, gt=0)
     scale_out: ScaleOutSettings | None = None  # map in `hl7gw mapper` processes instead
     outbound: OutboundSettings | None = None  # results back to the EHR (docs/outbound.md)
+    # the spool and journal sealed at rest; absent: stored clear (docs/encryption.md)
+    encryption: EncryptionSettings | None = None
 
     @model_validator(mode="after")
     def _scale_out_topics(self) -> GatewaySettings:

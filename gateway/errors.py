@@ -1,4 +1,17 @@
-"""Errors raised by the gateway package, rooted at :class:`hl7gw.errors.Hl7gwError`."""
+"""Errors raised by the gateway package, rooted at :class:`hl7gw.errors.Hl7gwError`.
+
+The tree (docs/errors.md has the whole project's)::
+
+    GatewayError
+    ├── ConfigError        a config file is invalid (file:line: field: message)
+    ├── SpoolError         the spool cannot commit or read
+    ├── SpoolFull
+    │   └── SpoolAtCapacity   also a MessageError: AE/CE 207 past spool.max_pending
+    ├── MissingTool        java or mvn missing for the local broker
+    ├── BrokerUnavailable  the local broker could not start
+    ├── ListenError        a port to listen on is taken or not on this host
+    └── EncryptionError    spool keys cannot be loaded or made, or a record does not decrypt
+"""
 
 from __future__ import annotations
 
@@ -59,3 +72,13 @@ class ListenError(GatewayError):
         }
         reason = reasons.get(exc.errno or 0, exc.strerror or str(exc))
         return cls(f"cannot listen for {what} on {host}:{port}: {reason}")
+
+
+class EncryptionError(GatewayError):
+    """The spool's encryption keys cannot be loaded, made or used.
+
+    Raised when the key file, the ``HL7GW_SPOOL_KEYS`` variable or AWS KMS cannot give a
+    usable keyring (the message says what to run or fix), and when a record does not
+    decrypt: its key is not in the ring, or its tag fails (wrong key, tampered bytes, or
+    the wrong record id). Messages name files and key ids, never key material or data.
+    """

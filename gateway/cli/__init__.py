@@ -17,6 +17,7 @@ from gateway.cli.common import Hl7gwGroup
 from gateway.cli.console import console
 from gateway.cli.dev import dev
 from gateway.cli.function import function
+from gateway.cli.keys import keys
 from gateway.cli.mapper import mapper
 from gateway.cli.mapping import map_
 from gateway.cli.profiles import profiles
@@ -44,5 +45,5 @@ def main() -> None:
 
 # The order of ``hl7gw --help`` is alphabetical (click sorts), so registration order is free.
 for _command in (serve, map_, mapper, send, bridge, function, dev, bench, profiles, replay,
-                 console):
+                 console, keys):
     main.add_command(_command)
