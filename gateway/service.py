@@ -65,7 +65,9 @@ class GatewayService:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.registry = self.metrics.registry
-        self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch)
+        self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch,
+                           journal_dir=settings.spool.journal_path,
+                           segment_bytes=settings.spool.journal_segment_mb << 20)
         self.producer = EventProducer(settings.kafka)
         # Scale-out: `hl7gw mapper` maps elsewhere; no mapping worker is started here.
         raw_topic = settings.scale_out.raw_topic if settings.scale_out is not None else None
@@ -104,13 +106,13 @@ class GatewayService:
         self._note_mapper_build()
         self.profiles.load()  # ProfileError (file:line: field): nothing starts
         await self.spool.start()
+        self.spool.on_indexed(self.publisher.wake)
         self.mapping.start()
         for ls in self.settings.listeners:
             intake = Intake(ls, self.spool, self.metrics,
                             default_timezone=self.settings.default_timezone,
                             max_pending=self.settings.spool.max_pending,
                             profiles=self.profiles)
-            intake.on_stored(self.publisher.wake)
             listener = MllpListener(ls, self._handler(intake.handle, ls.name), self.metrics,
                                     oversize=self._handler(intake.refuse_oversized, ls.name))
             await listener.start()

@@ -14,6 +14,7 @@ such care: add a function at the end of :data:`MIGRATIONS`, never edit or reorde
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Callable
 
@@ -124,9 +125,23 @@ def _add_outbound(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX outbound_failed ON outbound (id) WHERE status = 'failed'")
 
 
+def _add_journal_state(conn: sqlite3.Connection) -> None:
+    """5: ``journal_state``, the intake journal's bookmark (gateway/spool/journal.py).
+
+    ``indexed_seq`` is the last journal record inserted here, updated in the same
+    transaction as the rows, so after a crash the records past it are exactly the ones to
+    replay. ``spool_id`` ties a journal to this file: a journal left next to a new, empty
+    spool is refused rather than replayed into it.
+    """
+    conn.execute("CREATE TABLE journal_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                 " spool_id INTEGER NOT NULL, indexed_seq INTEGER NOT NULL)")
+    conn.execute("INSERT INTO journal_state VALUES (1, ?, 0)",
+                 (secrets.randbits(63),))
+
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays, _add_traceparent,
-                                     _add_outbound)
+                                     _add_outbound, _add_journal_state)
 VERSION = len(MIGRATIONS)
 
 

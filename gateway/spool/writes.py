@@ -11,46 +11,112 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from gateway.spool.journal_records import Entry
 from gateway.spool.records import Accepted, MessageFilter, PublishedMark, Rejected, StoreOutcome
 from gateway.spool.tx import transaction
 
 REPLAY_CHUNK = 500  # rows queued for replay per transaction
 
 
+class NextIds:
+    """The ids the next rows get, per table: assigned before the insert, because with the
+    journal a row's id is fixed (and ACKed, and journaled) before SQLite sees the row."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.messages = _max_id(conn, "messages") + 1
+        self.rejected = _max_id(conn, "rejected") + 1
+
+    def take(self, table: str) -> int:
+        """The next id of ``table``."""
+        if table == "rejected":
+            self.rejected += 1
+            return self.rejected - 1
+        self.messages += 1
+        return self.messages - 1
+
+
+def _max_id(conn: sqlite3.Connection, table: str) -> int:
+    return int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
+
+
 def store_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected]) -> list[StoreOutcome]:
-    """Insert ``rows`` in one transaction (one fsync for all: the group commit)."""
+    """Insert ``rows`` in one transaction (one fsync for all: the group commit).
+
+    The spool without a journal (``spool.journal: false``) commits intake this way."""
     with transaction(conn):
-        return [_store_one(conn, row) for row in rows]
+        planned = plan_batch(conn, rows, NextIds(conn))
+        insert_entries(conn, [entry for _, entry in planned if entry is not None])
+    return [outcome for outcome, _ in planned]
 
 
-def _store_one(conn: sqlite3.Connection, row: Accepted | Rejected) -> StoreOutcome:
-    # Duplicates are decided here, in the insert's own transaction, so two copies of one
-    # frame arriving together cannot both be stored.
+def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: NextIds
+               ) -> list[tuple[StoreOutcome, Entry | None]]:
+    """What storing ``rows`` does: each one's outcome, and the entry to insert (None for a
+    duplicate). Duplicates are decided against the spool and the batch itself, on the
+    writer's connection, so two copies of one frame arriving together cannot both be kept.
+    """
     now = time.time()
-    if isinstance(row, Rejected):
-        cur = conn.execute(
-            "INSERT INTO rejected (received_at, listener, peer, sender, control_id,"
-            " ack_code, err_code, reason, raw, ack) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (now, row.listener, row.peer, row.sender, row.control_id, row.ack_code,
-             row.err_code, row.reason, row.raw, row.ack),
-        )
-        return StoreOutcome("rejected", int(cur.lastrowid or 0), row.ack)
-    earlier = conn.execute(
-        "SELECT id, sha256, ack FROM messages WHERE sender = ? AND control_id = ? ORDER BY id",
-        (row.sender, row.control_id),
-    ).fetchall()
-    for found in earlier:
-        if found["sha256"] == row.sha256:
-            return StoreOutcome("duplicate", int(found["id"]), bytes(found["ack"]))
-    cur = conn.execute(
-        "INSERT INTO messages (received_at, listener, peer, sender, control_id,"
-        " message_type, sha256, raw, ack, charset, timezone, event_id, conflict,"
-        " traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (now, row.listener, row.peer, row.sender, row.control_id, row.message_type,
-         row.sha256, row.raw, row.ack, row.charset, row.timezone, row.event_id,
-         1 if earlier else 0, row.traceparent),
-    )
-    return StoreOutcome("conflict" if earlier else "stored", int(cur.lastrowid or 0), row.ack)
+    seen: dict[tuple[str, str], list[tuple[str, int, bytes]]] = {}
+    planned: list[tuple[StoreOutcome, Entry | None]] = []
+    for row in rows:
+        if isinstance(row, Rejected):
+            entry = Entry(row, ids.take("rejected"), now)
+            planned.append((StoreOutcome("rejected", entry.id, row.ack), entry))
+            continue
+        key = (row.sender, row.control_id)
+        if key not in seen:
+            seen[key] = [(str(r["sha256"]), int(r["id"]), bytes(r["ack"])) for r in conn.execute(
+                "SELECT id, sha256, ack FROM messages WHERE sender = ? AND control_id = ?"
+                " ORDER BY id", key)]
+        earlier = seen[key]
+        same = next((e for e in earlier if e[0] == row.sha256), None)
+        if same is not None:
+            planned.append((StoreOutcome("duplicate", same[1], same[2]), None))
+            continue
+        entry = Entry(row, ids.take("messages"), now, conflict=bool(earlier))
+        earlier.append((row.sha256, entry.id, row.ack))
+        planned.append((StoreOutcome("conflict" if earlier[:-1] else "stored", entry.id,
+                                     row.ack), entry))
+    return planned
+
+
+def insert_entries(conn: sqlite3.Connection, entries: list[Entry]) -> None:
+    """Insert planned entries with their ids (inside the caller's transaction)."""
+    messages = [e for e in entries if isinstance(e.row, Accepted)]
+    if messages:
+        conn.executemany(
+            "INSERT INTO messages (id, received_at, listener, peer, sender, control_id,"
+            " message_type, sha256, raw, ack, charset, timezone, event_id, conflict,"
+            " traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(e.id, e.received_at, r.listener, r.peer, r.sender, r.control_id,
+              r.message_type, r.sha256, r.raw, r.ack, r.charset, r.timezone, r.event_id,
+              1 if e.conflict else 0, r.traceparent)
+             for e in messages if isinstance(r := e.row, Accepted)])
+    refused = [e for e in entries if isinstance(e.row, Rejected)]
+    if refused:
+        conn.executemany(
+            "INSERT INTO rejected (id, received_at, listener, peer, sender, control_id,"
+            " ack_code, err_code, reason, raw, ack) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(e.id, e.received_at, r.listener, r.peer, r.sender, r.control_id, r.ack_code,
+              r.err_code, r.reason, r.raw, r.ack)
+             for e in refused if isinstance(r := e.row, Rejected)])
+
+
+def index_entries(conn: sqlite3.Connection, entries: list[Entry], seq: int, *,
+                  durable: bool) -> None:
+    """Insert journaled entries and record ``seq`` as indexed, atomically: after a crash,
+    the journal's records past ``journal_state.indexed_seq`` are exactly those SQLite
+    lacks. ``durable=False`` skips the commit's fsync (the journal already holds them);
+    a durable commit makes every earlier one durable too (the WAL is synced in order)."""
+    if not durable:
+        conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with transaction(conn):
+            insert_entries(conn, entries)
+            conn.execute("UPDATE journal_state SET indexed_seq = ? WHERE id = 1", (seq,))
+    finally:
+        if not durable:
+            conn.execute("PRAGMA synchronous=FULL")
 
 
 def mark_published(conn: sqlite3.Connection, marks: list[PublishedMark]) -> int:

@@ -6,7 +6,7 @@
 - A full disk: while the spool cannot grow, intake answers AE (CE in enhanced mode) with
   ERR 207, so senders keep their message and resend; every message that got AA is in the
   spool; once space is freed intake ACKs again, without a restart. Twice: on a tmpfs of
-  512 KiB mounted by the test (needs root; skipped where mount is not permitted), and
+  4 MiB mounted by the test (needs root; skipped where mount is not permitted), and
   with SQLite's ``PRAGMA max_page_count``, which gives the same SQLITE_FULL everywhere.
 """
 
@@ -132,11 +132,12 @@ async def fill_then_free(settings: GatewaySettings, fill: Callable[[GatewayServi
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 512 KiB tmpfs mounted for the test, unmounted afterwards."""
+    """A 4 MiB tmpfs mounted for the test (room for two 1 MiB journal segments and the
+    spool), unmounted afterwards."""
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
     try:
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs",
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs",
                                str(mnt)], capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
         pytest.skip("no mount command here; the max_page_count variant covers disk full")
@@ -154,8 +155,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 async def test_a_full_disk_answers_207_then_recovers_when_space_is_freed(
         gateway_settings: GatewaySettings, small_disk: Path) -> None:
     ballast = small_disk / "ballast"
+    # The journal's segments are written in full when made: a full disk refuses the
+    # SQLite insert behind it, and intake answers AE 207 until there is room again.
     settings = gateway_settings.model_copy(update={"spool": SpoolSettings(
-        path=small_disk / "spool.db")})
+        path=small_disk / "spool.db", journal_segment_mb=1)})
 
     def fill(_: GatewayService) -> None:
         stat = os.statvfs(small_disk)

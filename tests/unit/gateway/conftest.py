@@ -10,10 +10,13 @@ import pytest
 from gateway.spool import Spool
 
 
-@pytest.fixture
-async def spool(tmp_path: Path) -> AsyncIterator[Spool]:
-    """A started spool on a fresh file (``tmp_path / "spool.db"``), stopped afterwards."""
-    s = Spool(tmp_path / "spool.db")
+@pytest.fixture(params=["journal", "sqlite"])
+async def spool(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Spool]:
+    """A started spool on a fresh file (``tmp_path / "spool.db"``), stopped afterwards;
+    once with the intake journal in front of SQLite (as the gateway runs it), once
+    without: both must keep every promise the tests check."""
+    journal = tmp_path / "spool.db.journal" if request.param == "journal" else None
+    s = Spool(tmp_path / "spool.db", journal_dir=journal, segment_bytes=1 << 20)
     await s.start()
     yield s
     await s.stop()

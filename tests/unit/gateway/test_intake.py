@@ -126,6 +126,7 @@ async def test_undecodable_bytes_get_ae_102_and_are_kept(tmp_path: Path, spool: 
     result = await intake(spool).handle(broken, "p")
     assert (result.code, err3(result.ack)) == ("AE", "102")
     assert "utf-8" in result.ack.decode()
+    await spool.flush()
     conn = sqlite3.connect(tmp_path / "spool.db")
     assert conn.execute("SELECT raw FROM rejected").fetchone()[0] == broken
     conn.close()

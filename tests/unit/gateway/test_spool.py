@@ -26,6 +26,7 @@ async def test_wal_and_full_sync(tmp_path: Path, spool: Spool) -> None:
 async def test_stored_row_is_visible_to_another_connection(tmp_path: Path, spool: Spool) -> None:
     outcome = await spool.store(accepted())
     assert outcome.status == "stored"
+    await spool.flush()  # with the journal, SQLite gets the row right after the ACK
     conn = sqlite3.connect(tmp_path / "spool.db")
     assert conn.execute("SELECT control_id, status FROM messages").fetchall() == [("M1", "pending")]
     conn.close()
@@ -98,6 +99,7 @@ async def test_rejected_rows_keep_raw_bytes(tmp_path: Path, spool: Spool) -> Non
     raw = b"\xff\xfe not hl7"
     await spool.store(Rejected(listener="l", peer="p", sender="|", control_id="", ack_code="AR",
                                err_code="100", reason="no MSH", raw=raw, ack=b"ack"))
+    await spool.flush()
     conn = sqlite3.connect(tmp_path / "spool.db")
     assert conn.execute("SELECT raw, reason FROM rejected").fetchone() == (raw, "no MSH")
     conn.close()
