@@ -30,7 +30,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -52,9 +52,24 @@ from gateway.traces import traced_frames
 from hl7gw.http_server import QuietServer, stop_server
 from mappers._accel import status as mapper_status
 
+if TYPE_CHECKING:
+    from gateway.keys.keyring import Keyring
+
 log = logging.getLogger("hl7gw.service")
 
 STOP_RESERVE_S = 1.5  # of the drain deadline, for HTTP, the producer and the mapping worker
+
+
+def _keyring(settings: GatewaySettings) -> Keyring | None:
+    """The spool's keys (EncryptionError, saying what to do, if they cannot be loaded:
+    nothing starts, nothing is ACKed that could not be stored as configured)."""
+    if settings.encryption is None:
+        logging.getLogger("hl7gw.spool").warning(
+            "the spool and journal are not encrypted at rest; add an encryption: section "
+            "(docs/encryption.md)")
+        return None
+    from gateway.keys.providers import load_keyring
+    return load_keyring(settings.encryption)
 
 
 class GatewayService:
@@ -67,7 +82,8 @@ class GatewayService:
         self.registry = self.metrics.registry
         self.spool = Spool(settings.spool.path, max_batch=settings.spool.max_batch,
                            journal_dir=settings.spool.journal_path,
-                           segment_bytes=settings.spool.journal_segment_mb << 20)
+                           segment_bytes=settings.spool.journal_segment_mb << 20,
+                           keyring=_keyring(settings))
         self.producer = EventProducer(settings.kafka)
         # Scale-out: `hl7gw mapper` maps elsewhere; no mapping worker is started here.
         raw_topic = settings.scale_out.raw_topic if settings.scale_out is not None else None

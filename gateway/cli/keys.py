@@ -28,6 +28,7 @@ def keys() -> None:
       hl7gw keys init   --config site.yaml   the first key (refuses to replace one)
       hl7gw keys rotate --config site.yaml   a new current key; older ones stay readable
       hl7gw keys list   --config site.yaml   ids, dates, which is current (never the keys)
+      hl7gw keys rewrap --config site.yaml   seal stored records under the current key
     """
 
 
@@ -47,7 +48,7 @@ def _next_steps(settings: EncryptionSettings, config: Path, key_id: str) -> str:
                    "are kept and restart the gateway (a running process cannot see a new "
                    "environment)")
     else:
-        restart = "restart the gateway, or send it SIGHUP (kill -HUP <pid>)"
+        restart = "restart the gateway (the keyring is loaded at start)"
     return (f"Next: {restart}; it then seals new records under {key_id} and still reads "
             f"the older ones. `hl7gw keys rewrap --config {config}` re-encrypts older "
             "records under the current key.")
@@ -137,3 +138,48 @@ def _check(settings: EncryptionSettings) -> None:
     ring.decrypt(ring.encrypt(b"hl7gw keys list --check", b"check"), b"check")
     click.echo(f"check: {len(ring.key_ids)} key(s) load as the gateway loads them; "
                f"{ring.current_key_id} seals and opens a test record")
+
+
+@keys.command("rewrap", short_help="Seal stored records under the current key (migrates a "
+              "clear spool too).")
+@config_option()
+def keys_rewrap(config: Path) -> None:
+    """Seal every record in the spool under the current key, in place.
+
+    Records under an older key (after `keys rotate`) and records stored in clear (a spool
+    from before `encryption:` was added) are sealed again; the gateway may keep running
+    (it waits for one short chunk at a time). Freed space is zeroed and the WAL truncated,
+    so the old values do not stay in the file. Journal segments written in clear are
+    overwritten by the gateway itself when it starts with the key.
+    """
+    import asyncio
+    import sys
+
+    from gateway.errors import EncryptionError, SpoolError
+    from gateway.keys.providers import load_keyring
+    from gateway.spool import Spool
+
+    gateway = load_config(config)
+    settings = _settings(config)
+    try:
+        keyring = load_keyring(settings)
+    except EncryptionError as exc:
+        fail(str(exc))
+    spool = Spool(gateway.spool.path, keyring=keyring)
+
+    async def run() -> str:
+        await spool.start()
+        try:
+            total = await spool.rewrap_size()
+            with click.progressbar(length=total, label="rewrap", file=sys.stderr) as bar:
+                done = await spool.rewrap(lambda rows: bar.update(rows))
+        finally:
+            await spool.stop()
+        tables = ", ".join(f"{n} in {t}" for t, n in done.sealed.items())
+        return (f"sealed {done.total} value(s) under {keyring.current_key_id} ({tables}); "
+                f"{done.current} were current already")
+
+    try:
+        click.echo(asyncio.run(run()))
+    except (SpoolError, EncryptionError) as exc:
+        fail(str(exc))

@@ -125,7 +125,7 @@ def _header(key_id: str) -> bytes:
 class Keyring:
     """The keys a spool may read with, and the one it writes with.
 
-    Immutable: a reload (SIGHUP, restart) builds a new keyring and swaps it in whole.
+    Immutable: a restart builds a new keyring (keys are loaded when the gateway starts).
     ``source`` says where the keys came from (``key file var/keys.json``), for messages.
     Thread-safe: each call uses its own nonce and no shared state changes.
     """

@@ -256,6 +256,13 @@ class Journal:
         self.next_seq = tail.last_seq + 1
         return tail.last_seq
 
+    def start_fresh_segment(self) -> None:
+        """Go on in a new segment now, so the current one can be recycled (after a key is
+        turned on, the records written clear before are overwritten soon, not a segment
+        later)."""
+        if self.segments[-1].last_seq >= self.segments[-1].first_seq:
+            self._rotate()
+
     def _rotate(self) -> _Segment:
         """Close the full segment and start the next (a spare, renamed, if one is ready)."""
         if self._fd is not None:

@@ -72,6 +72,11 @@ def encode(entry: Entry, seal: Seal | None = None) -> bytes:
     return head + b"\1" + seal(body, associated_data(entry.table, entry.id))
 
 
+def is_sealed(payload: bytes) -> bool:
+    """Whether a record's fields were written encrypted."""
+    return payload[_HEAD.size] == 1
+
+
 def decode(payload: bytes, unseal: Unseal | None = None) -> Entry:
     """The entry a payload holds. Raises SpoolError if it is sealed and no key opens it."""
     kind, row_id = _HEAD.unpack_from(payload)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.spool.sealing import CLEAR, Sealer
 from gateway.spool.tx import transaction
 
 OutboundStatus = Literal["queued", "sent", "failed"]
@@ -57,8 +58,9 @@ class OutboundRow:
     ack: bytes | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> OutboundRow:
-        """Built from a ``SELECT *`` row."""
+    def from_row(cls, row: sqlite3.Row, sealer: Sealer = CLEAR) -> OutboundRow:
+        """Built from a ``SELECT *`` row, its message and ACK opened."""
+        place = _place(row["destination"], row["event_id"])
         return cls(id=int(row["id"]), queued_at=float(row["queued_at"]),
                    destination=row["destination"], event_id=row["event_id"],
                    causation_id=row["causation_id"], message_type=row["message_type"],
@@ -66,8 +68,15 @@ class OutboundRow:
                    attempts=int(row["attempts"]), replays=int(row["replays"]),
                    ack_code=row["ack_code"], last_error=row["last_error"],
                    updated_at=float(row["updated_at"]), sent_at=row["sent_at"],
-                   message=bytes(row["message"]),
-                   ack=bytes(row["ack"]) if row["ack"] is not None else None)
+                   message=sealer.open(bytes(row["message"]), place + "message"),
+                   ack=sealer.open(bytes(row["ack"]), place + "ack")
+                   if row["ack"] is not None else None)
+
+
+def _place(destination: str, event_id: str) -> str:
+    """Associated data of an outbound row's sealed values: its unique key, which a replay
+    keeps (the row's id changes then)."""
+    return f"outbound:{destination}:{event_id}:"
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,7 @@ class DestinationDepth:
     sent: int
 
 
-def queue(conn: sqlite3.Connection, items: list[OutboundItem]) -> int:
+def queue(conn: sqlite3.Connection, items: list[OutboundItem], sealer: Sealer = CLEAR) -> int:
     """Queue ``items`` in one transaction; a (destination, event) already queued is kept
     as it is. Returns the rows added."""
     now = time.time()
@@ -92,32 +101,46 @@ def queue(conn: sqlite3.Connection, items: list[OutboundItem]) -> int:
                 " causation_id, message_type, control_id, patient_key, resource, message,"
                 " status, last_error, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (now, item.destination, item.event_id, item.causation_id, item.message_type,
-                 item.control_id, item.patient_key, item.resource, item.message,
+                 item.control_id, item.patient_key,
+                 sealer.seal(item.resource, _place(item.destination, item.event_id) + "resource"),
+                 sealer.seal(item.message, _place(item.destination, item.event_id) + "message"),
                  "failed" if item.error else "queued", item.error, now))
             added += cur.rowcount
     return added
 
 
-def next_queued(conn: sqlite3.Connection, destination: str, limit: int = 1
-                ) -> list[OutboundRow]:
+def next_queued(conn: sqlite3.Connection, destination: str, limit: int = 1,
+                sealer: Sealer = CLEAR) -> list[OutboundRow]:
     """The oldest queued rows of ``destination`` (its order is the queue's ``id`` order)."""
     rows = conn.execute("SELECT * FROM outbound WHERE destination = ? AND status = 'queued'"
                         " ORDER BY id LIMIT ?", (destination, limit)).fetchall()
-    return [OutboundRow.from_row(r) for r in rows]
+    return [OutboundRow.from_row(r, sealer) for r in rows]
 
 
-def mark_sent(conn: sqlite3.Connection, sent: list[tuple[int, int, str, bytes]]) -> None:
+def mark_sent(conn: sqlite3.Connection, sent: list[tuple[int, int, str, bytes]],
+              sealer: Sealer = CLEAR) -> None:
     """Record many credited rows in one transaction: (id, attempts, ack code, ack)."""
     now = time.time()
     with transaction(conn):
         conn.executemany(
             "UPDATE outbound SET status = 'sent', attempts = ?, ack_code = ?, ack = ?,"
             " last_error = NULL, updated_at = ?, sent_at = ? WHERE id = ?",
-            [(attempts, code, ack, now, now, row_id) for row_id, attempts, code, ack in sent])
+            [(attempts, code, _sealed_ack(conn, sealer, row_id, ack), now, now, row_id)
+             for row_id, attempts, code, ack in sent])
+
+
+def _sealed_ack(conn: sqlite3.Connection, sealer: Sealer, row_id: int,
+                ack: bytes | None) -> bytes | None:
+    if ack is None or not sealer.enabled:
+        return ack
+    row = conn.execute("SELECT destination, event_id FROM outbound WHERE id = ?",
+                       (row_id,)).fetchone()
+    return sealer.seal(ack, _place(row[0], row[1]) + "ack") if row is not None else ack
 
 
 def settle(conn: sqlite3.Connection, row_id: int, status: OutboundStatus, attempts: int,
-           ack_code: str | None, ack: bytes | None, error: str | None) -> None:
+           ack_code: str | None, ack: bytes | None, error: str | None,
+           sealer: Sealer = CLEAR) -> None:
     """Record an attempt's outcome: still ``queued`` (to retry), ``sent`` or ``failed``."""
     now = time.time()
     with transaction(conn):
@@ -125,10 +148,12 @@ def settle(conn: sqlite3.Connection, row_id: int, status: OutboundStatus, attemp
             "UPDATE outbound SET status = ?, attempts = ?, ack_code = ?, ack = ?,"
             " last_error = ?, updated_at = ?, sent_at = CASE WHEN ? = 'sent' THEN ?"
             " ELSE sent_at END WHERE id = ?",
-            (status, attempts, ack_code, ack, error, now, status, now, row_id))
+            (status, attempts, ack_code, _sealed_ack(conn, sealer, row_id, ack), error, now,
+             status, now, row_id))
 
 
-def requeue(conn: sqlite3.Connection, ids: list[int], messages: dict[int, bytes]) -> list[int]:
+def requeue(conn: sqlite3.Connection, ids: list[int], messages: dict[int, bytes],
+            sealer: Sealer = CLEAR) -> list[int]:
     """Queue failed (or sent) rows again, at the back of their destination's queue.
 
     A requeued row gets a new ``id`` (so it goes after what is queued now, keeping the
@@ -151,15 +176,20 @@ def requeue(conn: sqlite3.Connection, ids: list[int], messages: dict[int, bytes]
                 " attempts, replays, updated_at) VALUES (?,?,?,?,?,?,?,?,?,'queued',0,?,?)",
                 (row["queued_at"], row["destination"], row["event_id"], row["causation_id"],
                  row["message_type"], row["control_id"], row["patient_key"], row["resource"],
-                 messages.get(row_id, row["message"]), int(row["replays"]) + 1, now))
+                 sealer.seal(messages[row_id], _place(row["destination"], row["event_id"])
+                             + "message") if row_id in messages else row["message"],
+                 int(row["replays"]) + 1, now))
             new_ids.append(int(cur.lastrowid or 0))
     return new_ids
 
 
-def resource_of(conn: sqlite3.Connection, row_id: int) -> bytes | None:
+def resource_of(conn: sqlite3.Connection, row_id: int, sealer: Sealer = CLEAR) -> bytes | None:
     """The FHIR result a row was rendered from."""
-    row = conn.execute("SELECT resource FROM outbound WHERE id = ?", (row_id,)).fetchone()
-    return bytes(row[0]) if row is not None else None
+    row = conn.execute("SELECT destination, event_id, resource FROM outbound WHERE id = ?",
+                       (row_id,)).fetchone()
+    if row is None:
+        return None
+    return sealer.open(bytes(row[2]), _place(row[0], row[1]) + "resource")
 
 
 def depths(conn: sqlite3.Connection) -> dict[str, DestinationDepth]:
@@ -175,7 +205,7 @@ def depths(conn: sqlite3.Connection) -> dict[str, DestinationDepth]:
 
 
 def find(conn: sqlite3.Connection, *, destination: str | None, status: str | None,
-         limit: int, before_id: int | None) -> list[OutboundRow]:
+         limit: int, before_id: int | None, sealer: Sealer = CLEAR) -> list[OutboundRow]:
     """Rows newest first, optionally of one destination and/or status."""
     clauses: list[str] = []
     args: list[object] = []
@@ -191,13 +221,13 @@ def find(conn: sqlite3.Connection, *, destination: str | None, status: str | Non
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     rows = conn.execute(f"SELECT * FROM outbound{where} ORDER BY id DESC LIMIT ?",
                         (*args, limit)).fetchall()
-    return [OutboundRow.from_row(r) for r in rows]
+    return [OutboundRow.from_row(r, sealer) for r in rows]
 
 
-def get(conn: sqlite3.Connection, row_id: int) -> OutboundRow | None:
+def get(conn: sqlite3.Connection, row_id: int, sealer: Sealer = CLEAR) -> OutboundRow | None:
     """One row by id."""
     row = conn.execute("SELECT * FROM outbound WHERE id = ?", (row_id,)).fetchone()
-    return OutboundRow.from_row(row) if row is not None else None
+    return OutboundRow.from_row(row, sealer) if row is not None else None
 
 
 def prune(conn: sqlite3.Connection, sent_before: float) -> int:

@@ -17,9 +17,11 @@ from gateway.spool.records import (
     RejectedInfo,
     StoredBody,
 )
+from gateway.spool.sealing import CLEAR, Sealer
 
 
-def pending(conn: sqlite3.Connection, limit: int, after_id: int) -> list[PendingRow]:
+def pending(conn: sqlite3.Connection, limit: int, after_id: int,
+            sealer: Sealer = CLEAR) -> list[PendingRow]:
     """Unpublished rows in arrival order, after ``after_id``."""
     rows = conn.execute(
         "SELECT id, received_at, sender, control_id, message_type, event_id,"
@@ -27,7 +29,8 @@ def pending(conn: sqlite3.Connection, limit: int, after_id: int) -> list[Pending
         " WHERE status = 'pending' AND id > ? ORDER BY id LIMIT ?",
         (after_id, limit),
     ).fetchall()
-    return [PendingRow.from_row(r) for r in rows]
+    return [PendingRow.from_row(r, sealer.open(bytes(r["raw"]), f"messages:{r['id']}:raw"))
+            for r in rows]
 
 
 def count_pending(conn: sqlite3.Connection) -> int:
@@ -66,10 +69,13 @@ def _page(conn: sqlite3.Connection, table: str, columns: str, where: MessageFilt
 
 
 def body(conn: sqlite3.Connection, table: Literal["messages", "rejected"],
-         row_id: int) -> StoredBody | None:
+         row_id: int, sealer: Sealer = CLEAR) -> StoredBody | None:
     """The bytes received and the answer sent for one row, or None."""
     row = conn.execute(f"SELECT raw, ack FROM {table} WHERE id = ?", (row_id,)).fetchone()
-    return StoredBody.from_row(row) if row is not None else None
+    if row is None:
+        return None
+    return StoredBody(raw=sealer.open(bytes(row["raw"]), f"{table}:{row_id}:raw"),
+                      ack=sealer.open(bytes(row["ack"]), f"{table}:{row_id}:ack"))
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:

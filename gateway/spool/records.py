@@ -69,13 +69,15 @@ class PendingRow:
     traceparent: str | None = None  # the intake's frame span, to continue its trace
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> PendingRow:
-        """A ``messages`` row; a replayed one's event id gets ``-r<replays>``."""
+    def from_row(cls, row: sqlite3.Row, raw: bytes | None = None) -> PendingRow:
+        """A ``messages`` row (``raw`` given when it was sealed and is opened already); a
+        replayed one's event id gets ``-r<replays>``."""
         replays = int(row["replays"])
         return cls(id=row["id"], received_at=row["received_at"], sender=row["sender"],
                    control_id=row["control_id"], message_type=row["message_type"],
                    event_id=f"{row['event_id']}-r{replays}" if replays else row["event_id"],
-                   raw=bytes(row["raw"]), charset=row["charset"], timezone=row["timezone"],
+                   raw=bytes(row["raw"]) if raw is None else raw, charset=row["charset"],
+                   timezone=row["timezone"],
                    traceparent=row["traceparent"])
 
 

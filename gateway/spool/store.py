@@ -30,17 +30,17 @@ Every call into SQLite goes through :meth:`Spool._run` (writer connection) or
 from __future__ import annotations
 
 import asyncio
-import logging
+import functools
 import sqlite3
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from gateway.errors import SpoolError
-from gateway.spool import journal_records, outbound, queries, schema, writes
+from gateway.spool import outbound, queries, rewrap, schema, writes
 from gateway.spool.journal import DEFAULT_SEGMENT_BYTES, Journal
-from gateway.spool.journal_records import Entry
+from gateway.spool.journaled import JournaledWrites
 from gateway.spool.outbound import DestinationDepth, OutboundItem, OutboundRow, OutboundStatus
 from gateway.spool.records import (
     Accepted,
@@ -53,9 +53,13 @@ from gateway.spool.records import (
     StoredBody,
     StoreOutcome,
 )
+from gateway.spool.rewrap import RewrapCount
+from gateway.spool.sealing import Sealer
 from gateway.spool.tx import FailureLog, spool_errors
 
-log = logging.getLogger("hl7gw.spool")
+if TYPE_CHECKING:
+    from gateway.keys.keyring import Keyring
+
 T = TypeVar("T")
 _Item = tuple[Accepted | Rejected, "asyncio.Future[StoreOutcome]"]
 
@@ -74,15 +78,13 @@ class Spool:
 
     def __init__(self, path: Path, *, max_batch: int = 512, inline: bool = True,
                  journal_dir: Path | None = None,
-                 segment_bytes: int = DEFAULT_SEGMENT_BYTES) -> None:
+                 segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 keyring: Keyring | None = None) -> None:
         self.path = path
-        self.journal_dir = journal_dir
-        self.segment_bytes = segment_bytes
-        self.journal: Journal | None = None
-        self.replayed = 0  # journal records indexed at start (a crash's unindexed tail)
-        self._ids: writes.NextIds | None = None
-        self._unindexed: list[Entry] = []
-        self._unindexed_seq = 0
+        # Bodies and ACKs sealed at rest with the keyring (docs/encryption.md), else clear.
+        self.sealer = Sealer(keyring)
+        self._journaled = (JournaledWrites(journal_dir, segment_bytes, self.sealer)
+                           if journal_dir is not None else None)
         self._on_indexed: list[Callable[[], None]] = []
         self._spare: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,7 +114,7 @@ class Spool:
         it, and start the group-commit writer."""
         self._loop = asyncio.get_running_loop()
         await self._run("open", self._open)
-        if self.journal_dir is not None:
+        if self._journaled is not None:
             await self._run("open the journal", self._open_journal)
             self._prepare_spare()
         self._writer = asyncio.create_task(self._write_loop(), name="spool-writer")
@@ -121,7 +123,21 @@ class Spool:
         """Put journaled rows into SQLite now (the writer does it right after each ACK),
         so that other connections and processes see every row stored so far."""
         if self._unindexed:
-            await self._run("index journaled rows", self._index, False)
+            await self._run("index journaled rows", self._index)
+
+    @property
+    def journal(self) -> Journal | None:
+        """The intake journal, when there is one and it is open."""
+        return self._journaled.journal if self._journaled is not None else None
+
+    @property
+    def replayed(self) -> int:
+        """Journal records indexed at start: what a crash had left out of SQLite."""
+        return self._journaled.replayed if self._journaled is not None else 0
+
+    @property
+    def _unindexed(self) -> bool:
+        return self._journaled is not None and bool(self._journaled.unindexed)
 
     def on_indexed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` (on the event loop) whenever stored rows become readable."""
@@ -139,11 +155,10 @@ class Spool:
             self._writer = None
         if self._spare is not None:
             await asyncio.gather(self._spare, return_exceptions=True)
-        if self.journal is not None:
+        if self._journaled is not None:
             if self._conn is not None and self._unindexed:
-                await self._run("index journaled rows", self._index, True)
-            self.journal.close()
-            self.journal = None
+                await self._run("index journaled rows", self._index)
+            self._journaled.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._run("close", conn.close)
@@ -195,38 +210,50 @@ class Spool:
         self._pending_rows += len(ids)
         return ids
 
+    async def rewrap(self, progress: Callable[[int], None] | None = None) -> RewrapCount:
+        """Seal every stored value under the current key (``hl7gw keys rewrap``): values
+        under older keys, and clear ones of a spool from before encryption was on."""
+        return await self._read("rewrap", rewrap.rewrap, self.sealer, progress)
+
+    async def rewrap_size(self) -> int:
+        """Rows a rewrap reads (for its progress bar)."""
+        return await self._read("count rows", rewrap.rows_to_visit)
+
     # -- the outbound queue (gateway/outbound/; SQL in spool/outbound.py) ---------------
 
     async def queue_outbound(self, items: list[OutboundItem]) -> int:
         """Commit results for the destinations durably (idempotent per destination and
         event); returns the rows added. Raises SpoolError."""
-        return await self._run("queue outbound messages", outbound.queue, self._db(), items)
+        return await self._run("queue outbound messages", outbound.queue, self._db(), items,
+                               self.sealer)
 
     async def queued_outbound(self, destination: str, limit: int) -> list[OutboundRow]:
         """The oldest ``limit`` messages queued for ``destination``, in order."""
         return await self._run("read the outbound queue", outbound.next_queued, self._db(),
-                               destination, limit)
+                               destination, limit, self.sealer)
 
     async def mark_outbound_sent(self, sent: list[tuple[int, int, str, bytes]]) -> None:
         """Record credited messages, (id, attempts, ACK code, ACK) each, in one commit."""
-        await self._run("record outbound ACKs", outbound.mark_sent, self._db(), sent)
+        await self._run("record outbound ACKs", outbound.mark_sent, self._db(), sent,
+                        self.sealer)
 
     async def settle_outbound(self, row_id: int, *, status: OutboundStatus, attempts: int,
                               ack_code: str | None = None, ack: bytes | None = None,
                               error: str | None = None) -> None:
         """Record an outbound attempt's outcome (``queued`` again to retry)."""
         await self._run("record an outbound attempt", outbound.settle, self._db(), row_id,
-                        status, attempts, ack_code, ack, error)
+                        status, attempts, ack_code, ack, error, self.sealer)
 
     async def requeue_outbound(self, ids: list[int],
                                messages: dict[int, bytes] | None = None) -> list[int]:
         """Queue failed or sent outbound rows again (replay); returns their new ids."""
         return await self._run("replay outbound messages", outbound.requeue, self._db(),
-                               ids, messages or {})
+                               ids, messages or {}, self.sealer)
 
     async def outbound_resource(self, row_id: int) -> bytes | None:
         """The FHIR result an outbound row was rendered from."""
-        return await self._read("read an outbound result", outbound.resource_of, row_id)
+        return await self._read("read an outbound result", outbound.resource_of, row_id,
+                                self.sealer)
 
     async def outbound_depths(self) -> dict[str, DestinationDepth]:
         """Queued/failed/sent per destination (off the event loop)."""
@@ -237,11 +264,12 @@ class Spool:
                             before_id: int | None = None) -> list[OutboundRow]:
         """Outbound rows newest first (off the event loop)."""
         return await self._read("list outbound messages", _find_outbound, destination,
-                                status, limit, before_id)
+                                status, limit, before_id, self.sealer)
 
     async def get_outbound(self, row_id: int) -> OutboundRow | None:
         """One outbound row."""
-        return await self._read("read an outbound message", outbound.get, row_id)
+        return await self._read("read an outbound message", outbound.get, row_id,
+                                self.sealer)
 
     async def prune_outbound(self, sent_before: float) -> int:
         """Delete outbound rows sent before ``sent_before``."""
@@ -253,7 +281,7 @@ class Spool:
     async def pending(self, limit: int = 500, after_id: int = 0) -> list[PendingRow]:
         """Unpublished rows in arrival order."""
         return await self._run("read pending rows", queries.pending, self._db(), limit,
-                               after_id)
+                               after_id, self.sealer)
 
     async def depth(self) -> int:
         """Number of rows waiting to be published (counted again: resets the tally)."""
@@ -280,11 +308,13 @@ class Spool:
 
     async def body(self, row_id: int) -> StoredBody | None:
         """Raw bytes as received and the ACK sent, of an accepted message, or None."""
-        return await self._read("read a message", queries.body, "messages", row_id)
+        return await self._read("read a message", queries.body, "messages", row_id,
+                                self.sealer)
 
     async def rejected_body(self, row_id: int) -> StoredBody | None:
         """Raw bytes as received and the NAK sent, of a refused message, or None."""
-        return await self._read("read a refused message", queries.body, "rejected", row_id)
+        return await self._read("read a refused message", queries.body, "rejected", row_id,
+                                self.sealer)
 
     async def counts(self) -> dict[str, int]:
         """Row counts by status plus rejected, for the console (off the event loop)."""
@@ -297,15 +327,15 @@ class Spool:
 
         Journaled rows not yet in SQLite are indexed first: whoever stored a row reads it.
         """
+        call: Callable[[], T] = functools.partial(self._after_index, fn, args)
         if self.inline:
-            return self._guarded(doing, self._after_index, (fn, args))
+            return self._guarded(doing, call, ())
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._guarded, doing,
-                                          self._after_index, (fn, args))
+        return await loop.run_in_executor(self._executor, self._guarded, doing, call, ())
 
     def _after_index(self, fn: Callable[..., T], args: tuple[object, ...]) -> T:
         if self._unindexed:
-            self._index(False)
+            self._index()
         return fn(*args)
 
     async def _read(self, doing: str, fn: Callable[..., T], *args: object) -> T:
@@ -367,7 +397,7 @@ class Spool:
             if self._unindexed:
                 await asyncio.sleep(0)  # the ACKs go out first; then SQLite gets the rows
                 try:
-                    await self._run("index journaled rows", self._index, False)
+                    await self._run("index journaled rows", self._index)
                 except SpoolError:
                     pass  # logged by _guarded; retried before the next batch is journaled
             else:
@@ -379,21 +409,12 @@ class Spool:
         for callback in self._on_indexed:
             callback()
 
-    def _index(self, durable: bool) -> None:
-        """Insert the journaled rows into SQLite (no fsync of its own unless ``durable``).
-
-        After a segment fills, the insert is made durable, which makes every earlier one
-        durable too: the journal's full segments can then be recycled.
-        """
-        if self.journal is None or not self._unindexed:
+    def _index(self) -> None:
+        """Insert the journaled rows into SQLite (JournaledWrites.index); tell readers."""
+        if self._journaled is None or not self._journaled.unindexed:
             return
-        durable = durable or len(self.journal.segments) > 1
-        writes.index_entries(self._db(), self._unindexed, self._unindexed_seq,
-                             durable=durable)
-        self._unindexed = []
-        if durable:
-            if self.journal.recycle(self._unindexed_seq) and self._loop is not None:
-                self._loop.call_soon_threadsafe(self._prepare_spare)
+        if self._journaled.index(self._db()) and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._prepare_spare)
         # _index may run on the writer thread (inline=False): callbacks belong to the loop.
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._indexed)
@@ -404,53 +425,19 @@ class Spool:
         self._pending_rows -= change(self._db(), *args)
 
     def _store_batch(self, rows: list[Accepted | Rejected]) -> list[StoreOutcome]:
-        if self.journal is None:
-            outcomes = writes.store_batch(self._db(), rows)
+        if self._journaled is None:
+            outcomes = writes.store_batch(self._db(), rows, self.sealer)
         else:
-            outcomes = self._journal_batch(rows)
+            outcomes = self._journaled.store_batch(self._db(), rows)
         self.commits += 1
         self.rows_committed += len(rows)
         self._pending_rows += sum(o.status in ("stored", "conflict") for o in outcomes)
         return outcomes
 
-    def _journal_batch(self, rows: list[Accepted | Rejected]) -> list[StoreOutcome]:
-        """Plan the batch against SQLite, then append its rows to the journal: durable
-        when this returns. Rows a failed index left behind were indexed first, by
-        :meth:`_run` (else the duplicate check would not see them), or the batch failed
-        with their error."""
-        assert self.journal is not None and self._ids is not None
-        planned = writes.plan_batch(self._db(), rows, self._ids)
-        entries = [entry for _, entry in planned if entry is not None]
-        if entries:
-            seal = None
-            self._unindexed_seq = self.journal.append(
-                [journal_records.encode(entry, seal) for entry in entries])
-            self._unindexed = entries
-        return [outcome for outcome, _ in planned]
-
     def _open_journal(self) -> None:
-        assert self.journal_dir is not None
-        conn = self._db()
-        spool_id, indexed_seq = conn.execute(
-            "SELECT spool_id, indexed_seq FROM journal_state WHERE id = 1").fetchone()
-        journal = Journal(self.journal_dir, spool_id=int(spool_id),
-                          segment_bytes=self.segment_bytes)
-        found = journal.open(int(indexed_seq))
-        try:
-            if found:
-                entries = [journal_records.decode(payload) for _, payload in found]
-                writes.index_entries(conn, entries, found[-1][0], durable=True)
-                self._pending_rows = queries.count_pending(conn)
-                log.warning("journal records indexed at start", extra={
-                    "records": len(found), "first_seq": found[0][0],
-                    "last_seq": found[-1][0]})
-            journal.recycle(int(found[-1][0]) if found else int(indexed_seq))
-        except BaseException:
-            journal.close()
-            raise
-        self.replayed = len(found)
-        self.journal = journal
-        self._ids = writes.NextIds(conn)
+        assert self._journaled is not None
+        self._journaled.open(self._db())
+        self._pending_rows = queries.count_pending(self._db())
 
     def _prepare_spare(self) -> None:
         """Zero-fill a spare segment on a thread of its own: the next rotation renames it."""
@@ -468,6 +455,7 @@ class Spool:
             if str(mode).lower() != "wal":
                 raise SpoolError(f"{self.path}: SQLite refused WAL mode (got {mode})")
             schema.migrate(conn, name=str(self.path))
+            self.sealer.check(conn, str(self.path))
             self._pending_rows = queries.count_pending(conn)
         except BaseException:
             conn.close()
@@ -476,6 +464,6 @@ class Spool:
 
 
 def _find_outbound(conn: sqlite3.Connection, destination: str | None, status: str | None,
-                   limit: int, before_id: int | None) -> list[OutboundRow]:
+                   limit: int, before_id: int | None, sealer: Sealer) -> list[OutboundRow]:
     return outbound.find(conn, destination=destination, status=status, limit=limit,
-                         before_id=before_id)
+                         before_id=before_id, sealer=sealer)

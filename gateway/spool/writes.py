@@ -13,6 +13,7 @@ import time
 
 from gateway.spool.journal_records import Entry
 from gateway.spool.records import Accepted, MessageFilter, PublishedMark, Rejected, StoreOutcome
+from gateway.spool.sealing import CLEAR, Sealer
 from gateway.spool.tx import transaction
 
 REPLAY_CHUNK = 500  # rows queued for replay per transaction
@@ -39,18 +40,19 @@ def _max_id(conn: sqlite3.Connection, table: str) -> int:
     return int(conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()[0])
 
 
-def store_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected]) -> list[StoreOutcome]:
+def store_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected],
+                sealer: Sealer = CLEAR) -> list[StoreOutcome]:
     """Insert ``rows`` in one transaction (one fsync for all: the group commit).
 
     The spool without a journal (``spool.journal: false``) commits intake this way."""
     with transaction(conn):
-        planned = plan_batch(conn, rows, NextIds(conn))
-        insert_entries(conn, [entry for _, entry in planned if entry is not None])
+        planned = plan_batch(conn, rows, NextIds(conn), sealer)
+        insert_entries(conn, [entry for _, entry in planned if entry is not None], sealer)
     return [outcome for outcome, _ in planned]
 
 
-def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: NextIds
-               ) -> list[tuple[StoreOutcome, Entry | None]]:
+def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: NextIds,
+               sealer: Sealer = CLEAR) -> list[tuple[StoreOutcome, Entry | None]]:
     """What storing ``rows`` does: each one's outcome, and the entry to insert (None for a
     duplicate). Duplicates are decided against the spool and the batch itself, on the
     writer's connection, so two copies of one frame arriving together cannot both be kept.
@@ -65,13 +67,14 @@ def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: N
             continue
         key = (row.sender, row.control_id)
         if key not in seen:
-            seen[key] = [(str(r["sha256"]), int(r["id"]), bytes(r["ack"])) for r in conn.execute(
+            seen[key] = [(str(r["sha256"]), int(r["id"]), r["ack"]) for r in conn.execute(
                 "SELECT id, sha256, ack FROM messages WHERE sender = ? AND control_id = ?"
                 " ORDER BY id", key)]
         earlier = seen[key]
         same = next((e for e in earlier if e[0] == row.sha256), None)
         if same is not None:
-            planned.append((StoreOutcome("duplicate", same[1], same[2]), None))
+            ack = sealer.open(bytes(same[2]), f"messages:{same[1]}:ack")
+            planned.append((StoreOutcome("duplicate", same[1], ack), None))
             continue
         entry = Entry(row, ids.take("messages"), now, conflict=bool(earlier))
         earlier.append((row.sha256, entry.id, row.ack))
@@ -80,8 +83,13 @@ def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: N
     return planned
 
 
-def insert_entries(conn: sqlite3.Connection, entries: list[Entry]) -> None:
-    """Insert planned entries with their ids (inside the caller's transaction)."""
+def insert_entries(conn: sqlite3.Connection, entries: list[Entry],
+                   sealer: Sealer = CLEAR) -> None:
+    """Insert planned entries with their ids (inside the caller's transaction), bodies
+    and ACKs sealed when the spool is encrypted."""
+    def seal(value: bytes, entry: Entry, column: str) -> bytes:
+        return sealer.seal(value, f"{entry.table}:{entry.id}:{column}")
+
     messages = [e for e in entries if isinstance(e.row, Accepted)]
     if messages:
         conn.executemany(
@@ -89,7 +97,8 @@ def insert_entries(conn: sqlite3.Connection, entries: list[Entry]) -> None:
             " message_type, sha256, raw, ack, charset, timezone, event_id, conflict,"
             " traceparent) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(e.id, e.received_at, r.listener, r.peer, r.sender, r.control_id,
-              r.message_type, r.sha256, r.raw, r.ack, r.charset, r.timezone, r.event_id,
+              r.message_type, r.sha256, seal(r.raw, e, "raw"), seal(r.ack, e, "ack"),
+              r.charset, r.timezone, r.event_id,
               1 if e.conflict else 0, r.traceparent)
              for e in messages if isinstance(r := e.row, Accepted)])
     refused = [e for e in entries if isinstance(e.row, Rejected)]
@@ -98,12 +107,12 @@ def insert_entries(conn: sqlite3.Connection, entries: list[Entry]) -> None:
             "INSERT INTO rejected (id, received_at, listener, peer, sender, control_id,"
             " ack_code, err_code, reason, raw, ack) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [(e.id, e.received_at, r.listener, r.peer, r.sender, r.control_id, r.ack_code,
-              r.err_code, r.reason, r.raw, r.ack)
+              r.err_code, r.reason, seal(r.raw, e, "raw"), seal(r.ack, e, "ack"))
              for e in refused if isinstance(r := e.row, Rejected)])
 
 
 def index_entries(conn: sqlite3.Connection, entries: list[Entry], seq: int, *,
-                  durable: bool) -> None:
+                  durable: bool, sealer: Sealer = CLEAR) -> None:
     """Insert journaled entries and record ``seq`` as indexed, atomically: after a crash,
     the journal's records past ``journal_state.indexed_seq`` are exactly those SQLite
     lacks. ``durable=False`` skips the commit's fsync (the journal already holds them);
@@ -112,11 +121,18 @@ def index_entries(conn: sqlite3.Connection, entries: list[Entry], seq: int, *,
         conn.execute("PRAGMA synchronous=NORMAL")
     try:
         with transaction(conn):
-            insert_entries(conn, entries)
+            insert_entries(conn, entries, sealer)
             conn.execute("UPDATE journal_state SET indexed_seq = ? WHERE id = 1", (seq,))
     finally:
         if not durable:
             conn.execute("PRAGMA synchronous=FULL")
+
+
+def make_durable(conn: sqlite3.Connection) -> None:
+    """A commit with fsync: every earlier commit (the journal's unsynced index inserts
+    among them) is then on stable storage too, as the WAL is synced in order."""
+    with transaction(conn):
+        conn.execute("UPDATE journal_state SET indexed_seq = indexed_seq WHERE id = 1")
 
 
 def mark_published(conn: sqlite3.Connection, marks: list[PublishedMark]) -> int:
