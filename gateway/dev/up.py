@@ -118,8 +118,16 @@ def _local(settings: GatewaySettings, bootstrap: str) -> tuple[GatewaySettings, 
         digest = hashlib.sha256(token.encode()).hexdigest()
         console = console.model_copy(update={"users": [
             ConsoleUser(name="dev-up", role="operator", token_sha256=digest)]})
+    encryption = settings.encryption
+    if encryption is not None and encryption.provider == "file":
+        # A key of the run's own, in the workspace, made now: the demo's spool is sealed
+        # as a site's would be (docs/encryption.md), and nothing outlives the run.
+        from gateway.keys.manage import init_keys
+
+        encryption = encryption.model_copy(update={"key_file": WORKSPACE / "keys.json"})
+        init_keys(encryption)
     return settings.model_copy(update={"kafka": kafka, "spool": spool, "bridge": bridge,
-                                       "console": console}), token
+                                       "console": console, "encryption": encryption}), token
 
 
 async def _create_topics(settings: GatewaySettings) -> None:
