@@ -20,7 +20,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("hl7gw", "gateway", "mappers", "connectors")
 # Developer tooling and benchmarks: importable, but never loaded by serve, bridge or function.
-DEV_TOOLING = ("gateway.bench", "connectors.bench", "mappers.bench", "gateway.dev")
+DEV_TOOLING = ("gateway.bench", "gateway.bench_ceilings", "gateway.fsinfo",
+               "gateway.pipeline_bench", "connectors.bench", "mappers.bench", "gateway.dev")
 
 
 @dataclass
