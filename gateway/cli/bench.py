@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from gateway.cli.bench_pipeline import bench_pipeline
 from gateway.cli.common import COUNT
 
 
@@ -20,6 +21,9 @@ def bench() -> None:
     Each figure is shown next to a ceiling measured in the same run, so the ratio says
     what the gateway's own work costs here.
     """
+
+
+bench.add_command(bench_pipeline)  # gateway/cli/bench_pipeline.py
 
 
 @contextlib.contextmanager
@@ -79,32 +83,38 @@ def bench_map(count: int, as_json: bool) -> None:
               default=Path("samples/adt_a01.hl7"), show_default=True)
 @click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
               help="Interleaved rounds; each figure is the median over them.")
+@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False, writable=True,
+                                                 path_type=Path),
+              help="Folder on the disk to measure (the spool's): the bench's files go in a "
+                   "subfolder of it, removed after.  [default: the system's temp folder]")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def bench_intake(count: int, connections: tuple[int, ...], sample: Path, rounds: int,
-                 as_json: bool) -> None:
-    """MLLP intake over loopback: an echo ceiling, spool-only, and the full durable intake.
+                 folder: Path | None, as_json: bool) -> None:
+    """MLLP intake over loopback, next to the transport's and the disk's ceilings.
 
-    Each round measures every configuration back to back; ratios are to the ceiling of the
-    same round, and each figure is the median over the rounds (a shared machine drifts).
+    \b
+    Ceilings: a bare asyncio echo (the transport), an fsync floor (one fdatasync per
+    frame: the disk's limit for 1 sender) and a group-commit ceiling (one fdatasync per
+    batch of frames that arrived together: the disk's limit for several senders). Then the
+    listener without spool, spool + ACK, and the full intake (check + spool + ACK).
+    Each round measures every configuration back to back; ratios are to the ceilings of
+    the same round, and each figure is the median over the rounds (a shared machine
+    drifts). The files go in --dir: the disk measured is the one it is on, named in the
+    output.
     """
-    from gateway.bench import run_intake_bench
+    import tempfile
+
+    from gateway.bench import intake_figures, intake_lines, run_intake_bench
+    from gateway.fsinfo import file_system_of
     from gateway.mllp.client import split_messages
 
     message = split_messages(sample.read_bytes())[0]
-    figures: dict[str, Any] = {}
-    lines: list[str] = []
-    for conns in connections:
-        results = asyncio.run(run_intake_bench(message, count, conns, rounds))
-        lines.append(f"MLLP intake, {count} messages, {conns} sender(s) waiting for each ACK"
-                     f" (median of {rounds} interleaved round(s)):")
-        for r in results:
-            figures[f"{conns}:{r.name}"] = {
-                "senders": conns, "rounds": r.rounds, "msg_per_s": round(r.rate),
-                "p50_ms": round(r.p50_ms, 3), "p99_ms": round(r.p99_ms, 3),
-                "ratio_to_ceiling": round(r.ratio, 3)}
-            lines.append(f"  {r.name:28s} {r.rate:9,.0f} msg/s  p50 {r.p50_ms:6.2f} ms"
-                         f"  p99 {r.p99_ms:6.2f} ms  {r.ratio:6.1%} of ceiling")
-    _emit(figures, as_json, lines)
+    folder = (folder or Path(tempfile.gettempdir())).resolve()
+    runs = {conns: asyncio.run(run_intake_bench(message, count, conns, rounds, folder))
+            for conns in connections}
+    where: dict[str, Any] = {"count": count, "rounds": rounds, "folder": folder,
+                             "fs": file_system_of(folder)}
+    _emit(intake_figures(runs, **where), as_json, intake_lines(runs, **where))
 
 
 @bench.command("bridge")

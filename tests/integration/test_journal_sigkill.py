@@ -52,6 +52,7 @@ async def test_sigkill_at_20_random_moments_loses_and_doubles_nothing_acked(
     up.set()
     acked: dict[int, str] = {}
     resends = 0
+    progressed = asyncio.Event()  # set at every ACK: the killer waits for its moment
 
     async def sender(first: int) -> None:
         nonlocal resends
@@ -65,6 +66,7 @@ async def test_sigkill_at_20_random_moments_loses_and_doubles_nothing_acked(
                         ack = (await client.send(numbered(mine[pos]))).decode()
                         assert ack_code_of(ack) in ACCEPTED, ack
                         acked[mine[pos]] = ack
+                        progressed.set()
                         pos += 1
             except (MllpClientError, OSError):
                 resends += 1  # the message at ``pos`` is sent again
@@ -74,7 +76,8 @@ async def test_sigkill_at_20_random_moments_loses_and_doubles_nothing_acked(
         nonlocal gateway
         for moment in moments:
             while len(acked) < moment:
-                await asyncio.sleep(0.005)
+                progressed.clear()
+                await progressed.wait()
             os.kill(gateway.pid, signal.SIGKILL)
             up.clear()
             await asyncio.wait_for(gateway.wait(), 20)

@@ -1,0 +1,459 @@
+"""``hl7gw bench pipeline``: MLLP in -> spool -> ACK -> map -> Kafka, the whole way, timed.
+
+Senders in a process of their own (as a hospital's interface engine is), each waiting for
+its ACK before sending the next message, feed the real gateway
+(:class:`~gateway.service.GatewayService`: default settings, a temporary spool, the
+default mapping workers) publishing to a real broker, on a fresh topic. Every message is
+distinct (its own MSH-10, and its patient one of :data:`PATIENTS`), so none is taken for a
+resend and the records spread over the topic's partitions as a hospital's do.
+
+Where the clocks come from (one machine, so one wall clock for all):
+
+- **ACKed**: the senders stamp each message when it is sent and when its ACK arrives;
+  ACKed msg/s runs from the first send to the last ACK.
+- **Published**: from the producer's acknowledgements, as the gateway saw them: a row's
+  ``published_at`` in the spool is written once the broker acknowledged every record made
+  from it (``acks=all``), so it is the moment the gateway counts the message as
+  delivered. Published msg/s runs from the first send to the last ``published_at`` of the
+  run's rows; the publish lag of a message is its ``published_at`` minus its ACK time.
+- **Broker**: a consumer reads the topic back after the run. The topic is created with
+  ``message.timestamp.type=LogAppendTime``, so each record's timestamp is when the broker
+  appended it (just before its ack). It gives the records seen, the duplicates (a second
+  record with an event id already seen: at-least-once delivery after a retry) and a
+  second lag figure, ACK to broker append, which leaves out the gateway's own bookkeeping
+  after the ack. Records carry their spool row in the ``ce_hl7spoolrow`` header.
+
+A warm-up of :data:`WARMUP` messages goes first, through the same gateway and topic, and
+is left out of every figure (its rows are not the run's): the figures are the sustained
+pipeline, not the mapping worker's first import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.ack import ack_code_of
+from gateway.errors import GatewayError
+from gateway.mllp.client import MllpClient
+
+if TYPE_CHECKING:  # the senders' process imports this module: it needs only the client
+    from gateway.config import GatewaySettings
+    from gateway.service import GatewayService
+    from gateway.spool import Spool
+
+PARTITIONS = 3
+PATIENTS = 500
+WARMUP = 50
+SETTLE_TIMEOUT_S = 120.0  # after the last ACK, for the publisher to catch up
+SPOOL_ROW_HEADER = "ce_hl7spoolrow"
+EVENT_ID_HEADER = "ce_id"
+LOG_APPEND_TIME = 1  # aiokafka's timestamp_type for a broker-stamped record
+
+Progress = Callable[[int], None]  # told the run's published rows so far
+
+
+class PipelineBenchError(GatewayError):
+    """The pipeline bench could not run (the gateway did not start, or Kafka is away)."""
+
+
+@dataclass(frozen=True)
+class Acked:
+    """One message as its sender saw it (wall-clock seconds)."""
+
+    control_id: str
+    sent_at: float
+    acked_at: float
+    code: str  # MSA-1: AA (or CA); anything else was not accepted
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One of the run's spool rows after the run."""
+
+    row_id: int
+    control_id: str
+    status: str  # published, failed, or still pending
+    published_at: float | None
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record read back from the topic."""
+
+    row_id: int  # its ce_hl7spoolrow header
+    event_id: str  # its ce_id header
+    timestamp: float  # seconds; the broker's append time on a LogAppendTime topic
+    log_append: bool = True  # False: the producer's create time (the topic was not ours)
+
+
+@dataclass(frozen=True)
+class PipelineFigures:
+    """What one run measured; see the module docstring for where each clock comes from."""
+
+    messages: int
+    acked: int  # answered AA/CA
+    published: int  # rows marked published in the spool
+    failed: int  # rows marked failed (unmappable or refused by Kafka for good)
+    records: int  # records of the run's rows on the topic
+    duplicates: int  # records whose event id was seen before
+    missing: int  # accepted messages with no record on the topic
+    ack_msg_per_s: float
+    published_msg_per_s: float
+    ack_p50_ms: float
+    ack_p99_ms: float
+    lag_p50_ms: float  # ACK -> row marked published (after the broker's ack)
+    lag_p99_ms: float
+    lag_max_ms: float
+    broker_lag_p50_ms: float | None  # ACK -> broker append time; None without such stamps
+    broker_lag_p99_ms: float | None
+    seconds: float  # first send to the last row published
+
+    def as_dict(self) -> dict[str, Any]:
+        """The figures, rounded for people and scripts."""
+        return {k: (round(v, 2) if isinstance(v, float) else v)
+                for k, v in asdict(self).items()}
+
+
+def account(acks: Sequence[Acked], rows: Iterable[Settled], records: Iterable[Record],
+            ) -> PipelineFigures:
+    """Combine the senders' view, the spool's and the topic's into the run's figures.
+
+    Rows and records are matched to acks by control id (rows) and spool row (records);
+    rows or records that belong to no ACKed message of the run (the warm-up's) are ignored.
+    """
+    by_control = {a.control_id: a for a in acks}
+    accepted = {a.control_id for a in acks if a.code in ("AA", "CA")}
+    settled = {r.control_id: r for r in rows if r.control_id in by_control}
+    row_control = {r.row_id: r.control_id for r in settled.values()}
+    published = [r for r in settled.values() if r.status == "published"
+                 and r.published_at is not None]
+    first_record: dict[str, Record] = {}
+    records_seen = duplicates = 0
+    for record in records:
+        if record.row_id not in row_control:
+            continue
+        records_seen += 1
+        if record.event_id in first_record:
+            duplicates += 1
+        else:
+            first_record[record.event_id] = record
+    with_record = {row_control[r.row_id] for r in first_record.values()}
+    began = min((a.sent_at for a in acks), default=0.0)
+    last_ack = max((a.acked_at for a in acks), default=began)
+    last_published = max((r.published_at or 0.0 for r in published), default=began)
+    lags = [((r.published_at or 0.0) - by_control[r.control_id].acked_at) * 1000
+            for r in published]
+    broker = [(rec.timestamp - by_control[row_control[rec.row_id]].acked_at) * 1000
+              for rec in first_record.values()]
+    ack_ms = [(a.acked_at - a.sent_at) * 1000 for a in acks]
+    return PipelineFigures(
+        messages=len(acks), acked=len(accepted), published=len(published),
+        failed=sum(r.status == "failed" for r in settled.values()),
+        records=records_seen, duplicates=duplicates, missing=len(accepted - with_record),
+        ack_msg_per_s=_rate(len(acks), last_ack - began),
+        published_msg_per_s=_rate(len(published), last_published - began),
+        ack_p50_ms=quantile(ack_ms, 0.50), ack_p99_ms=quantile(ack_ms, 0.99),
+        lag_p50_ms=quantile(lags, 0.50), lag_p99_ms=quantile(lags, 0.99),
+        lag_max_ms=max(lags, default=0.0),
+        broker_lag_p50_ms=quantile(broker, 0.50) if broker else None,
+        broker_lag_p99_ms=quantile(broker, 0.99) if broker else None,
+        seconds=max(last_published - began, 0.0))
+
+
+def quantile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 for no values): a value that was measured."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def numbered(sample: bytes, tag: str, n: int) -> bytes:
+    """``sample`` with MSH-10 ``<tag><n>`` and PID-3.1 one of :data:`PATIENTS` ids."""
+    sep = sample[3:4] or b"|"
+    component = sample[4:5] or b"^"
+    out = []
+    for segment in sample.rstrip(b"\r").split(b"\r"):
+        fields = segment.split(sep)
+        if segment.startswith(b"MSH") and len(fields) > 9:
+            fields[9] = control_id(tag, n).encode()
+        elif segment.startswith(b"PID") and len(fields) > 3:
+            _, cut, rest = fields[3].partition(component)
+            fields[3] = f"PB{n % PATIENTS:06d}".encode() + cut + rest
+        out.append(sep.join(fields))
+    return b"\r".join(out) + b"\r"
+
+
+def control_id(tag: str, n: int) -> str:
+    """The MSH-10 that :func:`numbered` gives message ``n``."""
+    return f"{tag}{n:08d}"
+
+
+async def run_pipeline_bench(bootstrap: str, sample: bytes, count: int, connections: int,
+                             *, progress: Progress | None = None,
+                             settle_timeout: float = SETTLE_TIMEOUT_S,
+                             warmup: int = WARMUP) -> dict[str, Any]:
+    """Run ``count`` messages (``sample`` renumbered) through a real gateway; the figures."""
+    from gateway.service import GatewayService
+
+    run = uuid.uuid4().hex[:8]
+    topic = f"bench-pipeline-{run}"
+    await create_topic(bootstrap, topic)
+    tag = f"P{run[:4].upper()}"
+    with tempfile.TemporaryDirectory(prefix="hl7gw-pipeline-") as tmp:
+        settings = _settings(Path(tmp), bootstrap, topic)
+        async with GatewayService(settings, http=False) as gateway:
+            await _wait_connected(gateway)
+            port = gateway.listeners[0].port
+            assert port is not None
+            if warmup:
+                await _send(port, sample, f"W{run[:4].upper()}", warmup,
+                            min(connections, warmup))
+                await _wait_settled(gateway, topic, warmup, settle_timeout)
+            workers = gateway.mapping.worker_pids()
+            cpu_before = time.process_time(), _cpu_of(workers)
+            acks = await _send(port, sample, tag, count, connections)
+            accepted = sum(a.code in ("AA", "CA") for a in acks)
+            await _wait_settled(gateway, topic, warmup + accepted, settle_timeout,
+                                progress, warmup)
+            cpu = _per_message(cpu_before, (time.process_time(), _cpu_of(workers)), count)
+            rows = await _settled(gateway.spool, count + warmup)
+        records = await read_topic(bootstrap, topic)
+    figures = account(acks, rows, records)
+    return {"sample_messages": count, "connections": connections, "topic": topic,
+            "partitions": PARTITIONS, "patients": PATIENTS, "warmup": warmup,
+            "mapping_workers": settings.mapping_workers, "cores": os.cpu_count(),
+            "broker_timestamps": _stamps(records),
+            **figures.as_dict(), **cpu}
+
+
+def _cpu_of(pids: Sequence[int]) -> float | None:
+    """CPU seconds used so far by the processes ``pids`` (Linux's /proc), or None."""
+    total = 0.0
+    try:
+        for pid in pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def _per_message(before: tuple[float, float | None], after: tuple[float, float | None],
+                 count: int) -> dict[str, float | None]:
+    """CPU per message during the run: the gateway's process (event loop, its threads) and
+    the mapping workers. Steadier than msg/s on a shared machine: other load slows a run
+    down but does not add to its CPU time."""
+    gateway = (after[0] - before[0]) / count * 1e6
+    mapping = None if before[1] is None or after[1] is None else \
+        (after[1] - before[1]) / count * 1e6
+    return {"gateway_cpu_us_per_msg": round(gateway, 1),
+            "mapping_cpu_us_per_msg": None if mapping is None else round(mapping, 1)}
+
+
+def _stamps(records: Sequence[Record]) -> str:
+    if not records:
+        return "none"
+    return "log-append" if all(r.log_append for r in records) else "create-time"
+
+
+def _settings(tmp: Path, bootstrap: str, topic: str) -> GatewaySettings:
+    """The gateway as deployed (defaults), on a free port, a fresh spool and topic."""
+    from connectors.settings import KafkaSettings
+    from gateway.config import GatewaySettings, HttpSettings, ListenerSettings, SpoolSettings
+
+    return GatewaySettings(source="urn:hl7gw:bench",
+                           listeners=[ListenerSettings(name="bench", port=0)],
+                           http=HttpSettings(port=0),
+                           spool=SpoolSettings(path=tmp / "spool.db"),
+                           kafka=KafkaSettings(bootstrap_servers=bootstrap, topic=topic))
+
+
+async def create_topic(bootstrap: str, topic: str) -> None:
+    """A fresh topic whose records carry the broker's append time."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        response = await admin.create_topics([NewTopic(
+            topic, num_partitions=PARTITIONS, replication_factor=1,
+            topic_configs={"message.timestamp.type": "LogAppendTime"})])
+    except Exception as exc:
+        raise PipelineBenchError(f"cannot create the bench topic on {bootstrap} "
+                                 f"({type(exc).__name__}: {exc}); is Kafka running there? "
+                                 "Unset KAFKA_BOOTSTRAP_SERVERS to start a local one") from exc
+    finally:
+        await admin.close()
+    for _name, error_code, *detail in response.topic_errors:
+        if error_code != 0:
+            raise PipelineBenchError(f"Kafka refused to create the bench topic {topic!r}: "
+                                     f"error {error_code} {detail}")
+
+
+async def _wait_connected(gateway: GatewayService, within: float = 60.0) -> None:
+    """Start the clock only once the producer is connected: the run measures throughput,
+    not how long Kafka takes to answer a new client."""
+    deadline = time.monotonic() + within
+    while not gateway.producer.started:
+        if time.monotonic() > deadline:
+            raise PipelineBenchError(f"the gateway's producer did not connect to Kafka within "
+                                     f"{within:g} s; check that the broker answers")
+        await asyncio.sleep(0.05)
+
+
+async def _send(port: int, sample: bytes, tag: str, count: int, connections: int,
+                ) -> list[Acked]:
+    """Run the senders in a process of their own; each message's times and ACK code."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    senders = ctx.Process(target=senders_main,
+                          args=(port, sample, tag, count, connections, child), daemon=True)
+    senders.start()
+    child.close()
+    loop = asyncio.get_running_loop()
+    try:
+        answer: list[tuple[int, float, float, str]] | str = await loop.run_in_executor(
+            None, parent.recv)
+    except EOFError:
+        answer = "the sender process exited without a result"
+    await loop.run_in_executor(None, senders.join)
+    if isinstance(answer, str):
+        raise PipelineBenchError(f"the MLLP senders failed: {answer}")
+    return [Acked(control_id(tag, n), sent, acked, code) for n, sent, acked, code in answer]
+
+
+def senders_main(port: int, sample: bytes, tag: str, count: int, connections: int,
+                 out: Any) -> None:
+    """Child process: ``connections`` senders, each waiting for its ACK before the next."""
+    times: list[tuple[int, float, float, str]] = []
+
+    async def sender(lane: int) -> None:
+        async with MllpClient("127.0.0.1", port, timeout=60) as client:
+            for n in range(lane, count, connections):
+                message = numbered(sample, tag, n)
+                sent = time.time()
+                ack = await client.send(message)
+                times.append((n, sent, time.time(), ack_code_of(ack.decode("latin-1"))))
+
+    async def run() -> None:
+        await asyncio.gather(*(sender(lane) for lane in range(connections)))
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        out.send(f"{type(exc).__name__}: {exc}")
+    else:
+        out.send(times)
+    out.close()
+
+
+async def _wait_settled(gateway: GatewayService, topic: str, rows: int, within: float,
+                        progress: Progress | None = None, warmup: int = 0) -> None:
+    """Until ``rows`` rows were settled (published or failed), or ``within`` s passed.
+
+    Counted from the gateway's metrics, not the spool: a query per poll would compete with
+    the publisher for the event loop it measures. ``progress`` is told the published rows
+    past the ``warmup`` ones.
+    """
+    registry = gateway.registry
+    deadline = time.monotonic() + within
+    shown = 0
+    while time.monotonic() < deadline:
+        published = int(registry.get_sample_value("hl7gw_published_total",
+                                                  {"topic": topic}) or 0)
+        failed = int((registry.get_sample_value("hl7gw_mapping_failures_total") or 0)
+                     + _refused(registry))
+        if progress is not None and published - warmup > shown:
+            shown = published - warmup
+            progress(shown)
+        if published + failed >= rows:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _refused(registry: Any) -> float:
+    """Rows Kafka refused for good so far (``hl7gw_publish_refused_total``, all labels)."""
+    return float(sum(sample.value for metric in registry.collect()
+                     if metric.name == "hl7gw_publish_refused" for sample in metric.samples
+                     if sample.name == "hl7gw_publish_refused_total"))
+
+
+async def _settled(spool: Spool, limit: int) -> list[Settled]:
+    """Every row of the spool (the warm-up's too: ``account`` leaves them out)."""
+    from gateway.spool import MessageFilter
+
+    return [Settled(r.id, r.control_id, r.status, r.published_at)
+            for r in await spool.find(MessageFilter(), limit=limit)]
+
+
+async def read_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS,
+                     within: float = 60.0) -> list[Record]:
+    """Every record of ``topic`` (``partitions`` of them) up to its end offsets now; what
+    was read by ``within`` seconds if the broker stops answering (reported as missing)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        records: list[Record] = []
+        deadline = time.monotonic() + within
+        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]] \
+                and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(_record(r) for r in batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def _record(consumer_record: Any) -> Record:
+    headers = {name: value for name, value in consumer_record.headers}
+    row = headers.get(SPOOL_ROW_HEADER, b"0")
+    event = headers.get(EVENT_ID_HEADER, b"")
+    return Record(int(row), event.decode(), consumer_record.timestamp / 1000,
+                  consumer_record.timestamp_type == LOG_APPEND_TIME)
+
+
+def text_lines(figures: dict[str, Any], sample_name: str) -> list[str]:
+    """The figures for people."""
+    f = figures
+    broker = (f"  broker append: lag p50 {f['broker_lag_p50_ms']:8.1f} ms  p99 "
+              f"{f['broker_lag_p99_ms']:8.1f} ms   (ACK -> the record's broker timestamp)"
+              if f["broker_lag_p50_ms"] is not None else "  broker append: no records read")
+    return [
+        f"pipeline, {f['sample_messages']:,} x {sample_name} over {f['connections']} MLLP "
+        f"sender(s) waiting for each ACK; {f['mapping_workers']} mapping worker(s), "
+        f"{f['cores']} cores, topic with {f['partitions']} partitions:",
+        f"  ACKed     {f['ack_msg_per_s']:9,.0f} msg/s   ACK latency p50 {f['ack_p50_ms']:8.1f} ms"
+        f"  p99 {f['ack_p99_ms']:8.1f} ms",
+        f"  published {f['published_msg_per_s']:9,.0f} msg/s   publish lag p50 "
+        f"{f['lag_p50_ms']:8.1f} ms  p99 {f['lag_p99_ms']:8.1f} ms  max {f['lag_max_ms']:.1f} ms"
+        "   (ACK -> row marked published after the broker's ack)",
+        broker,
+        f"  CPU per message: gateway process {f['gateway_cpu_us_per_msg']:.0f} µs"
+        + (f", mapping workers {f['mapping_cpu_us_per_msg']:.0f} µs"
+           if f["mapping_cpu_us_per_msg"] is not None else ""),
+        f"  accepted {f['acked']:,}, published {f['published']:,}, failed {f['failed']:,};"
+        f" records on the topic {f['records']:,}, duplicates {f['duplicates']:,},"
+        f" missing {f['missing']:,}",
+    ]
