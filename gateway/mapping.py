@@ -160,6 +160,12 @@ class MappingPool:
         pool, self._pool = self._pool, None
         return True if pool is None else stop_pool(pool, within)
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (empty when mapping inline), for CPU accounting."""
+        pool = self._pool
+        processes = getattr(pool, "_processes", None) or {}
+        return sorted(processes)
+
     async def map(self, requests: list[MapRequest],
                   live: tuple[int, ProfileSet] = (0, EMPTY_PROFILES)) -> list[Mapped]:
         """Map ``requests`` in order with the profile set ``live`` = (generation, set).

@@ -11,6 +11,22 @@ never return. :meth:`EventProducer.stop` therefore takes a deadline, past which 
 records are failed and the client closed (the gateway's rows stay in its spool), and
 :meth:`EventProducer.ping` asks the cluster for metadata so that a caller can tell "the
 broker is down" from "the broker is slow".
+
+Batches. aiokafka sends one request at a time to each broker, with at most one batch per
+partition in it, and a record waits while its partition's batch is full. With aiokafka's
+16 KiB default a request carried two or three 6 KB FHIR Bundles per partition, and the
+gateway's publisher spent 160 ms per 200 records waiting for round trips (900 msg/s
+published against 2,950 ACKed). Batches may therefore grow to ``max_request_size``, the
+size the operator has said Kafka accepts (docs/configuration.md, "Message size").
+
+A topic whose ``max.message.bytes`` is below that refuses a whole batch as too large, and
+every record in it would look too large. So a size refusal of a record smaller than the
+batch size does not stand: the producer is recreated with aiokafka's 16 KiB batches (the
+old behaviour: a record larger than that always travels alone, so a refusal is its own)
+and that record and every later one of the call come back as :class:`ResendAfter`,
+retriable, to be sent again in order (a later one may have been acked meanwhile: it is
+published twice, the second time in order). A warning tells the operator to line the
+limits up (docs/configuration.md, "Message size").
 """
 
 from __future__ import annotations
@@ -37,6 +53,10 @@ from connectors.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 CLOSE_AFTER_ABORT_S = 5.0  # closing sockets once the queued records were failed
+BATCH_FLOOR = 16384  # aiokafka's default batch size: what the producer falls back to
+# Refusals that may be the batch's size rather than the record's (see the module docstring).
+_SIZE_CAUSES = frozenset({"MessageSizeTooLargeError", "RecordListTooLargeError",
+                          "RecordTooLargeError"})
 
 
 class NotSent(PublishError):
@@ -44,6 +64,16 @@ class NotSent(PublishError):
 
     def __init__(self) -> None:
         super().__init__("not sent: an earlier event of the batch failed", retriable=True)
+
+
+class ResendAfter(NotSent):
+    """An event to send again: its batch was refused as too large for its topic, or it
+    came after such an event (sent again after it, to keep their order)."""
+
+    def __init__(self) -> None:
+        PublishError.__init__(self, "sent again: a batch was too large for its topic; "
+                                    "the producer's batches were made smaller",
+                              retriable=True)
 
 
 class EventProducer:
@@ -55,11 +85,17 @@ class EventProducer:
         self._generation = 0  # bumped on every (re)creation, so racing failures recreate once
         self._lock: asyncio.Lock | None = None
         self._closed = False
+        self._batch_size = settings.max_request_size  # BATCH_FLOOR after a batch refusal
 
     @property
     def settings(self) -> KafkaSettings:
         """The settings this producer was built with."""
         return self._settings
+
+    @property
+    def batch_size(self) -> int:
+        """The largest batch of records per partition the producer builds now, in bytes."""
+        return self._batch_size
 
     @property
     def started(self) -> bool:
@@ -132,36 +168,89 @@ class EventProducer:
         Each result is (partition, offset) or the :class:`PublishError` for that event.
         Once one event cannot be queued, the later ones are not sent (so a retry keeps
         their order) and get a retriable error saying so.
+
+        The per-record path is kept lean: the gateway publishes thousands of records a
+        second on the event loop that also answers MLLP. Queueing runs inside one error
+        boundary (it stops at the first refusal anyway), and the acks are awaited together
+        with ``asyncio.wait``, which, like a shield, never cancels aiokafka's futures when
+        the caller is cancelled; only a failed record goes through the boundary again.
         """
         producer = await self._current()
         generation = self._generation
         queued: list[asyncio.Future[Any]] = []
         refused: PublishError | None = None
-        for event in events:
-            try:
-                async with self._sending(topic, generation):
+        try:
+            async with self._sending(topic, generation):
+                for event in events:
                     queued.append(await producer.send(topic, value=event.data, key=event.key,
                                                        headers=event.kafka_headers()))
-            except PublishError as error:
-                refused = error
-                break
-        results: list[tuple[int, int] | PublishError] = list(await asyncio.gather(
-            *(self._acked(pending, topic, generation) for pending in queued)))
+        except PublishError as error:
+            refused = error
+        if queued:
+            await asyncio.wait(queued)
+        results: list[tuple[int, int] | PublishError] = []
+        for pending in queued:
+            if pending.cancelled() or pending.exception() is not None:
+                results.append(await self._failed(pending, topic, generation))
+            else:
+                meta = pending.result()
+                results.append((int(meta.partition), int(meta.offset)))
+        batch_refused = self._batch_refusal(events, results)
+        if batch_refused is not None:
+            await self._shrink(generation)
+            return [*results[:batch_refused],
+                    *(ResendAfter() for _ in events[batch_refused:])]
         if refused is not None:
             results.append(refused)
         results.extend(NotSent() for _ in range(len(events) - len(results)))
         return results
 
-    async def _acked(self, pending: asyncio.Future[Any], topic: str, generation: int
-                     ) -> tuple[int, int] | PublishError:
-        """Wait for one queued record's ack; its error is returned, not raised."""
+    def _batch_refusal(self, events: Sequence[Event],
+                       results: Sequence[tuple[int, int] | PublishError]) -> int | None:
+        """The first acked-stage size refusal that may be its batch's fault, if any.
+
+        A record smaller than the batch size may have shared its batch; one at least as
+        large travelled alone, so its refusal is its own. At the floor nothing is retried.
+        """
+        if self._batch_size <= BATCH_FLOOR:
+            return None
+        for n, result in enumerate(results):
+            if isinstance(result, PublishError) and result.cause in _SIZE_CAUSES \
+                    and _record_size(events[n]) < self._batch_size:
+                return n
+        return None
+
+    async def _shrink(self, generation: int) -> None:
+        """Fall back to :data:`BATCH_FLOOR` batches: recreate the producer with them."""
+        assert self._lock is not None
+        async with self._lock:
+            if self._closed or generation != self._generation:
+                return  # another call shrank (or recreated) it already
+            self._batch_size = BATCH_FLOOR
+            log.warning("kafka refused a batch as too large: a topic's max.message.bytes is "
+                        "below kafka.max_request_size, so the producer falls back to small "
+                        "batches and publishes slower until restarted; raise the topic's "
+                        "limit, or lower kafka.max_request_size to it",
+                        extra={"batch_bytes": self._batch_size})
+            old, self._producer = self._producer, None
+            if old is not None:
+                with contextlib.suppress(PublishError):
+                    await _close(old, self._settings.request_timeout_ms / 1000)
+            try:
+                await self._create()
+            except PublishError:
+                log.warning("kafka producer could not be recreated; will retry on next send")
+                self._generation += 1
+
+    async def _failed(self, pending: asyncio.Future[Any], topic: str, generation: int
+                      ) -> PublishError:
+        """The error of a settled record that failed, through the boundary, returned."""
         try:
             async with self._sending(topic, generation):
-                # Shielded: a cancelled publisher must not cancel aiokafka's own future.
-                meta = await asyncio.shield(pending)
+                pending.result()
         except PublishError as error:
             return error
-        return int(meta.partition), int(meta.offset)
+        raise AssertionError("unreachable: the record's future holds an error")
 
     @contextlib.asynccontextmanager
     async def _sending(self, topic: str, generation: int) -> AsyncIterator[None]:
@@ -194,6 +283,7 @@ class EventProducer:
             enable_idempotence=True,
             linger_ms=s.linger_ms,
             max_request_size=s.max_request_size,
+            max_batch_size=self._batch_size,  # see "Batches" in the module docstring
         )
         try:
             with kafka_errors("to start the producer"):
@@ -223,6 +313,12 @@ class EventProducer:
             except PublishError:
                 log.warning("kafka producer could not be recreated; will retry on next send")
                 self._generation += 1
+
+
+def _record_size(event: Event) -> int:
+    """About what a record takes in its batch: value, key and headers."""
+    return len(event.data) + len(event.key or b"") + sum(
+        len(name) + len(value) for name, value in event.kafka_headers())
 
 
 async def _close(producer: Any, within: float | None) -> None:

@@ -82,6 +82,7 @@ def run_dev_up(settings: GatewaySettings, samples: Path, shutdown: Shutdown, *,
                 bootstrap = broker.start()
             say(f"Kafka ready at {bootstrap} in {time.monotonic() - began:.1f}s")
         settings, token = _local(settings, bootstrap)
+        _make_key(settings)
         whose = "started for this run" if broker else "KAFKA_BOOTSTRAP_SERVERS"
         say(f"Kafka broker: {bootstrap} ({whose}); spool: {settings.spool.path}")
         return shutdown.asyncio_run(
@@ -120,14 +121,19 @@ def _local(settings: GatewaySettings, bootstrap: str) -> tuple[GatewaySettings, 
             ConsoleUser(name="dev-up", role="operator", token_sha256=digest)]})
     encryption = settings.encryption
     if encryption is not None and encryption.provider == "file":
-        # A key of the run's own, in the workspace, made now: the demo's spool is sealed
-        # as a site's would be (docs/encryption.md), and nothing outlives the run.
-        from gateway.keys.manage import init_keys
-
+        # A key of the run's own in the workspace (made by _make_key once the workspace is
+        # emptied): the demo's spool is sealed as a site's would be, nothing outlives it.
         encryption = encryption.model_copy(update={"key_file": WORKSPACE / "keys.json"})
-        init_keys(encryption)
     return settings.model_copy(update={"kafka": kafka, "spool": spool, "bridge": bridge,
                                        "console": console, "encryption": encryption}), token
+
+
+def _make_key(settings: GatewaySettings) -> None:
+    """The run's spool key (docs/encryption.md), in the emptied workspace."""
+    if settings.encryption is not None and settings.encryption.provider == "file":
+        from gateway.keys.manage import init_keys
+
+        init_keys(settings.encryption)
 
 
 async def _create_topics(settings: GatewaySettings) -> None:
