@@ -299,7 +299,11 @@ async def test_serve_answers_the_frame_in_flight_and_a_second_signal_exits_at_on
         await gateway.wait_for_output(f"{sig.name}: stopping", within=SLACK_S)
         # The frame in flight is finished and answered after the signal ...
         assert ack_code_of((await finish()).decode("latin-1")) in ACCEPTED
-        assert spooled(tmp_path / "spool.db").get("IN-FLIGHT") is not None
+        # Durable in the journal before the ACK; in SQLite (what this reads) right after.
+        deadline = time.monotonic() + SLACK_S
+        while spooled(tmp_path / "spool.db").get("IN-FLIGHT") is None:
+            assert time.monotonic() < deadline, "the ACKed frame never reached the spool"
+            await asyncio.sleep(0.05)
         # ... while the other half frame holds the drain open: a second signal ends it.
         await asyncio.sleep(1.0)
         assert gateway.process.poll() is None, "the drain did not wait for the frame in flight"
