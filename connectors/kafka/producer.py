@@ -232,15 +232,7 @@ class EventProducer:
                         "batches and publishes slower until restarted; raise the topic's "
                         "limit, or lower kafka.max_request_size to it",
                         extra={"batch_bytes": self._batch_size})
-            old, self._producer = self._producer, None
-            if old is not None:
-                with contextlib.suppress(PublishError):
-                    await _close(old, self._settings.request_timeout_ms / 1000)
-            try:
-                await self._create()
-            except PublishError:
-                log.warning("kafka producer could not be recreated; will retry on next send")
-                self._generation += 1
+            await self._replace()
 
     async def _failed(self, pending: asyncio.Future[Any], topic: str, generation: int
                       ) -> PublishError:
@@ -302,17 +294,22 @@ class EventProducer:
         async with self._lock:
             if self._closed or generation != self._generation:
                 return
-            old, self._producer = self._producer, None
             log.warning("recreating kafka producer after a fatal producer error")
-            if old is not None:
-                # A wedged producer may fail to close cleanly, or never finish flushing.
-                with contextlib.suppress(PublishError):
-                    await _close(old, self._settings.request_timeout_ms / 1000)
-            try:
-                await self._create()
-            except PublishError:
-                log.warning("kafka producer could not be recreated; will retry on next send")
-                self._generation += 1
+            await self._replace()
+
+    async def _replace(self) -> None:
+        """Close the producer and make a new one (the caller holds the lock); if that
+        fails, the next send tries again."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            # A wedged producer may fail to close cleanly, or never finish flushing.
+            with contextlib.suppress(PublishError):
+                await _close(old, self._settings.request_timeout_ms / 1000)
+        try:
+            await self._create()
+        except PublishError:
+            log.warning("kafka producer could not be recreated; will retry on next send")
+            self._generation += 1
 
 
 def _record_size(event: Event) -> int:

@@ -35,7 +35,8 @@ def bench_pipeline(count: int, connections: int, sample: Path, as_json: bool) ->
     """
     from gateway.cli.bench import _emit, kafka_for_bench
     from gateway.mllp.client import split_messages
-    from gateway.pipeline_bench import run_pipeline_bench, text_lines
+    from gateway.pipeline_bench import run_pipeline_bench
+    from gateway.pipeline_figures import text_lines
 
     message = split_messages(sample.read_bytes())[0]
     with kafka_for_bench() as bootstrap, \

@@ -5,16 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gateway.mllp.client import split_messages
-from gateway.pipeline_bench import (
-    PATIENTS,
-    Acked,
-    Record,
-    Settled,
-    account,
-    control_id,
-    numbered,
-    quantile,
-)
+from gateway.pipeline_bench import PATIENTS, control_id, numbered
+from gateway.pipeline_figures import Acked, Record, Settled, account, quantile
 from tests.support import SAMPLES
 
 T0 = 1_000.0  # small, so that float sums of milliseconds stay exact enough

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("hl7gw", "gateway", "mappers", "connectors")
 # Developer tooling and benchmarks: importable, but never loaded by serve, bridge or function.
 DEV_TOOLING = ("gateway.bench", "gateway.bench_ceilings", "gateway.fsinfo",
-               "gateway.pipeline_bench", "connectors.bench", "mappers.bench", "gateway.dev")
+               "gateway.pipeline_bench", "gateway.pipeline_figures", "connectors.bench",
+               "mappers.bench", "gateway.dev")
 
 
 @dataclass
