@@ -52,7 +52,7 @@ from gateway.bench_ceilings import (
     frame_log_size,
     senders_main,
 )
-from gateway.config import ListenerSettings
+from gateway.config import ListenerSettings, SpoolSettings
 from gateway.fsinfo import FileSystem
 from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
@@ -225,8 +225,8 @@ async def _one_round(messages: list[bytes], connections: int,
 
 def _spool(path: Path, *, journal: bool, keyring: Keyring | None = None) -> Spool:
     """A spool as ``hl7gw serve`` makes it (journal next to the file), or SQLite alone."""
-    return Spool(path, journal_dir=path.with_name(path.name + ".journal") if journal else None,
-                 keyring=keyring)
+    where = SpoolSettings(path=path, journal=journal)
+    return Spool(path, journal_dir=where.journal_path, keyring=keyring)
 
 
 def _bench_keyring() -> Keyring:

@@ -63,13 +63,13 @@ STOP_RESERVE_S = 1.5  # of the drain deadline, for HTTP, the producer and the ma
 def _keyring(settings: GatewaySettings) -> Keyring | None:
     """The spool's keys (EncryptionError, saying what to do, if they cannot be loaded:
     nothing starts, nothing is ACKed that could not be stored as configured)."""
+    from gateway.keys.providers import configured_keyring
+
     if settings.encryption is None:
         logging.getLogger("hl7gw.spool").warning(
             "the spool and journal are not encrypted at rest; add an encryption: section "
             "(docs/encryption.md)")
-        return None
-    from gateway.keys.providers import load_keyring
-    return load_keyring(settings.encryption)
+    return configured_keyring(settings.encryption)
 
 
 class GatewayService:

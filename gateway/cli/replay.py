@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,6 +17,9 @@ from gateway.cli.common import (
     fail,
     load_config,
 )
+
+if TYPE_CHECKING:
+    from gateway.keys.keyring import Keyring
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -86,18 +89,26 @@ def replay(config: Path, ids: tuple[int, ...], since: float | None, until: float
     settings = load_config(config)
     if not settings.spool.path.exists():
         fail(f"no spool at {settings.spool.path} (spool.path in {config})")
+    from gateway.errors import EncryptionError
+    from gateway.keys.providers import configured_keyring
+
+    try:  # the spool is opened with its keys, as the gateway opens it
+        keyring = configured_keyring(settings.encryption)
+    except EncryptionError as exc:
+        fail(str(exc))
     code = asyncio.run(_replay(settings.spool.path, flt, dry_run=dry_run, wait=wait,
-                               wait_s=timeout, yes=yes, audit=settings.console.audit_path))
+                               wait_s=timeout, yes=yes, audit=settings.console.audit_path,
+                               keyring=keyring))
     sys.exit(code)
 
 
 async def _replay(path: Path, flt: Any, *, dry_run: bool, wait: bool, wait_s: float,
-                  yes: bool, audit: Path) -> int:
+                  yes: bool, audit: Path, keyring: Keyring | None) -> int:
     from gateway.audit import AuditLog
     from gateway.replay import Actor, ReplayService
     from gateway.spool import Spool
 
-    spool = Spool(path)
+    spool = Spool(path, keyring=keyring)
     await spool.start()
     try:
         service = ReplayService(spool, AuditLog(audit))  # the console's service and log

@@ -58,3 +58,9 @@ def load_keyring(settings: EncryptionSettings, *, base_dir: Path | None = None,
     unwrapped = [DataKey(r.id, unwrap(client, r.kms_key_id or "", r.id, r.wrapped or b""),
                          r.created) for r in key_file.keys]
     return Keyring(unwrapped, key_file.current, source=source)
+
+
+def configured_keyring(settings: EncryptionSettings | None) -> Keyring | None:
+    """The keyring of a config's ``encryption:`` section, or None without one: what every
+    command that opens the spool passes it (``serve``, ``replay``)."""
+    return load_keyring(settings) if settings is not None else None
