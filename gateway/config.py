@@ -23,10 +23,12 @@ from connectors.settings import (
     KafkaSettings,
     TracingSettings,
 )
+from gateway.alerts.settings import AlertSettings
 from gateway.config_refs import resolve_references
 from gateway.errors import ConfigError
 from gateway.keys.settings import EncryptionSettings
 from gateway.mllp.settings import CidrList, TlsSettings
+from gateway.oidc_settings import OidcSettings
 from gateway.outbound.settings import OutboundSettings
 from hl7gw.fieldtypes import Charset, TimeZone
 from hl7gw.yamlfile import YamlDocument, load_file
@@ -82,6 +84,7 @@ class HttpSettings(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    tls: TlsSettings | None = None  # HTTPS on this port (certificate and key files)
 
 
 class SpoolSettings(_Strict):
@@ -140,6 +143,7 @@ class ConsoleSettings(_Strict):
     audit_path: Path = Path("var/audit.jsonl")  # every body view and replay: who, what, when
     session_hours: float = Field(default=8.0, gt=0)  # a console login lasts this long
     sample_interval_s: float = Field(default=5.0, ge=0.1)  # dashboard series, one hour kept
+    oidc: OidcSettings | None = None  # sign-in with the hospital's OpenID Connect provider
 
 
 class ScaleOutSettings(_Strict):
@@ -190,6 +194,7 @@ class GatewaySettings(_Strict):
     outbound: OutboundSettings | None = None  # results back to the EHR (docs/outbound.md)
     # the spool and journal sealed at rest; absent: stored clear (docs/encryption.md)
     encryption: EncryptionSettings | None = None
+    alerts: AlertSettings | None = None  # rules, dashboard and webhook (docs/alerts.md)
 
     @model_validator(mode="after")
     def _scale_out_topics(self) -> GatewaySettings:

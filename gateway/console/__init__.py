@@ -26,6 +26,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 
 from gateway.audit import AuditError
 from gateway.config import ConsoleSettings
+from gateway.console import bulk, dlq, interfaces, search, signin, trial
 from gateway.console.api import build_api
 from gateway.console.core import Console, ConsoleRuntime, Denied
 from gateway.console.filters import REPLAY_HINT, describe_errors
@@ -66,6 +67,9 @@ def mount_console(app: FastAPI, runtime: ConsoleRuntime, settings: ConsoleSettin
     console = Console(runtime, settings)
     app.state.console = console  # what the Viewer/Operator dependencies check against
     env = make_environment()
+    # features first: their fixed paths (``/messages/export``) win over ``/{row_id}``
+    for feature in (signin, interfaces, search, bulk, trial, dlq):
+        app.include_router(feature.build_router(console))
     app.include_router(build_api(console))
     app.include_router(build_outbound_api(console))
     app.include_router(build_outbound_pages(console))

@@ -170,6 +170,10 @@ class Console:
 
     # -- profiles -------------------------------------------------------------------------
 
+    def alerts(self) -> list[Any]:
+        """The alerts firing now, for the dashboard (none until rules are configured)."""
+        return []
+
     def profile_state(self) -> tuple[ProfileSet, int | None, str | None]:
         """(live profiles, reload generation, last reload error), whatever the runtime has."""
         store = getattr(self.runtime, "profiles", None)

@@ -138,7 +138,7 @@ def build_pages(console: Console) -> APIRouter:
                       bridge=f"group {bridge.group_id}" if bridge else None,
                       consumer_lag=latest.consumer_lag if latest else None,
                       charts=charts(series), profiles=console.profiles_json(),
-                      kafka=console.runtime.publisher.connected)
+                      kafka=console.runtime.publisher.connected, alerts=console.alerts())
 
     # -- messages -------------------------------------------------------------------------
 

@@ -1,0 +1,14 @@
+"""The Interfaces page: every listener and sender, their connections, counts and silences; outbound
+destinations too.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.console.core import Console
+
+
+def build_router(console: Console) -> APIRouter:
+    """This feature's pages (under /console) and API routes (under /api/v1)."""
+    return APIRouter()

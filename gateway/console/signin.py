@@ -1,0 +1,12 @@
+"""Signing in with the hospital's OpenID Connect provider (authorization code with PKCE)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from gateway.console.core import Console
+
+
+def build_router(console: Console) -> APIRouter:
+    """This feature's pages (under /console) and API routes (under /api/v1)."""
+    return APIRouter()
