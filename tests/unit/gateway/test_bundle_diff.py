@@ -66,8 +66,9 @@ def test_bundle_head_and_type_changes() -> None:
 
 def test_entries_without_ids_fall_back_to_full_url_then_position() -> None:
     anon = {"resourceType": "Provenance", "recorded": "x"}
-    a: dict[str, Any] = {"resourceType": "Bundle", "entry": [{"fullUrl": "urn:uuid:9", "resource": anon},
-                                             {"resource": {"resourceType": "Basic"}}]}
+    a: dict[str, Any] = {"resourceType": "Bundle",
+                         "entry": [{"fullUrl": "urn:uuid:9", "resource": anon},
+                                   {"resource": {"resourceType": "Basic"}}]}
     b = copy.deepcopy(a)
     b["entry"][0]["resource"]["recorded"] = "y"
     assert [c.path for c in diff_bundles(a, b)] == ["Provenance/urn:uuid:9.recorded"]
