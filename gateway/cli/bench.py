@@ -195,3 +195,20 @@ def bench_roundtrip(rates: tuple[int, ...], seconds: float, as_json: bool) -> No
                      f" at {r['achieved_msg_per_s']:7.1f} msg/s  p50 {r['p50_ms']:7.1f} ms"
                      f"  p99 {r['p99_ms']:7.1f} ms  max {r['max_ms']:7.1f} ms")
     _emit(figures, as_json, lines)
+
+
+@bench.command("search")
+@click.option("--rows", type=click.IntRange(min=1000), default=500_000, show_default=True,
+              help="Messages in the spool searched.")
+@click.option("--dir", "folder", type=click.Path(exists=True, file_okay=False, writable=True,
+                                                 path_type=Path),
+              help="Folder for the bench's spool (removed after).  [default: temp folder]")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def bench_search(rows: int, folder: Path | None, as_json: bool) -> None:
+    """Search times per query kind, event-loop stalls, and the search indexer's cost."""
+    import tempfile
+
+    from gateway.search_bench import lines, run
+
+    figures = run(rows, (folder or Path(tempfile.gettempdir())).resolve())
+    _emit(figures, as_json, lines(figures))

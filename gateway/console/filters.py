@@ -17,6 +17,8 @@ from pydantic import ValidationError
 from gateway.console.core import Denied
 from gateway.console.schemas import MAX_ROW_ID, STATUSES, ReplayRequest, seconds_from
 from gateway.spool import MessageFilter
+from gateway.spool.search import SEARCH_KINDS, SearchQuery
+from gateway.spool.search_terms import NAME_PREFIX_MIN, name_tokens
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
@@ -76,6 +78,41 @@ def parse_query(params: Mapping[str, str]) -> Query:
                         since=parse_time(values["since"]) if values["since"] else None,
                         until=parse_time(values["until"]) if values["until"] else None)
     return Query(flt, PAGE_SIZE if limit is None else limit, before, values)
+
+
+SEARCH_LABELS = {"identifier": "patient identifier", "name": "patient name",
+                 "control": "control id", "order": "order / accession number",
+                 "text": "free text"}
+MAX_SEARCH_CHARS = 200
+
+
+def parse_search(params: Mapping[str, str], where: MessageFilter) -> SearchQuery | None:
+    """The search in a query string (``q`` and ``kind``) within ``where``; None without
+    ``q``. A query that cannot be used is refused with the reason (Denied(400))."""
+    text = _text(params.get("q", "").strip(), "q")
+    kind = params.get("kind", "").strip() or "identifier"
+    if not text:
+        return None
+    if kind not in SEARCH_KINDS:
+        raise Denied(400, f"unknown search kind {kind!r}; use one of "
+                          f"{', '.join(SEARCH_KINDS)}")
+    if len(text) > MAX_SEARCH_CHARS:
+        raise Denied(400, f"q is {len(text)} characters; search with at most "
+                          f"{MAX_SEARCH_CHARS}")
+    if kind == "name" and not any(len(w) >= NAME_PREFIX_MIN for w in name_tokens(text)):
+        raise Denied(400, "a name search needs a word of two letters or more")
+    if kind == "text" and len(text) < 3:
+        raise Denied(400, "a free text search needs three characters or more")
+    return SearchQuery(kind, text, where)
+
+
+def audit_filter(params: Mapping[str, str]) -> dict[str, str]:
+    """A listing or search query string as an audit line may hold it: the filter fields
+    that are set and the search's kind, never the searched value (it is patient data)."""
+    out = {k: str(params[k]).strip() for k in QUERY_FIELDS if str(params.get(k, "")).strip()}
+    if str(params.get("q", "")).strip():
+        out["search"] = str(params.get("kind", "") or "identifier").strip()
+    return out
 
 
 def filter_from_json(body: Any) -> MessageFilter:

@@ -185,12 +185,16 @@ class MessageInfo:
     size: int
     charset: str
     timezone: str
+    first_topic: str | None = None  # where it was first published (a replay moves kafka_*)
+    first_partition: int | None = None
+    first_offset: int | None = None
 
     # The SELECT list that from_row reads: every field by name, the body only as its size.
     COLUMNS: ClassVar[str] = (
         "id, received_at, listener, peer, sender, control_id, message_type, status,"
         " conflict, attempts, last_error, published_at, kafka_topic, kafka_partition,"
-        " kafka_offset, summary, replays, length(raw) AS size, charset, timezone")
+        " kafka_offset, summary, replays, length(raw) AS size, charset, timezone,"
+        " first_topic, first_partition, first_offset")
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> MessageInfo:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.spool.sealing import Sealer
+from gateway.spool.search import search_key
 from gateway.spool.tx import transaction
 
 CHUNK = 500
@@ -71,6 +72,7 @@ def rewrap(conn: sqlite3.Connection, sealer: Sealer,
                 after = int(rows[-1]["id"])
                 if progress is not None:
                     progress(len(rows))
+        search_key(conn, sealer)  # the search index's key, sealed under the current key
     finally:
         conn.execute("PRAGMA secure_delete=OFF")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -139,9 +139,40 @@ def _add_journal_state(conn: sqlite3.Connection) -> None:
                  (secrets.randbits(63),))
 
 
+def _add_search(conn: sqlite3.Connection) -> None:
+    """6: the search index (gateway/spool/search.py) and time indexes for listings.
+
+    ``search_terms`` holds keyed hashes of kind-prefixed tokens (never a value in clear),
+    one row per (term, message); ``search_state`` the indexer's bookmark and its key
+    (sealed with the keyring when encryption is on). ``received_at`` indexes serve the
+    time windows of searches and of the Interfaces page; ``control_id`` a control id
+    search without a sender.
+    """
+    conn.execute("CREATE TABLE search_terms (term BLOB NOT NULL, message_id INTEGER NOT NULL,"
+                 " PRIMARY KEY (term, message_id)) WITHOUT ROWID")
+    conn.execute("CREATE INDEX search_terms_by_message ON search_terms (message_id)")
+    conn.execute("CREATE TABLE search_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
+                 " indexed_upto INTEGER NOT NULL, key BLOB NOT NULL)")
+    conn.execute("INSERT INTO search_state VALUES (1, 0, ?)", (secrets.token_bytes(32),))
+    conn.execute("CREATE INDEX messages_received ON messages (received_at)")
+    conn.execute("CREATE INDEX messages_by_control_id ON messages (control_id)")
+    conn.execute("CREATE INDEX rejected_received ON rejected (received_at)")
+
+
+def _add_first_publication(conn: sqlite3.Connection) -> None:
+    """7: where a message was first published (a replay moves ``kafka_*`` to the new
+    record; the console's diff compares with the first Bundle the consumers saw)."""
+    for column in ("first_topic TEXT", "first_partition INTEGER", "first_offset INTEGER"):
+        conn.execute(f"ALTER TABLE messages ADD COLUMN {column}")
+    conn.execute("UPDATE messages SET first_topic = kafka_topic,"
+                 " first_partition = kafka_partition, first_offset = kafka_offset"
+                 " WHERE kafka_offset IS NOT NULL AND replays = 0")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: tuple[Migration, ...] = (_create_tables, _add_replays, _add_traceparent,
-                                     _add_outbound, _add_journal_state)
+                                     _add_outbound, _add_journal_state, _add_search,
+                                     _add_first_publication)
 VERSION = len(MIGRATIONS)
 
 

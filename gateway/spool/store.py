@@ -55,6 +55,7 @@ from gateway.spool.records import (
 )
 from gateway.spool.rewrap import RewrapCount
 from gateway.spool.sealing import Sealer
+from gateway.spool.search_index import SpoolSearch
 from gateway.spool.tx import FailureLog, spool_errors
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class Spool(OutboundQueue):
         # The SpoolError's advice reaches the operator's log (callers log only its class).
         self._write_failures = FailureLog("writer connection")
         self._read_failures = FailureLog("console/replay connection")
+        self.search = SpoolSearch(self)  # queries and the term indexer (search_index.py)
 
     async def start(self) -> None:
         """Open (or create, or migrate) the database, index what the journal holds beyond
@@ -146,6 +148,7 @@ class Spool(OutboundQueue):
 
     async def stop(self) -> None:
         """Commit what is queued, then close; safe to call twice."""
+        await self.search.stop()
         if self._writer is not None:
             await self._queue.join()
             self._writer.cancel()

@@ -136,13 +136,18 @@ def make_durable(conn: sqlite3.Connection) -> None:
 
 
 def mark_published(conn: sqlite3.Connection, marks: list[PublishedMark]) -> int:
-    """Mark pending rows published with where they went; the number of rows changed."""
+    """Mark pending rows published with where they went; the number of rows changed.
+
+    The first publication's place is kept apart (``first_*``, numbered parameters 2-4:
+    the topic, partition and offset again); a replay moves only ``kafka_*``."""
     now = time.time()
     with transaction(conn):
         cur = conn.executemany(
             "UPDATE messages SET status = 'published', published_at = ?, kafka_topic = ?,"
             " kafka_partition = ?, kafka_offset = ?, patient_key = ?, summary = ?,"
-            " attempts = attempts + 1 WHERE id = ? AND status = 'pending'",
+            " attempts = attempts + 1, first_topic = coalesce(first_topic, ?2),"
+            " first_partition = coalesce(first_partition, ?3),"
+            " first_offset = coalesce(first_offset, ?4) WHERE id = ? AND status = 'pending'",
             [(now, m.topic, m.partition, m.offset, m.patient_key, m.summary, m.row_id)
              for m in marks],
         )
@@ -168,6 +173,9 @@ def record_failure(conn: sqlite3.Connection, row_id: int, error: str) -> None:
 def prune(conn: sqlite3.Connection, published_before: float, rejected_before: float) -> int:
     """Delete published rows and refusals older than the given times; rows deleted."""
     with transaction(conn):
+        # their search terms go with them (gateway/spool/search.py)
+        conn.execute("DELETE FROM search_terms WHERE message_id IN (SELECT id FROM messages"
+                     " WHERE status = 'published' AND published_at < ?)", (published_before,))
         published = conn.execute(
             "DELETE FROM messages WHERE status = 'published' AND published_at < ?",
             (published_before,)).rowcount

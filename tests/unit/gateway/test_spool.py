@@ -6,7 +6,7 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
-from gateway.spool import Accepted, PublishedMark, Rejected, Spool
+from gateway.spool import Accepted, MessageFilter, PublishedMark, Rejected, Spool
 
 
 def accepted(control_id: str = "M1", sha: str = "s1", sender: str = "LAB|HOSP") -> Accepted:
@@ -75,6 +75,17 @@ async def test_pending_in_order_and_mark_published(spool: Spool) -> None:
     assert [r.control_id for r in await spool.pending()] == ["M2", "M3", "M4"]
     assert (await spool.counts())["published"] == 2
     assert spool.pending_rows == 3 == await spool.depth()
+
+
+async def test_a_replay_moves_the_latest_publication_but_keeps_the_first(spool: Spool) -> None:
+    await spool.store(accepted(control_id="M0"))
+    (row,) = await spool.pending()
+    await spool.mark_published([PublishedMark(row.id, "t", 2, 10)])
+    assert await spool.replay(MessageFilter(ids=(row.id,))) == [row.id]
+    await spool.mark_published([PublishedMark(row.id, "t2", 0, 99)])
+    (info,) = await spool.find(MessageFilter(ids=(row.id,)))
+    assert (info.kafka_topic, info.kafka_partition, info.kafka_offset) == ("t2", 0, 99)
+    assert (info.first_topic, info.first_partition, info.first_offset) == ("t", 2, 10)
 
 
 async def test_prune_deletes_only_old_published_rows_and_refusals(spool: Spool) -> None:

@@ -156,6 +156,7 @@ async def test_rotation_keeps_old_records_readable_and_rewrap_moves_them(
         done = await spool.rewrap()
         assert done.sealed == {"messages": 8, "rejected": 2, "outbound": 2}
         assert key_ids(tmp_path) == {"k2"}
+        assert search_key_id(tmp_path) == "k2"  # the search index's key moved too
         assert (await spool.rewrap()).total == 0  # nothing left to do
     finally:
         await spool.stop()
@@ -164,6 +165,15 @@ async def test_rotation_keeps_old_records_readable_and_rewrap_moves_them(
     await alone.start()
     assert len(await alone.pending()) == 8
     await alone.stop()
+
+
+def search_key_id(tmp_path: Path) -> str:
+    conn = sqlite3.connect(tmp_path / "spool.db")
+    try:
+        stored = bytes(conn.execute("SELECT key FROM search_state WHERE id = 1").fetchone()[0])
+        return Keyring([K1, K2], "k2").key_id_of(stored)
+    finally:
+        conn.close()
 
 
 def key_ids(tmp_path: Path) -> set[str]:

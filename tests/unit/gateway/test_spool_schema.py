@@ -106,8 +106,10 @@ async def test_a_new_spool_is_at_the_latest_version(tmp_path: Path) -> None:
     version, columns, indexes = describe(tmp_path / "new.db")
     assert version == schema.VERSION == len(schema.MIGRATIONS)
     assert ("messages", "replays INTEGER 1 0") in columns
-    assert indexes == ["messages_by_sender_id", "messages_conflict", "messages_failed",
-                       "messages_pending", "outbound_failed", "outbound_queued"]
+    assert indexes == ["messages_by_control_id", "messages_by_sender_id", "messages_conflict",
+                       "messages_failed", "messages_pending", "messages_received",
+                       "outbound_failed", "outbound_queued", "rejected_received",
+                       "search_terms_by_message"]
 
 
 async def test_a_spool_of_the_shipped_schema_opens_and_is_migrated(tmp_path: Path) -> None:
