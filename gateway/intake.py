@@ -38,7 +38,7 @@ from gateway.ack import Envelope, ack_bytes, answer_code, build_ack, sniff_envel
 from gateway.batch import build_batch_ack, split_batch
 from gateway.config import ListenerSettings
 from gateway.errors import SpoolAtCapacity, SpoolError
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, sender_label
 from gateway.prepare import UndecodableMessage, check, choose_profile, prepare, sender_entry
 from gateway.spool import Accepted, Rejected, Spool, StoreOutcome
 from mappers.errors import (
@@ -89,6 +89,7 @@ class IntakeResult:
     ack: bytes | None
     code: str
     outcome: StoreOutcome | None
+    sender: str = "other"  # the bounded metric label (gateway.metrics.sender_label)
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,11 @@ class Intake:
                 "the gateway could not store the message (storage error); resend it later"))
         code = answer_code("AA", env) or "AA"
         ack = outcome.ack or None  # b"" is stored when the sender asked for no ACK
-        return IntakeResult(ack, code, outcome)
+        return IntakeResult(ack, code, outcome, self.sender_label(env))
+
+    def sender_label(self, env: Envelope) -> str:
+        """The bounded ``sender`` metric label: the matching ``senders:`` entry, or other."""
+        return sender_label(sender_entry(self.listener.senders, env))
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -276,7 +281,8 @@ class Intake:
                       exc: MessageError) -> IntakeResult:
         name = self.listener.name
         ack = self._nak(env, exc)
-        self.metrics.rejected.labels(name, exc.err_code).inc()
+        label = self.sender_label(env)
+        self.metrics.rejected.labels(name, exc.err_code, label).inc()
         log.info("message refused", extra={
             "listener": name, "peer": peer, "ack_code": exc.ack_code,
             "err_code": exc.err_code, "location": exc.location,
@@ -285,7 +291,7 @@ class Intake:
         if not isinstance(exc, SpoolAtCapacity | StoreFailed):  # no room, or no storage
             outcome = await self._keep_refused(frame, env, peer, exc, ack)
         return IntakeResult(ack or None, answer_code(exc.ack_code, env) or exc.ack_code,
-                            outcome)
+                            outcome, label)
 
     async def _keep_refused(self, frame: bytes, env: Envelope, peer: str,
                             exc: MessageError, ack: bytes) -> StoreOutcome | None:

@@ -1,10 +1,35 @@
-"""Prometheus metrics for the gateway, on a registry passed in (one per service)."""
+"""Prometheus metrics for the gateway, on a registry passed in (one per service).
+
+ACKs and refusals carry a ``sender`` label, kept bounded: a sender configured under its
+listener's ``senders:`` is named by that entry (``APP|FAC`` as written there, ``*`` for
+any), every other sender is ``other``. Label values come from the configuration, never
+from what a peer sends, so a sender that invents a new MSH-3 on every message cannot grow
+the number of series.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from gateway.config import SenderSettings
+
 ACK_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+OTHER_SENDER = "other"
+
+
+def sender_label(entry: SenderSettings | None) -> str:
+    """The ``sender`` label for a message matched to ``entry`` (None: not configured)."""
+    if entry is None:
+        return OTHER_SENDER
+    return f"{entry.application}|{entry.facility}"
+
+
+def sender_labels(senders: Sequence[SenderSettings]) -> list[str]:
+    """Every ``sender`` label a listener with these ``senders:`` can produce, ``other`` last."""
+    labels = list(dict.fromkeys(sender_label(s) for s in senders))
+    return [*labels, OTHER_SENDER]
 
 
 class GatewayMetrics:
@@ -19,7 +44,9 @@ class GatewayMetrics:
         self.discarded_bytes = Counter("hl7gw_discarded_bytes",
                                        "Bytes outside MLLP frames, discarded", ["listener"],
                                        registry=r)
-        self.acks = Counter("hl7gw_acks", "ACKs sent, by code", ["listener", "code"], registry=r)
+        self.acks = Counter("hl7gw_acks", "ACKs sent, by code and sender (a configured "
+                            "senders: entry, else other)", ["listener", "code", "sender"],
+                            registry=r)
         self.ack_latency = Histogram("hl7gw_ack_latency_seconds",
                                      "Frame received to ACK written", ["listener"],
                                      buckets=ACK_LATENCY_BUCKETS, registry=r)
@@ -28,8 +55,9 @@ class GatewayMetrics:
         self.conflicts = Counter("hl7gw_conflicts",
                                  "Frames reusing an id with different content", ["listener"],
                                  registry=r)
-        self.rejected = Counter("hl7gw_rejected", "Messages refused, by HL7 0357 code",
-                                ["listener", "err_code"], registry=r)
+        self.rejected = Counter("hl7gw_rejected", "Messages refused, by HL7 0357 code and "
+                                "sender (a configured senders: entry, else other)",
+                                ["listener", "err_code", "sender"], registry=r)
         self.connections = Gauge("hl7gw_connections", "Open MLLP connections", ["listener"],
                                  registry=r)
         self.connections_total = Counter("hl7gw_connections_accepted",

@@ -30,6 +30,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 
 from gateway.config import ListenerSettings
 from gateway.errors import ListenError
@@ -73,6 +74,16 @@ class _NotMllp(Exception):
         self.kind = kind
 
 
+@dataclass
+class OpenConnection:
+    """One open MLLP connection, for the console's Interfaces page (no message content)."""
+
+    peer: str  # host:port, as intake stores it with each row
+    since: float  # Unix seconds: accepted (after the TLS handshake, on a TLS port)
+    messages: int = 0  # frames answered on it
+    last_message_at: float | None = None
+
+
 class MllpListener:
     """One listening MLLP port; start() binds, stop() closes and drains."""
 
@@ -87,6 +98,7 @@ class MllpListener:
         self._connections: set[asyncio.Task[None]] = set()
         self._busy: set[asyncio.Task[None]] = set()
         self._per_ip: collections.Counter[str] = collections.Counter()
+        self._open: dict[str, OpenConnection] = {}  # by peer: see open_connections()
         self._networks = [ipaddress.ip_network(c) for c in settings.allow]
         self._tls = server_context(settings.tls) if settings.tls is not None else None
         self.port: int = settings.port
@@ -121,6 +133,10 @@ class MllpListener:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
+
+    def open_connections(self) -> list[OpenConnection]:
+        """A snapshot of the connections open now (copies: safe to read anywhere)."""
+        return [replace(conn) for conn in self._open.values()]
 
     def _admission(self, ip: str) -> str | None:
         """Why a new connection from ``ip`` is refused, or None to accept it."""
@@ -174,6 +190,7 @@ class MllpListener:
             return
         self.metrics.connections.labels(name).inc()
         self.metrics.connections_total.labels(name).inc()
+        self._open[peer] = OpenConnection(peer, time.time())
         decoder = FrameDecoder(max_frame_bytes=self.settings.max_frame_bytes,
                                strict_end=self.settings.strict_frame_end)
         abort = True
@@ -206,6 +223,7 @@ class MllpListener:
             if decoder.discarded_bytes:
                 self.metrics.discarded_bytes.labels(name).inc(decoder.discarded_bytes)
             self.metrics.connections.labels(name).dec()
+            self._open.pop(peer, None)
             await _close(writer, abort=abort)
 
     async def _handshake(self, writer: asyncio.StreamWriter, peer: str) -> bool:
@@ -311,6 +329,10 @@ class MllpListener:
     async def _answer(self, frame: bytes, writer: asyncio.StreamWriter, peer: str) -> None:
         started = time.perf_counter()
         await self._send(await self.handler(frame, peer), writer, started)
+        conn = self._open.get(peer)
+        if conn is not None:
+            conn.messages += 1
+            conn.last_message_at = time.time()
 
     async def _send(self, ack: bytes | None, writer: asyncio.StreamWriter,
                     started: float) -> None:

@@ -113,7 +113,7 @@ def test_serve_send_metrics_and_sigterm(tmp_path: Path, kafka_bootstrap: str,
         assert [ln.split()[0] for ln in sent.stdout.splitlines()] == ["CA", "CA"]
         assert "2 sent, 2 accepted, 0 refused" in sent.stderr
         metrics = httpx.get(f"http://127.0.0.1:{http}/metrics").text
-        assert 'hl7gw_acks_total{code="CA",listener="adt"} 2.0' in metrics
+        assert 'hl7gw_acks_total{code="CA",listener="adt",sender="other"} 2.0' in metrics
         # make test runs against the compiled mapper (make setup builds it) and says so
         build = httpx.get(f"http://127.0.0.1:{http}/readyz").json()["mapper"]
         assert build == mappers._accel.status()

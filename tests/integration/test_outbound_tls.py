@@ -60,7 +60,7 @@ async def test_results_go_over_mutual_tls_and_a_missing_client_cert_is_refused(
         stored = await receiving.spool.find_outbound()  # it is a listener: inbound rows
         assert stored == []
         assert receiving.registry.get_sample_value(
-            "hl7gw_acks_total", {"listener": "ehr", "code": "AA"}) == 1
+            "hl7gw_acks_total", {"listener": "ehr", "code": "AA", "sender": "other"}) == 1
 
         no_cert = ClientTlsSettings(cafile=pki.ca)
         settings = sender(tmp_path / "x", kafka_bootstrap, f"{kafka_topic}.nocert", port,

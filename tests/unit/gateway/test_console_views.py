@@ -41,10 +41,10 @@ async def test_sampler_turns_counters_into_rates(tmp_path: Path) -> None:
     try:
         sampler = Sampler(metrics, spool, interval_s=5, keep_s=60, clock=lambda: clock[0])
         await sampler.sample_once()
-        metrics.acks.labels("l", "AA").inc(10)
-        metrics.acks.labels("l", "CA").inc(5)
-        metrics.acks.labels("l", "AE").inc(2)
-        metrics.rejected.labels("l", "207").inc(2)
+        metrics.acks.labels("l", "AA", "other").inc(10)
+        metrics.acks.labels("l", "CA", "other").inc(5)
+        metrics.acks.labels("l", "AE", "other").inc(2)
+        metrics.rejected.labels("l", "207", "other").inc(2)
         clock[0] += 5
         await sampler.sample_once()
         points = sampler.series()["points"]
