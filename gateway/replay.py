@@ -106,3 +106,28 @@ class ReplayService:
         if queued and self._wake is not None:
             self._wake()
         return queued
+
+    async def replay_many(self, ids: Sequence[int], actor: Actor, *, action: str,
+                          filter: dict[str, Any] | None = None, note: str = "") -> list[int]:
+        """Queue the published/failed rows among ``ids`` (a confirmed bulk selection) as
+        ``replay`` does, with one audit line naming ``action``, how many were selected and
+        queued and the id range, not every id (a selection may hold 10,000); ``note`` is
+        added to the line's outcome."""
+        await self.audit.writable()
+        queued: list[int] = []
+        stopped = ""
+        try:
+            for part in chunks(sorted(ids)):
+                queued += await self.spool.replay(MessageFilter(ids=part))
+        except Exception as exc:
+            stopped = f"; stopped part way: {type(exc).__name__}"
+            raise
+        finally:
+            span = f", ids {min(ids)}-{max(ids)}" if ids else ""
+            await self.audit.record(user=actor.user, role=actor.role, action=action,
+                                    peer=actor.peer, filter=filter,
+                                    outcome=f"{len(queued)} queued of {len(ids)} "
+                                            f"selected{span}{note}{stopped}")
+        if queued and self._wake is not None:
+            self._wake()
+        return queued
