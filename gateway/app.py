@@ -51,6 +51,8 @@ def create_app(runtime: Runtime, *, console: ConsoleRuntime | None = None,
         finally:
             for c in mounted:
                 await c.sampler.stop()
+                await c.trials.stop()
+                c.sessions.close()  # the session file's connection
 
     app = FastAPI(title="hl7gw gateway", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)

@@ -144,6 +144,13 @@ class ConsoleSettings(_Strict):
     session_hours: float = Field(default=8.0, gt=0)  # a console login lasts this long
     sample_interval_s: float = Field(default=5.0, ge=0.1)  # dashboard series, one hour kept
     oidc: OidcSettings | None = None  # sign-in with the hospital's OpenID Connect provider
+    # browser sessions (hashed ids), kept across restarts; None: next to audit_path
+    sessions_path: Path | None = None
+
+    @property
+    def session_file(self) -> Path:
+        """Where browser sessions are kept: ``sessions_path``, else beside the audit log."""
+        return self.sessions_path or self.audit_path.with_name("console-sessions.db")
 
 
 class ScaleOutSettings(_Strict):

@@ -36,14 +36,16 @@ import uvicorn
 
 from connectors import tracing
 from connectors.kafka import EventProducer
+from gateway.alerts.engine import build_engine
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 from gateway.errors import ListenError, SpoolError
 from gateway.intake import Intake, IntakeResult
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import MappingPool
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import GatewayMetrics, sender_labels
 from gateway.mllp.server import MllpListener
+from gateway.mllp.settings import server_context
 from gateway.outbound.service import OutboundService
 from gateway.profiles import ProfileStore
 from gateway.publisher import Publisher
@@ -99,6 +101,8 @@ class GatewayService:
         self.outbound = (OutboundService(settings.outbound, settings.kafka, self.spool,
                                          self.metrics)
                          if settings.outbound is not None else None)
+        # Alert rules (docs/alerts.md): evaluated in a task, shown on the console.
+        self.alerts = build_engine(settings, self.spool, self.registry)
         self.listeners: list[MllpListener] = []
         self.intakes: dict[str, Intake] = {}  # listener name -> its intake (console reprocess)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -123,6 +127,7 @@ class GatewayService:
         self.profiles.load()  # ProfileError (file:line: field): nothing starts
         await self.spool.start()
         self.spool.on_indexed(self.publisher.wake)
+        self.spool.search.start()  # the search index follows the spool in the background
         self.mapping.start()
         for ls in self.settings.listeners:
             intake = Intake(ls, self.spool, self.metrics,
@@ -138,6 +143,8 @@ class GatewayService:
         self._tasks.append(asyncio.create_task(self.kafka_watch.run(), name="kafka-watch"))
         self._tasks.append(asyncio.create_task(self._prune(), name="pruner"))
         self._tasks.append(asyncio.create_task(self.profiles.watch(), name="profiles"))
+        if self.alerts is not None:
+            self._tasks.append(asyncio.create_task(self.alerts.run(), name="alerts"))
         if self.outbound is not None:
             self.outbound.start()
         self._watch_sighup()
@@ -182,13 +189,17 @@ class GatewayService:
         """``answer`` (an intake method) as the listener calls it: ACK bytes, counted by code."""
         if tracing.enabled():  # a span per frame; with tracing off, not even a check
             answer = traced_frames(answer, name)
-        acks = {code: self.metrics.acks.labels(name, code)
-                for code in ("AA", "AE", "AR", "CA", "CE", "CR")}
+        listener = next(ls for ls in self.settings.listeners if ls.name == name)
+        # Every (code, sender) series exists from the start at 0; sender labels are bounded
+        # by the listener's senders: entries (gateway/metrics.py).
+        acks = {(code, sender): self.metrics.acks.labels(name, code, sender)
+                for code in ("AA", "AE", "AR", "CA", "CE", "CR")
+                for sender in sender_labels(listener.senders)}
 
         async def handle(frame: bytes, peer: str) -> bytes | None:
             result = await answer(frame, peer)
             if result.ack is not None:
-                acks[result.code].inc()
+                acks[result.code, result.sender].inc()
             return result.ack
         return handle
 
@@ -231,9 +242,13 @@ class GatewayService:
 
     async def _start_http(self) -> None:
         _check_can_listen(self.settings.http.host, self.settings.http.port)
+        tls = self.settings.http.tls
+        # HTTPS with the MLLP listeners' TLS policy (TLS 1.2+, client certs when set)
+        factory = (None if tls is None
+                   else lambda _cfg, _default: server_context(tls))
         cfg = uvicorn.Config(create_app(self, console=self), host=self.settings.http.host,
                              port=self.settings.http.port, log_config=None,
-                             access_log=False, lifespan="on")
+                             access_log=False, lifespan="on", ssl_context_factory=factory)
         self._http = QuietServer(cfg)  # SIGINT/SIGTERM stay with hl7gw.shutdown
         self._tasks.append(asyncio.create_task(self._http.serve(), name="http"))
         while not self._http.started:
@@ -287,9 +302,12 @@ class GatewayService:
             # At once: a message in flight stays queued and is resent after the restart.
             await self.outbound.stop()
         for task in self._tasks:
-            if task.get_name() in ("publisher", "pruner", "profiles", "kafka-watch"):
+            if task.get_name() in ("publisher", "pruner", "profiles", "kafka-watch",
+                                   "alerts"):
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if self.alerts is not None:  # a webhook send in flight gets a moment, no more
+            await self.alerts.close(min(left(STOP_RESERVE_S), 2.0))
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._final_drain(), timeout=left(STOP_RESERVE_S))
         http = next((t for t in self._tasks if t.get_name() == "http"), None)

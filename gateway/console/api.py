@@ -9,6 +9,7 @@ strict body models) and what it gives (``gateway.console.schemas``).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -98,7 +99,7 @@ def build_api(console: Console) -> APIRouter:
     async def rejected(request: Request, _: Viewer) -> dict[str, Any]:
         """Refused messages, newest first: sender, control_id, since, until, limit, before."""
         q = parse_query(request.query_params)
-        rows = await spool.find_rejected(q.filter, limit=q.limit, before_id=q.before)
+        rows = await spool.search.find_rejected(q.filter, limit=q.limit, before_id=q.before)
         return {"rejected": [rejected_json(r) for r in rows],
                 "next_before": _page(rows, q.limit)}
 
@@ -144,8 +145,11 @@ def build_api(console: Console) -> APIRouter:
 
     @api.get("/dashboard", response_model=DashboardOut)
     async def dashboard(_: Viewer) -> dict[str, Any]:
-        """Row counts and the sampled series (rates per second, levels)."""
-        return {"counts": await spool.counts(), "series": console.sampler.series()}
+        """Row counts, the sampled series (rates per second, levels) and the last hour per
+        minute from the spool (``history``: it survives a restart)."""
+        history = asdict(await console.sampler.history())
+        return {"counts": await spool.counts(), "series": console.sampler.series(),
+                "history": history}
 
     @api.get("/audit", response_model=AuditOut)
     async def audit(_: Operator) -> dict[str, Any]:

@@ -8,7 +8,7 @@ HTML pages cannot drift apart in who may see what.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ from starlette.requests import Request
 
 from gateway.audit import AuditLog
 from gateway.config import ConsoleSettings, GatewaySettings
+from gateway.console.auth import COOKIE as SESSION_COOKIE
 from gateway.console.auth import NO_USERS, Principal, Session, Sessions, Users
 from gateway.console.dashboard import Sampler
 from gateway.console.kafka_lag import ConsumerLag
@@ -26,10 +27,11 @@ from gateway.prepare import sender_entry
 from gateway.publisher import Publisher
 from gateway.replay import Actor, ReplayService
 from gateway.spool import MessageFilter, MessageInfo, RejectedInfo, Spool
+from gateway.trial.jobs import TrialJobs
 from mappers.hl7v2.envelope import sniff
 from mappers.profiles import EMPTY_PROFILES, ProfileSet
 
-COOKIE = "hl7gw_console"
+COOKIE = SESSION_COOKIE  # the browser session's cookie (set in gateway.console.auth)
 
 
 class ConsoleRuntime(Protocol):
@@ -112,10 +114,11 @@ class Console:
     def __init__(self, runtime: ConsoleRuntime, settings: ConsoleSettings) -> None:
         self.runtime = runtime
         self.settings = settings
-        self.users = Users(settings.users)
-        self.sessions = Sessions(settings.session_hours)
+        self.users = Users(settings.users, sign_in=settings.oidc is not None)
+        self.sessions = Sessions(settings.session_hours, path=settings.session_file)
         self.audit = AuditLog(settings.audit_path)
         self.replays = ReplayService(runtime.spool, self.audit, wake=runtime.publisher.wake)
+        self.trials = TrialJobs()  # profile trials; cancelled when the app stops
         bridge = runtime.settings.bridge
         lag = (ConsumerLag(runtime.settings.kafka, bridge.group_id, bridge.topic)
                if bridge is not None else None)
@@ -133,8 +136,18 @@ class Console:
                 return None
             user = self.users.authenticate(token.strip())
             return Caller(user, None) if user else None
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        session = self._current(self.sessions.get(request.cookies.get(COOKIE)))
         return Caller(session.user, session) if session else None
+
+    def _current(self, session: Session | None) -> Session | None:
+        """A stored session as the config allows it now: a token user still listed (with
+        their role as configured now), an OIDC user only while OIDC is configured."""
+        if session is None:
+            return None
+        if session.method == "oidc":
+            return session if self.settings.oidc is not None else None
+        user = self.users.named(session.user.name)
+        return replace(session, user=user) if user is not None else None
 
     def require(self, request: Request, role: str) -> Caller:
         """The caller if they hold ``role``; Denied(401/403) otherwise."""
@@ -171,8 +184,10 @@ class Console:
     # -- profiles -------------------------------------------------------------------------
 
     def alerts(self) -> list[Any]:
-        """The alerts firing now, for the dashboard (none until rules are configured)."""
-        return []
+        """The alerts firing now, most severe first, for the dashboard (the service's
+        ``alerts`` engine; none without an ``alerts:`` section)."""
+        engine = getattr(self.runtime, "alerts", None)
+        return list(engine.firing()) if engine is not None else []
 
     def profile_state(self) -> tuple[ProfileSet, int | None, str | None]:
         """(live profiles, reload generation, last reload error), whatever the runtime has."""

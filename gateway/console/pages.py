@@ -10,6 +10,7 @@ come from this origin; the session cookie is also ``SameSite=Strict``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +25,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from gateway.console.api import MAX_PLAYGROUND_BYTES, RowIdPath
-from gateway.console.auth import NO_USERS
+from gateway.console.auth import (
+    NO_USERS,
+    audit_sign_in,
+    set_session_cookie,
+    start_session,
+)
 from gateway.console.core import COOKIE, Caller, Console, Denied, peer_of, same_origin
 from gateway.console.dashboard import charts
 from gateway.console.deps import Operator, Viewer
@@ -32,6 +38,8 @@ from gateway.console.filters import parse_query
 from gateway.console.hl7view import segments
 from gateway.console.mapview import AUTO, NONE, map_text, parse_summary, pick_profile
 from gateway.console.schemas import MAX_ROW_ID, STATUSES
+from gateway.console.search import search_context
+from gateway.console.session_store import SessionStoreError
 from gateway.spool import MessageFilter
 from mappers.errors import Hl7gwError
 
@@ -86,39 +94,45 @@ def build_pages(console: Console) -> APIRouter:
     @pages.get("/login")
     async def login_form(request: Request, next: str = "/console") -> HTMLResponse:
         problem = None if console.users.configured else NO_USERS
-        return render("login.html", request, None, next=_safe_next(next), problem=problem)
+        return render("login.html", request, None, next=_safe_next(next), problem=problem,
+                      oidc=console.settings.oidc)
 
     @pages.post("/login", response_model=None)
     async def login(request: Request) -> Response:
         data = await form(request)
         target = _safe_next(data.get("next", "/console"))
+        oidc = console.settings.oidc
         if not console.users.configured:
-            return render("login.html", request, None, 403, next=target, problem=NO_USERS)
+            return render("login.html", request, None, 403, next=target, problem=NO_USERS,
+                          oidc=oidc)
         if not same_origin(request):
-            return render("login.html", request, None, 403, next=target,
+            return render("login.html", request, None, 403, next=target, oidc=oidc,
                           problem="refused: the login form must be sent from this console")
         user = console.users.authenticate(data.get("token", "").strip())
         if user is None:
-            await console.audit.record(user="", role="", action="login_failed",
-                                       peer=peer_of(request))
-            return render("login.html", request, None, 401, next=target,
+            await audit_sign_in(console.audit, action="login_failed", user="", role="",
+                                peer=peer_of(request), method="token")
+            return render("login.html", request, None, 401, next=target, oidc=oidc,
                           problem="That token is not valid.")
-        await console.audit.record(user=user.name, role=user.role, action="login",
-                                   peer=peer_of(request))
-        console.sessions.drop(request.cookies.get(COOKIE))  # a new login, a new session id
-        session = console.sessions.create(user)
+        try:  # a new login, a new session id
+            session = await start_session(console.sessions, console.audit, user,
+                                          method="token", peer=peer_of(request),
+                                          replacing=request.cookies.get(COOKIE))
+        except SessionStoreError as exc:
+            return render("login.html", request, None, 503, next=target, oidc=oidc,
+                          problem=f"refused: {exc}")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, session.id, max_age=int(console.sessions.lifetime_s),
-                            path="/", httponly=True, samesite="strict",
-                            secure=request.url.scheme == "https")
+        set_session_cookie(response, request, session, console.sessions.lifetime_s)
         return response
 
     @pages.post("/logout")
     async def logout(request: Request, caller: Viewer) -> RedirectResponse:
         console.check_write(request, caller, (await form(request)).get("csrf"))
         if caller.session is not None:
-            console.sessions.drop(caller.session.id)
-            await console.record(request, caller, "logout")
+            await asyncio.to_thread(console.sessions.drop, caller.session.id)
+            await audit_sign_in(console.audit, action="logout", user=caller.user.name,
+                                role=caller.user.role, peer=peer_of(request),
+                                method=caller.session.method)
         response = RedirectResponse("/console/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -133,21 +147,21 @@ def build_pages(console: Console) -> APIRouter:
         series = console.sampler.series()
         bridge = console.runtime.settings.bridge
         latest = console.sampler.samples[-1] if console.sampler.samples else None
+        traffic = await console.sampler.history()  # from the spool: survives a restart
         return render("dashboard.html", request, caller, counts=counts, oldest_age=age,
                       interval_s=f"{console.sampler.interval_s:g}",
                       bridge=f"group {bridge.group_id}" if bridge else None,
                       consumer_lag=latest.consumer_lag if latest else None,
-                      charts=charts(series), profiles=console.profiles_json(),
+                      charts=charts(series, traffic), profiles=console.profiles_json(),
                       kafka=console.runtime.publisher.connected, alerts=console.alerts())
 
     # -- messages -------------------------------------------------------------------------
 
     @pages.get("/messages")
     async def messages(request: Request, caller: Viewer) -> HTMLResponse:
-        page = await _listing(request, "/console/messages", spool.find)
-        return render("messages.html", request, caller, rows=page.rows, values=page.values,
-                      statuses=STATUSES, older=page.older, problem=page.problem,
-                      newest=page.newest)
+        # listing and search in one (gateway/console/search.py): q and kind, audited
+        context = await search_context(console, request, caller)
+        return render("messages.html", request, caller, statuses=STATUSES, **context)
 
     @pages.get("/messages/{row_id}")
     async def message(request: Request, row_id: RowIdPath, caller: Viewer,
@@ -179,9 +193,11 @@ def build_pages(console: Console) -> APIRouter:
 
     @pages.get("/rejected")
     async def rejected(request: Request, caller: Viewer) -> HTMLResponse:
-        page = await _listing(request, "/console/rejected", spool.find_rejected)
+        # the sender matched as the page shows it (APP, APP|FAC, APP|FAC^OID...)
+        page = await _listing(request, "/console/rejected", spool.search.find_rejected)
         return render("rejected.html", request, caller, rows=page.rows, values=page.values,
-                      older=page.older, problem=page.problem)
+                      older=page.older, problem=page.problem, newest=page.newest,
+                      senders=await spool.search.rejected_senders())
 
     async def rejected_page(request: Request, caller: Caller, row_id: int, show: bool,
                             result: dict[str, Any] | None = None) -> HTMLResponse:

@@ -282,9 +282,160 @@ class DashboardOut(BaseModel):
 
     counts: dict[str, int]
     series: dict[str, Any]
+    history: dict[str, Any] | None = None  # {start, received, published, rejected, depth}
 
 
 class AuditOut(BaseModel):
     """The latest audit entries, newest first."""
 
     entries: list[dict[str, Any]]
+
+
+class SearchPageOut(BaseModel):
+    """One page of a search, newest first. A text search reads bodies: ``scanned`` rows of
+    the ``in_window`` ones below ``before`` (go on with ``next_before``); the indexed kinds
+    may miss the ``index_behind`` newest rows while the indexer catches up."""
+
+    messages: list[MessageOut]
+    next_before: int | None
+    kind: str
+    scanned: int | None
+    in_window: int | None
+    index_behind: int
+
+
+# -- the Interfaces page (gateway/console/interfaces.py) -----------------------------------
+
+class ConnectionOut(BaseModel):
+    """An MLLP connection open now."""
+
+    peer: str
+    since: float
+    messages: int
+    last_message_at: float | None
+
+
+class SenderOut(BaseModel):
+    """A sender on a listener: state, last message, counts over 1 h and 24 h, silence."""
+
+    sender: str
+    application: str
+    facility: str
+    configured: bool
+    metric_label: str
+    state: Literal["connected", "host connected", "not connected"]
+    last_peer: str | None
+    last_message_at: float | None
+    counts_1h: dict[str, int]
+    counts_24h: dict[str, int]
+    types_1h: dict[str, int]
+    types_24h: dict[str, int]
+    error_ratio_1h: float | None
+    error_ratio_24h: float | None
+    usual_gap_s: float | None
+    silent_for_s: float | None
+    silent: bool | None
+
+
+class ListenerOut(BaseModel):
+    """An MLLP listener, its open connections and its senders."""
+
+    name: str
+    host: str
+    port: int
+    tls: bool
+    running: bool
+    configured: bool
+    connections: list[ConnectionOut]
+    senders: list[SenderOut]
+
+
+class SilenceRuleOut(BaseModel):
+    """Silent: quiet for over ``factor`` times the usual gap and ``min_silence_s``; no
+    verdict with fewer than ``min_messages`` in 24 h (gateway/console/interfaces_view.py)."""
+
+    factor: float
+    min_silence_s: float
+    min_messages: int
+
+
+class InterfacesOut(BaseModel):
+    """Every listener and outbound destination, and the silence rule's parameters."""
+
+    generated_at: float
+    listeners: list[ListenerOut]
+    destinations: dict[str, Any]
+    silence_rule: SilenceRuleOut
+
+
+# -- bulk actions and the Bundle diff (gateway/console/bulk.py) ---------------------------
+
+
+class BulkRequest(BaseModel):
+    """``POST /api/v1/messages/bulk``: an action on ids, or on what a filter matches.
+
+    ``filter`` takes the Messages page's query parameters (``sender``, ``type``,
+    ``status``, ``control_id``, ``since``, ``until`` and the search's fields) as text.
+    Without ``"confirm": true`` nothing happens: the answer is the preview.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    action: Literal["replay", "reprocess", "export-hl7", "export-ndjson"]
+    ids: Annotated[list[RowId], Field(max_length=MAX_REPLAY_IDS)] | None = None
+    filter: dict[Text, Text] | None = None
+    confirm: bool = False
+
+    @model_validator(mode="after")
+    def _ids_or_filter(self) -> BulkRequest:
+        if (self.ids is None) == (self.filter is None):
+            raise ValueError('send either "ids" (a list of row ids) or "filter" '
+                             "(the Messages page's query parameters), not both or neither")
+        if self.ids is not None and not self.ids:
+            raise ValueError('"ids" is empty: name at least one row id')
+        if self.filter is not None and not any(self.filter.values()):
+            raise ValueError('an empty "filter" would select every message: name at least '
+                             "one field (sender, type, status, since, ...)")
+        return self
+
+
+class BulkPreviewOut(BaseModel):
+    """What a bulk action would act on (``confirm`` false), or what it did."""
+
+    action: str
+    confirmed: bool
+    count: int
+    max: int
+    statuses: dict[str, int]
+    senders: dict[str, int]
+    types: dict[str, int]
+    sample_control_ids: list[str]
+    first_id: int | None
+    last_id: int | None
+    queued: list[int] | None = None
+    not_mapped: dict[str, str] | None = None  # reprocess: row id -> why it maps no more
+    skipped_pending: int | None = None
+
+
+class DiffChangeOut(BaseModel):
+    """One element that differs: its path, the element (no ids, no indexes) and values."""
+
+    path: str
+    element: str
+    kind: Literal["added", "removed", "changed"]
+    before: Any
+    after: Any
+
+
+class DiffOut(BaseModel):
+    """``GET /api/v1/messages/{id}/diff``: the Bundle as published vs as mapped now."""
+
+    id: int
+    state: Literal["ok", "unpublished", "gone", "not-a-bundle", "kafka-down", "unmappable"]
+    message: str
+    published_at: str | None
+    event_id: str | None
+    profile: str | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changes: list[DiffChangeOut]

@@ -171,6 +171,9 @@ async def test_roles_audit_and_replay(gateway_settings: GatewaySettings, tmp_pat
             assert mapped["bundle"]["resourceType"] == "Bundle"
             dashboard = (await client.get("/api/v1/dashboard", headers=bearer(VIEWER))).json()
             assert dashboard["counts"]["rejected"] == 2  # the refusal and its reprocess
+            history = dashboard["history"]  # per minute from the spool, not the sampler
+            assert len(history["received"]) == 60 and sum(history["received"]) >= 2
+            assert sum(history["rejected"]) == 2
 
     # Kafka: the two messages, then CON-1 again under its event id with -r1.
     records = await asyncio.wait_for(read_records(kafka_bootstrap, kafka_topic, 3), 30)

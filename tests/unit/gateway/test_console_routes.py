@@ -29,7 +29,24 @@ OPERATOR_ONLY = {("GET", "/api/v1/messages/{row_id}/body"),
                  ("POST", "/console/rejected/{row_id}/reprocess"), ("GET", "/console/audit"),
                  ("GET", "/api/v1/outbound/{row_id}/body"),
                  ("POST", "/api/v1/outbound/{row_id}/replay"),
-                 ("POST", "/console/outbound/{row_id}/replay")}
+                 ("POST", "/console/outbound/{row_id}/replay"),
+                 # work on many messages, raw download, diff (docs/bulk.md)
+                 ("POST", "/api/v1/messages/bulk"), ("GET", "/api/v1/messages/{row_id}/diff"),
+                 ("POST", "/console/messages/bulk"), ("POST", "/console/messages/bulk/confirm"),
+                 ("GET", "/console/messages/{row_id}/raw"),
+                 ("GET", "/console/messages/{row_id}/diff"),
+                 # trying a profile shows message values (docs/profiles.md)
+                 ("POST", "/api/v1/profiles/try"), ("GET", "/api/v1/profiles/try/{job_id}"),
+                 ("POST", "/api/v1/profiles/try/{job_id}/apply"),
+                 ("POST", "/api/v1/profiles/try/{job_id}/discard"),
+                 ("GET", "/console/try"), ("POST", "/console/try"),
+                 ("GET", "/console/try/{job_id}"), ("POST", "/console/try/{job_id}/apply"),
+                 ("POST", "/console/try/{job_id}/discard"),
+                 # dead letters: bodies and redrive (docs/alerts.md)
+                 ("GET", "/api/v1/dead-letters/{partition}/{offset}/body"),
+                 ("POST", "/api/v1/dead-letters/redrive"),
+                 ("POST", "/console/dead-letters/redrive"),
+                 ("GET", "/console/dead-letters/{partition}/{offset}")}
 
 
 def every_route(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
