@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gateway.errors import SpoolError
 from gateway.spool import queries, rewrap, schema, writes
+from gateway.spool.checkpoint import Checkpointer
 from gateway.spool.journal import DEFAULT_SEGMENT_BYTES, Journal
 from gateway.spool.journaled import JournaledWrites
 from gateway.spool.outbound_queue import OutboundQueue
@@ -98,6 +99,7 @@ class Spool(OutboundQueue):
         self._last_batch = 0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
+        self._checkpointer: Checkpointer | None = None  # WAL checkpoints off the writer
         # The console's and hl7gw replay's queries run on a connection and thread of their
         # own: a search through a big spool (0.6 s for 500k rows) must not hold up ACKs.
         self._side_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-read")
@@ -117,6 +119,8 @@ class Spool(OutboundQueue):
         it, and start the group-commit writer."""
         self._loop = asyncio.get_running_loop()
         await self._run("open", self._open)
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
         if self._journaled is not None:
             await self._run("open the journal", self._open_journal)
             self._prepare_spare()
@@ -163,6 +167,9 @@ class Spool(OutboundQueue):
             if self._conn is not None and self._unindexed:
                 await self._run("index journaled rows", self._index)
             self._journaled.close()
+        if self._checkpointer is not None:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            await asyncio.to_thread(checkpointer.stop)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._run("close", conn.close)
@@ -408,6 +415,7 @@ class Spool(OutboundQueue):
             schema.migrate(conn, name=str(self.path))
             self.sealer.check(conn, str(self.path))
             self._pending_rows = queries.count_pending(conn)
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job instead
         except BaseException:
             conn.close()
             raise
