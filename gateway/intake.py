@@ -98,6 +98,7 @@ class _Checked:
 
     row: Accepted
     env: Envelope
+    sender_label: str  # the bounded metric label of the senders: entry it matched
 
 
 class Intake:
@@ -146,7 +147,7 @@ class Intake:
                 "the gateway could not store the message (storage error); resend it later"))
         code = answer_code("AA", env) or "AA"
         ack = outcome.ack or None  # b"" is stored when the sender asked for no ACK
-        return IntakeResult(ack, code, outcome, self.sender_label(env))
+        return IntakeResult(ack, code, outcome, checked.sender_label)
 
     def sender_label(self, env: Envelope) -> str:
         """The bounded ``sender`` metric label: the matching ``senders:`` entry, or other."""
@@ -189,7 +190,7 @@ class Intake:
             raw=frame, ack=ack, event_id=event_id(sender_id, header.control_id, sha),
             charset=prepared.charset, timezone=prepared.timezone,
             traceparent=tracing.current_traceparent())  # None while tracing is off
-        return _Checked(row, env)
+        return _Checked(row, env, sender_label(sender))
 
     def _check_content(self, prepared: Prepared) -> mappers.Header:
         # One parse: mappers.check reads the header and the structure; the listener's own
