@@ -31,8 +31,8 @@ from gateway.config import (
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
 from gateway.spool import MessageFilter
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, need_chromium
 from tests.support import SAMPLES, with_control_id
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, need_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -12,7 +12,6 @@ internet); install Debian's ``chromium`` package instead (``make browser``).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -31,27 +30,12 @@ from gateway.config import (
 from gateway.mllp.client import MllpClient, split_messages
 from gateway.service import GatewayService
 from tests.support import SAMPLES, with_control_id
+from tests.support.browser import SHOTS, chromium_page, need_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 A01 = split_messages((SAMPLES / "adt_a01.hl7").read_bytes())[0]
 TOKEN = "browser-operator-token-42"
-
-
-def need_chromium() -> None:
-    """Fail in CI (it must run there), skip elsewhere, when Chromium is not installed."""
-    if CHROMIUM.exists():
-        return
-    why = (f"{CHROMIUM} not found: install Debian's chromium package "
-           "(apt-get install chromium, or `make browser`)")
-    if os.environ.get("CI"):
-        pytest.fail(why)
-    pytest.skip(why)
 
 
 @pytest.fixture
@@ -72,7 +56,7 @@ async def gateway(tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
 
 async def test_console_in_chromium(gateway: GatewayService) -> None:
     need_chromium()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as mllp:
         for cid in ("BRW-1", "BRW-2", "BRW-3"):
@@ -84,112 +68,102 @@ async def test_console_in_chromium(gateway: GatewayService) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{gateway.http_port}"
 
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(15_000)
+    async with chromium_page(SHOTS, 1400, 1000) as (page, shot):
+        # Login: the console sends us to the form, a wrong token is refused.
+        await page.goto(f"{base}/console")
+        await expect(page).to_have_url(f"{base}/console/login?next=/console")
+        await page.fill("#token", "wrong")
+        await page.click("button[type=submit]")
+        await expect(page.locator("#login-problem")).to_contain_text("not valid")
+        await shot("01-login")
+        await page.fill("#token", TOKEN)
+        await page.click("button[type=submit]")
+        await expect(page).to_have_url(f"{base}/console")
+        await expect(page.locator(".user")).to_contain_text("olga")
+        await expect(page.locator("svg.chart").first).to_be_visible()
+        await shot("02-dashboard")
 
-            async def shot(name: str) -> None:
-                await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        # Find a message by control id through the filter form.
+        await page.click("nav >> text=Messages")
+        await expect(page.locator("#messages tbody tr")).to_have_count(3)
+        await page.fill("input[name=control_id]", "BRW-2")
+        await page.click("#filter button[type=submit]")
+        rows = page.locator("#messages tbody tr")
+        await expect(rows).to_have_count(1)
+        await expect(rows.first.locator(".control-id")).to_have_text("BRW-2")
+        await shot("03-messages-filtered")
 
-            # Login: the console sends us to the form, a wrong token is refused.
-            await page.goto(f"{base}/console")
-            await expect(page).to_have_url(f"{base}/console/login?next=/console")
-            await page.fill("#token", "wrong")
-            await page.click("button[type=submit]")
-            await expect(page.locator("#login-problem")).to_contain_text("not valid")
-            await shot("01-login")
-            await page.fill("#token", TOKEN)
-            await page.click("button[type=submit]")
-            await expect(page).to_have_url(f"{base}/console")
-            await expect(page.locator(".user")).to_contain_text("olga")
-            await expect(page.locator("svg.chart").first).to_be_visible()
-            await shot("02-dashboard")
+        # Open it; wait until the publisher has sent it to Kafka.
+        await rows.first.locator("a").first.click()
+        await expect(page.locator("h1")).to_contain_text("Message")
+        for _ in range(100):
+            if await page.locator("#status").inner_text() == "published":
+                break
+            await page.wait_for_timeout(200)
+            await page.reload()
+        await expect(page.locator("#status")).to_have_text("published")
+        await expect(page.locator("#replays")).to_have_text("0")
+        await expect(page.locator("#mapped-with")).to_contain_text("without a sender profile")
+        await shot("04-message")
 
-            # Find a message by control id through the filter form.
-            await page.click("nav >> text=Messages")
-            await expect(page.locator("#messages tbody tr")).to_have_count(3)
-            await page.fill("input[name=control_id]", "BRW-2")
-            await page.click("#filter button[type=submit]")
-            rows = page.locator("#messages tbody tr")
-            await expect(rows).to_have_count(1)
-            await expect(rows.first.locator(".control-id")).to_have_text("BRW-2")
-            await shot("03-messages-filtered")
+        # The body: segments with named fields next to the Bundle.
+        await page.click("#show-body")
+        await expect(page.locator("table.segment tr", has_text="PID-5")).to_contain_text(
+            "Patient Name")
+        await expect(page.locator("#bundle")).to_contain_text('"resourceType": "Bundle"')
+        await expect(page.locator("#ack")).to_contain_text("MSA|CA|BRW-2")
+        await shot("05-message-body")
 
-            # Open it; wait until the publisher has sent it to Kafka.
-            await rows.first.locator("a").first.click()
-            await expect(page.locator("h1")).to_contain_text("Message")
-            for _ in range(100):
-                if await page.locator("#status").inner_text() == "published":
-                    break
-                await page.wait_for_timeout(200)
-                await page.reload()
-            await expect(page.locator("#status")).to_have_text("published")
-            await expect(page.locator("#replays")).to_have_text("0")
-            await expect(page.locator("#mapped-with")).to_contain_text("without a sender profile")
-            await shot("04-message")
+        # Replay: queued, then published again with replays = 1.
+        await page.click("#replay")
+        await expect(page.locator("#notice")).to_contain_text("Queued for replay")
+        for _ in range(100):
+            if (await page.locator("#replays").inner_text() == "1"
+                    and await page.locator("#status").inner_text() == "published"):
+                break
+            await page.wait_for_timeout(200)
+            await page.reload()
+        await expect(page.locator("#replays")).to_have_text("1")
+        await expect(page.locator("#status")).to_have_text("published")
+        await shot("06-message-replayed")
 
-            # The body: segments with named fields next to the Bundle.
-            await page.click("#show-body")
-            await expect(page.locator("table.segment tr", has_text="PID-5")).to_contain_text(
-                "Patient Name")
-            await expect(page.locator("#bundle")).to_contain_text('"resourceType": "Bundle"')
-            await expect(page.locator("#ack")).to_contain_text("MSA|CA|BRW-2")
-            await shot("05-message-body")
+        # Playground: pasted text is mapped live (script), and by the Map button (form).
+        await page.click("nav >> text=Playground")
+        pasted = with_control_id(A01, "PLAY-1").decode().replace("\r", "\n")
+        await page.fill("#text", pasted)
+        await expect(page.locator("#pg-bundle")).to_contain_text('"resourceType": "Bundle"')
+        await expect(page.locator("#pg-bundle")).to_contain_text("PLAY-1")
+        await shot("07-playground-live")
+        await page.fill("#text", "MSH|^~\\&|APP|FAC")
+        await expect(page.locator("#pg-error")).to_contain_text("MSH-9")
+        await page.fill("#text", pasted)
+        await page.click("#map")
+        await expect(page.locator("#pg-bundle")).to_contain_text("PLAY-1")
+        await expect(page.locator("#pg-explain")).not_to_be_empty()
+        await shot("08-playground-mapped")
 
-            # Replay: queued, then published again with replays = 1.
-            await page.click("#replay")
-            await expect(page.locator("#notice")).to_contain_text("Queued for replay")
-            for _ in range(100):
-                if (await page.locator("#replays").inner_text() == "1"
-                        and await page.locator("#status").inner_text() == "published"):
-                    break
-                await page.wait_for_timeout(200)
-                await page.reload()
-            await expect(page.locator("#replays")).to_have_text("1")
-            await expect(page.locator("#status")).to_have_text("published")
-            await shot("06-message-replayed")
+        # Rejected: the refusal is listed with its reason; reprocessing refuses it again.
+        await page.click("nav >> text=Rejected")
+        await expect(page.locator("#rejected tbody tr")).to_have_count(1)
+        await expect(page.locator("#rejected tbody")).to_contain_text("BRW-BAD")
+        await page.locator("#rejected tbody a").first.click()
+        await page.click("#reprocess")
+        await expect(page.locator("#reprocess-result")).to_contain_text("refused again")
+        await shot("09-rejected-reprocessed")
+        await page.reload()  # the result page came by redirect: nothing is sent again
+        await expect(page.locator("#reprocess-result")).to_contain_text("refused again")
+        await page.click("nav >> text=Rejected")
+        await expect(page.locator("#rejected tbody tr")).to_have_count(2)
 
-            # Playground: pasted text is mapped live (script), and by the Map button (form).
-            await page.click("nav >> text=Playground")
-            pasted = with_control_id(A01, "PLAY-1").decode().replace("\r", "\n")
-            await page.fill("#text", pasted)
-            await expect(page.locator("#pg-bundle")).to_contain_text('"resourceType": "Bundle"')
-            await expect(page.locator("#pg-bundle")).to_contain_text("PLAY-1")
-            await shot("07-playground-live")
-            await page.fill("#text", "MSH|^~\\&|APP|FAC")
-            await expect(page.locator("#pg-error")).to_contain_text("MSH-9")
-            await page.fill("#text", pasted)
-            await page.click("#map")
-            await expect(page.locator("#pg-bundle")).to_contain_text("PLAY-1")
-            await expect(page.locator("#pg-explain")).not_to_be_empty()
-            await shot("08-playground-mapped")
+        # The audit page lists the body view and the replay.
+        await page.click("nav >> text=Audit")
+        audit = page.locator("#audit tbody")
+        await expect(audit).to_contain_text("view_body")
+        await expect(audit).to_contain_text("replay")
+        await expect(audit).to_contain_text("reprocess")
+        await shot("10-audit")
 
-            # Rejected: the refusal is listed with its reason; reprocessing refuses it again.
-            await page.click("nav >> text=Rejected")
-            await expect(page.locator("#rejected tbody tr")).to_have_count(1)
-            await expect(page.locator("#rejected tbody")).to_contain_text("BRW-BAD")
-            await page.locator("#rejected tbody a").first.click()
-            await page.click("#reprocess")
-            await expect(page.locator("#reprocess-result")).to_contain_text("refused again")
-            await shot("09-rejected-reprocessed")
-            await page.reload()  # the result page came by redirect: nothing is sent again
-            await expect(page.locator("#reprocess-result")).to_contain_text("refused again")
-            await page.click("nav >> text=Rejected")
-            await expect(page.locator("#rejected tbody tr")).to_have_count(2)
-
-            # The audit page lists the body view and the replay.
-            await page.click("nav >> text=Audit")
-            audit = page.locator("#audit tbody")
-            await expect(audit).to_contain_text("view_body")
-            await expect(audit).to_contain_text("replay")
-            await expect(audit).to_contain_text("reprocess")
-            await shot("10-audit")
-
-            # Back on the dashboard, the charts show the traffic of this test.
-            await page.click("nav >> text=Dashboard")
-            await expect(page.locator("svg.chart polyline").first).to_be_visible()
-            await shot("11-dashboard-with-traffic")
-        finally:
-            await browser.close()
+        # Back on the dashboard, the charts show the traffic of this test.
+        await page.click("nav >> text=Dashboard")
+        await expect(page.locator("svg.chart polyline").first).to_be_visible()
+        await shot("11-dashboard-with-traffic")

@@ -29,9 +29,9 @@ from gateway.config import (
     SpoolSettings,
 )
 from gateway.service import GatewayService
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
 from tests.integration.conftest import read_records
 from tests.integration.test_dead_letters_api import put_dead_letters
+from tests.support.browser import SHOTS, chromium_page, need_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -67,91 +67,81 @@ async def test_dead_letters_and_alerts_in_chromium(gateway: GatewayService,
                                                    kafka_bootstrap: str,
                                                    kafka_topic: str) -> None:
     need_chromium()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     for old in OUT.glob("*.png"):
         old.unlink()
     OUT.mkdir(parents=True, exist_ok=True)
     base = f"http://127.0.0.1:{gateway.http_port}"
 
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(15_000)
+    async with chromium_page(OUT, 1400, 900) as (page, shot):
+        await page.goto(f"{base}/console/dead-letters")
+        await page.fill("#token", TOKEN)
+        await page.click("button[type=submit]")
+        await expect(page).to_have_url(f"{base}/console/dead-letters")
 
-            async def shot(name: str) -> None:
-                await page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
+        rows = page.locator("#dead-letters tbody tr")
+        await expect(rows).to_have_count(2)
+        await expect(rows.nth(0)).to_contain_text("evt-2")
+        await expect(rows.nth(0)).to_contain_text("400")
+        await expect(rows.nth(1)).to_contain_text("DeliveryError")
+        await expect(rows.nth(1)).to_contain_text("pk-1")
+        await shot("01-dead-letters")
 
-            await page.goto(f"{base}/console/dead-letters")
-            await page.fill("#token", TOKEN)
-            await page.click("button[type=submit]")
-            await expect(page).to_have_url(f"{base}/console/dead-letters")
+        # tick the older one, redrive: first a count to confirm, then it is sent
+        await page.check("input[name=event][value='0:0']")
+        await page.click("#dlq-redrive")
+        await expect(page.locator("#dlq-count")).to_have_text("1")
+        await expect(page.locator("#dlq-confirm")).to_contain_text(kafka_topic)
+        await shot("02-redrive-confirm")
+        await page.click("#dlq-confirm-button")
+        await expect(page.locator("#dlq-notice")).to_contain_text("Sent 1 event(s)")
+        await expect(page.locator("#dead-letters tbody tr.dlq-redriven")).to_have_count(1)
+        await expect(page.locator("#dead-letters tbody tr.dlq-redriven")).to_contain_text(
+            "evt-1")
+        await shot("03-redriven")
+        [record] = await read_records(kafka_bootstrap, kafka_topic, 1)
+        assert dict(record.headers)["ce_id"] == b"evt-1"
+        assert not any(name.startswith("dlq_") for name, _ in record.headers)
 
-            rows = page.locator("#dead-letters tbody tr")
-            await expect(rows).to_have_count(2)
-            await expect(rows.nth(0)).to_contain_text("evt-2")
-            await expect(rows.nth(0)).to_contain_text("400")
-            await expect(rows.nth(1)).to_contain_text("DeliveryError")
-            await expect(rows.nth(1)).to_contain_text("pk-1")
-            await shot("01-dead-letters")
+        # an event's body (operator)
+        await page.click("#dead-letters a >> text=0:1")
+        await expect(page.locator("#dlq-value")).to_contain_text("Bundle")
+        await expect(page.locator("#dlq-headers")).to_contain_text("dlq_http_status")
+        await shot("04-dead-letter-body")
 
-            # tick the older one, redrive: first a count to confirm, then it is sent
-            await page.check("input[name=event][value='0:0']")
-            await page.click("#dlq-redrive")
-            await expect(page.locator("#dlq-count")).to_have_text("1")
-            await expect(page.locator("#dlq-confirm")).to_contain_text(kafka_topic)
-            await shot("02-redrive-confirm")
-            await page.click("#dlq-confirm-button")
-            await expect(page.locator("#dlq-notice")).to_contain_text("Sent 1 event(s)")
-            await expect(page.locator("#dead-letters tbody tr.dlq-redriven")).to_have_count(1)
-            await expect(page.locator("#dead-letters tbody tr.dlq-redriven")).to_contain_text(
-                "evt-1")
-            await shot("03-redriven")
-            [record] = await read_records(kafka_bootstrap, kafka_topic, 1)
-            assert dict(record.headers)["ce_id"] == b"evt-1"
-            assert not any(name.startswith("dlq_") for name, _ in record.headers)
+        # usable at 800 px: the table scrolls in its box, the page does not
+        await page.set_viewport_size({"width": 800, "height": 900})
+        await page.goto(f"{base}/console/dead-letters")
+        await expect(rows).to_have_count(2)
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 800, f"the page is {width} px wide at 800 px"
+        box = page.locator(".dlq-scroll")  # the table keeps its columns and scrolls
+        assert await box.evaluate("e => e.scrollWidth > e.clientWidth")
+        await shot("05-dead-letters-800px")
+        await page.set_viewport_size({"width": 1400, "height": 900})
 
-            # an event's body (operator)
-            await page.click("#dead-letters a >> text=0:1")
-            await expect(page.locator("#dlq-value")).to_contain_text("Bundle")
-            await expect(page.locator("#dlq-headers")).to_contain_text("dlq_http_status")
-            await shot("04-dead-letter-body")
-
-            # usable at 800 px: the table scrolls in its box, the page does not
-            await page.set_viewport_size({"width": 800, "height": 900})
-            await page.goto(f"{base}/console/dead-letters")
-            await expect(rows).to_have_count(2)
-            width = await page.evaluate("document.documentElement.scrollWidth")
-            assert width <= 800, f"the page is {width} px wide at 800 px"
-            box = page.locator(".dlq-scroll")  # the table keeps its columns and scrolls
-            assert await box.evaluate("e => e.scrollWidth > e.clientWidth")
-            await shot("05-dead-letters-800px")
-            await page.set_viewport_size({"width": 1400, "height": 900})
-
-            # the silent-sender rule fires within a second; the dashboard shows it
-            deadline = time.monotonic() + 20
+        # the silent-sender rule fires within a second; the dashboard shows it
+        deadline = time.monotonic() + 20
+        await page.goto(f"{base}/console")
+        while not await page.locator("#alerts-firing").count():
+            assert time.monotonic() < deadline, "the alert never showed on the dashboard"
+            await page.wait_for_timeout(300)
             await page.goto(f"{base}/console")
-            while not await page.locator("#alerts-firing").count():
-                assert time.monotonic() < deadline, "the alert never showed on the dashboard"
-                await page.wait_for_timeout(300)
-                await page.goto(f"{base}/console")
-            await expect(page.locator("#alerts-firing")).to_contain_text("lab-silent")
-            await expect(page.locator("#alerts-firing")).to_contain_text("critical")
-            await expect(page.locator("#alerts-firing")).not_to_contain_text("backlog")
-            await shot("06-dashboard-alert")
-            async with httpx.AsyncClient(base_url=base, timeout=15) as client:
-                metrics = (await client.get("/metrics")).text
-            assert 'hl7gw_alerts_firing{rule="lab-silent"} 1.0' in metrics
-            assert 'hl7gw_alerts_firing{rule="backlog"} 0.0' in metrics
+        await expect(page.locator("#alerts-firing")).to_contain_text("lab-silent")
+        await expect(page.locator("#alerts-firing")).to_contain_text("critical")
+        await expect(page.locator("#alerts-firing")).not_to_contain_text("backlog")
+        await shot("06-dashboard-alert")
+        async with httpx.AsyncClient(base_url=base, timeout=15) as client:
+            metrics = (await client.get("/metrics")).text
+        assert 'hl7gw_alerts_firing{rule="lab-silent"} 1.0' in metrics
+        assert 'hl7gw_alerts_firing{rule="backlog"} 0.0' in metrics
 
-            await page.click("nav >> text=Alerts")
-            table = page.locator("#alert-rules tbody tr")
-            await expect(table).to_have_count(2)
-            await expect(table.nth(0)).to_contain_text("lab-silent")
-            await expect(table.nth(0).locator(".state")).to_have_text("firing")
-            await expect(table.nth(1).locator(".state")).to_have_text("ok")
-            await expect(table.nth(1)).to_contain_text("1000")
-            await shot("07-alerts")
-        finally:
-            await browser.close()
+        await page.click("nav >> text=Alerts")
+        table = page.locator("#alert-rules tbody tr")
+        await expect(table).to_have_count(2)
+        await expect(table.nth(0)).to_contain_text("lab-silent")
+        await expect(table.nth(0).locator(".state")).to_have_text("firing")
+        await expect(table.nth(1).locator(".state")).to_have_text("ok")
+        await expect(table.nth(1)).to_contain_text("1000")
+        await shot("07-alerts")

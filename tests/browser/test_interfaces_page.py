@@ -32,8 +32,9 @@ from gateway.config import (
 from gateway.mllp.client import MllpClient
 from gateway.mllp.framing import encode_frame
 from gateway.service import GatewayService
-from tests.browser.test_console import A01, CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
+from tests.browser.test_console import A01
 from tests.support import with_control_id, with_msh
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

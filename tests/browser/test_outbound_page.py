@@ -29,7 +29,7 @@ from gateway.config import (
 from gateway.dev.ehr import LocalEhr
 from gateway.outbound.settings import DestinationSettings, OutboundSettings
 from gateway.service import GatewayService
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
 from tests.support.outbound import cause, result
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]

@@ -29,8 +29,8 @@ from gateway.config import (
 )
 from gateway.oidc_settings import OidcSettings
 from gateway.service import GatewayService
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, need_chromium
 from tests.integration.conftest import free_port
+from tests.support.browser import chromium_page, need_chromium
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(120)]
@@ -75,53 +75,43 @@ async def running(tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
 
 async def test_sign_in_with_the_provider_and_log_out(running: Running) -> None:
     need_chromium()
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import expect
 
     shutil.rmtree(SHOTS, ignore_errors=True)
     SHOTS.mkdir(parents=True)
     base = running.base
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page(viewport={"width": 1200, "height": 800})
-            page.set_default_timeout(15_000)
+    async with chromium_page(SHOTS, 1200, 800) as (page, shot):
+        await page.goto(f"{base}/console/messages")
+        await expect(page).to_have_url(f"{base}/console/login?next=/console/messages")
+        button = page.locator("#oidc-login")
+        await expect(button).to_have_text("Sign in with Hospital SSO")
+        await expect(page.locator("#token")).to_be_visible()  # the token form stays
+        await shot("01-login-with-sso")
 
-            async def shot(name: str) -> None:
-                await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        await button.click()  # provider approves, callback page continues by itself
+        await expect(page).to_have_url(f"{base}/console/messages", timeout=15_000)
+        await expect(page.locator(".user")).to_contain_text("dr.ada")
+        await expect(page.locator(".user .role")).to_have_text("operator")
+        await shot("02-signed-in-messages")
+        await page.click("nav >> text=Audit")  # operators only
+        await expect(page.locator("#audit tbody")).to_contain_text("dr.ada")
+        await shot("03-audit-shows-the-login")
+        assert len(running.idp.token_requests) == 1
 
-            await page.goto(f"{base}/console/messages")
-            await expect(page).to_have_url(f"{base}/console/login?next=/console/messages")
-            button = page.locator("#oidc-login")
-            await expect(button).to_have_text("Sign in with Hospital SSO")
-            await expect(page.locator("#token")).to_be_visible()  # the token form stays
-            await shot("01-login-with-sso")
+        await page.click("button:has-text('Log out')")
+        await expect(page).to_have_url(f"{base}/console/login")
+        await shot("04-logged-out")
+        await page.goto(f"{base}/console")
+        await expect(page).to_have_url(f"{base}/console/login?next=/console")
 
-            await button.click()  # provider approves, callback page continues by itself
-            await expect(page).to_have_url(f"{base}/console/messages", timeout=15_000)
-            await expect(page.locator(".user")).to_contain_text("dr.ada")
-            await expect(page.locator(".user .role")).to_have_text("operator")
-            await shot("02-signed-in-messages")
-            await page.click("nav >> text=Audit")  # operators only
-            await expect(page.locator("#audit tbody")).to_contain_text("dr.ada")
-            await shot("03-audit-shows-the-login")
-            assert len(running.idp.token_requests) == 1
-
-            await page.click("button:has-text('Log out')")
-            await expect(page).to_have_url(f"{base}/console/login")
-            await shot("04-logged-out")
-            await page.goto(f"{base}/console")
-            await expect(page).to_have_url(f"{base}/console/login?next=/console")
-
-            # Someone the provider knows but whose groups give no console role.
-            running.idp.claims = {"sub": "u-9", "preferred_username": "visitor",
-                                  "groups": ["visitors"]}
-            await page.click("#oidc-login")
-            await expect(page.locator("#login-problem")).to_contain_text(
-                "none of your groups gives a role in this console")
-            await expect(page.locator(".user")).to_have_count(0)
-            await shot("05-refused-without-a-role")
-        finally:
-            await browser.close()
+        # Someone the provider knows but whose groups give no console role.
+        running.idp.claims = {"sub": "u-9", "preferred_username": "visitor",
+                              "groups": ["visitors"]}
+        await page.click("#oidc-login")
+        await expect(page.locator("#login-problem")).to_contain_text(
+            "none of your groups gives a role in this console")
+        await expect(page.locator(".user")).to_have_count(0)
+        await shot("05-refused-without-a-role")
     path = running.gateway.settings.console.audit_path
     entries = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(e["action"], e["user"], e.get("method")) for e in entries] == [

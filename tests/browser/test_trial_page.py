@@ -32,9 +32,9 @@ from gateway.config import (
 from gateway.mllp.client import MllpClient
 from gateway.service import GatewayService
 from gateway.spool import MessageFilter
-from tests.browser.test_console import CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
 from tests.integration.conftest import read_records
 from tests.support import MESSAGES, PROFILES, with_control_id
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS, need_chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
