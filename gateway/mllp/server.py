@@ -339,11 +339,12 @@ class MllpListener:
         if ack is None:
             return  # enhanced mode asked for no accept acknowledgement
         writer.write(encode_frame(ack))
-        try:
-            async with asyncio.timeout(self.settings.frame_timeout_s):
-                await writer.drain()  # a peer that never reads its ACKs cannot pin us
-        except TimeoutError:
-            raise _EndConnection("write_timeout") from None
+        if writer.transport.get_write_buffer_size():  # else the socket took it all at once
+            try:
+                async with asyncio.timeout(self.settings.frame_timeout_s):
+                    await writer.drain()  # a peer that never reads its ACKs cannot pin us
+            except TimeoutError:
+                raise _EndConnection("write_timeout") from None
         self._ack_latency.observe(
             time.perf_counter() - started)
 

@@ -7,10 +7,17 @@ of SQLite (gateway/spool/journal.py for the files, docs/journal.md for the desig
 - :meth:`JournaledWrites.store_batch`: the commit intake's ACK waits for. Duplicates are
   decided against SQLite (which holds every earlier batch: see :meth:`index`), ids are
   given, the records are appended with one ``fdatasync``.
-- :meth:`JournaledWrites.index`: right after the ACKs, the same rows into SQLite with no
-  fsync of its own, with the journal position they reach. Once a segment has filled, the
-  insert is made durable (which makes every earlier one durable too) and the full
-  segments are recycled.
+- :meth:`JournaledWrites.index`: the journaled rows into SQLite with no fsync of its own,
+  with the journal position they reach, many batches in one transaction: when
+  :data:`INDEX_ROWS` rows wait, a segment has filled, a reader needs them, or
+  :data:`INDEX_DELAY_S` after the ACKs (the spool's writer keeps that timer). Once a
+  segment has filled, the insert is made durable (which makes every earlier one durable
+  too) and the full segments are recycled.
+
+Why not one SQLite transaction per journal commit: each wrote the table's and every
+index's last pages again into the WAL (tens of KiB for a 1 KiB message), and the disk
+flush that the next ACK waits for had to carry those bytes too. Measured with a lone
+sender (``hl7gw bench intake``): see docs/journal.md.
 
 Every method runs on the spool's writer connection and thread (or inline on the loop).
 """
@@ -29,6 +36,9 @@ from gateway.spool.sealing import Sealer
 
 log = logging.getLogger("hl7gw.spool.journal")
 
+INDEX_ROWS = 256  # journaled rows that make the next commit index first
+INDEX_DELAY_S = 0.02  # the longest a row waits after its ACK before SQLite gets it
+
 
 class JournaledWrites:
     """The journal, the rows journaled but not yet in SQLite, and the next ids."""
@@ -41,6 +51,9 @@ class JournaledWrites:
         self.replayed = 0  # records indexed at start (what a crash left unindexed)
         self.unindexed: list[Entry] = []
         self._unindexed_seq = 0
+        # The unindexed accepted rows by (sender, control id), for the duplicate check.
+        self._by_key: dict[tuple[str, str], list[tuple[str, int, bytes]]] = {}
+        self.failed = False  # the last index attempt failed: refuse batches until one works
         self._ids: writes.NextIds | None = None
 
     def open(self, conn: sqlite3.Connection) -> None:
@@ -78,19 +91,31 @@ class JournaledWrites:
 
     def store_batch(self, conn: sqlite3.Connection, rows: list[Accepted | Rejected]
                     ) -> list[StoreOutcome]:
-        """Plan the batch against SQLite, then append its rows to the journal: durable
-        when this returns. The caller indexed what an earlier failure left unindexed
-        first (else the duplicate check would not see it)."""
-        assert self.journal is not None and self._ids is not None and not self.unindexed
-        planned = writes.plan_batch(conn, rows, self._ids, self.sealer)
+        """Plan the batch against SQLite and the rows journaled but not yet in it, then
+        append its rows to the journal: durable when this returns. The caller indexed
+        first when :meth:`index_due` said so (after a failed index, that raises)."""
+        assert self.journal is not None and self._ids is not None and not self.failed
+        planned = writes.plan_batch(conn, rows, self._ids, self.sealer, self._by_key)
         entries = [entry for _, entry in planned if entry is not None]
         if entries:
             keyring = self.sealer.keyring
             seal = keyring.encrypt if keyring is not None else None
             self._unindexed_seq = self.journal.append(
                 [journal_records.encode(entry, seal) for entry in entries])
-            self.unindexed = entries
+            self.unindexed.extend(entries)
+            for entry in entries:
+                if isinstance(row := entry.row, Accepted):
+                    self._by_key.setdefault((row.sender, row.control_id), []).append(
+                        (row.sha256, entry.id, row.ack))
         return [outcome for outcome, _ in planned]
+
+    def index_due(self) -> bool:
+        """Whether the journaled rows go into SQLite before the next batch: enough of
+        them, a full segment to recycle, or a failed attempt to retry (which raises
+        again while SQLite still fails, and the batch is refused)."""
+        return bool(self.unindexed) and (
+            self.failed or len(self.unindexed) >= INDEX_ROWS
+            or (self.journal is not None and len(self.journal.segments) > 1))
 
     def index(self, conn: sqlite3.Connection, durable: bool = False) -> bool:
         """Insert the journaled rows into SQLite (no fsync of its own unless ``durable``,
@@ -98,9 +123,15 @@ class JournaledWrites:
         if self.journal is None or not self.unindexed:
             return False
         durable = durable or len(self.journal.segments) > 1
-        writes.index_entries(conn, self.unindexed, self._unindexed_seq, durable=durable,
-                             sealer=self.sealer)
+        try:
+            writes.index_entries(conn, self.unindexed, self._unindexed_seq,
+                                 durable=durable, sealer=self.sealer)
+        except BaseException:
+            self.failed = True
+            raise
+        self.failed = False
         self.unindexed = []
+        self._by_key = {}
         return bool(durable and self.journal.recycle(self._unindexed_seq))
 
     def close(self) -> None:

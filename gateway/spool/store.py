@@ -7,13 +7,14 @@ serialising on it.
 
 With a journal (``journal_dir``; the gateway's default, docs/journal.md) the commit that
 intake's ACK waits for is the journal's: the batch's records written into a preallocated
-segment with one ``fdatasync``. Right after the ACKs are on their way, the writer inserts
-the same rows into SQLite without an fsync of its own (``synchronous=NORMAL`` for that
-transaction), together with the journal position they reach; the next batch's duplicate
-check runs only after that insert. A crash in between loses nothing: on start, the
-journal's records past the recorded position are inserted before intake opens. Readers
-(publisher, console) see a row once it is indexed, and :meth:`Spool.on_indexed` callbacks
-say when.
+segment with one ``fdatasync``. Shortly after the ACKs are on their way (at most
+``INDEX_DELAY_S``, sooner when ``INDEX_ROWS`` rows wait or a reader needs them), the writer
+inserts the rows of many commits into SQLite in one transaction without an fsync of its
+own (``synchronous=NORMAL``), together with the journal position they reach; the duplicate
+check sees the rows not yet inserted in memory. A crash in between loses nothing: on
+start, the journal's records past the recorded position are inserted before intake opens.
+Readers (publisher, console) see a row once it is indexed (every read indexes what waits
+first), and :meth:`Spool.on_indexed` callbacks say when.
 
 By default the commit runs on the event loop's own thread (``inline=True``): while it
 waits for the disk, frames from other connections wait in their socket buffers and all
@@ -41,17 +42,15 @@ from gateway.errors import SpoolError
 from gateway.spool import queries, rewrap, schema, writes
 from gateway.spool.checkpoint import Checkpointer
 from gateway.spool.journal import DEFAULT_SEGMENT_BYTES, Journal
-from gateway.spool.journaled import JournaledWrites
+from gateway.spool.journaled import INDEX_DELAY_S, JournaledWrites
+from gateway.spool.lone import LoneSender
 from gateway.spool.outbound_queue import OutboundQueue
+from gateway.spool.reads import SpoolReads
 from gateway.spool.records import (
     Accepted,
     MessageFilter,
-    MessageInfo,
-    PendingRow,
     PublishedMark,
     Rejected,
-    RejectedInfo,
-    StoredBody,
     StoreOutcome,
 )
 from gateway.spool.rewrap import RewrapCount
@@ -75,7 +74,7 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class Spool(OutboundQueue):
+class Spool(SpoolReads, OutboundQueue):
     """Durable message store with group commit; start() before use, stop() to close."""
 
     def __init__(self, path: Path, *, max_batch: int = 512, inline: bool = True,
@@ -89,6 +88,8 @@ class Spool(OutboundQueue):
                            if journal_dir is not None else None)
         self._on_indexed: list[Callable[[], None]] = []
         self._spare: asyncio.Future[None] | None = None
+        self._index_timer: asyncio.TimerHandle | None = None  # see _index_later
+        self._index_task: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.max_batch = max_batch
         self.inline = inline
@@ -97,6 +98,8 @@ class Spool(OutboundQueue):
         # 3 turns 6.8 (+36 % msg/s); more adds latency for a lone sender without gain.
         self.gather_yields = 3 if inline else 0
         self._last_batch = 0
+        self._writing = False  # the writer task holds a batch (between get and its end)
+        self._lone = LoneSender()  # when a row may skip the writer task (inline only)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._conn: sqlite3.Connection | None = None
         self._checkpointer: Checkpointer | None = None  # WAL checkpoints off the writer
@@ -161,6 +164,11 @@ class Spool(OutboundQueue):
             except asyncio.CancelledError:
                 pass
             self._writer = None
+        if self._index_timer is not None:
+            self._index_timer.cancel()
+            self._index_timer = None
+        if self._index_task is not None:
+            await asyncio.gather(self._index_task, return_exceptions=True)
         if self._spare is not None:
             await asyncio.gather(self._spare, return_exceptions=True)
         if self._journaled is not None:
@@ -186,9 +194,30 @@ class Spool(OutboundQueue):
         """Commit ``row`` durably; return only once it is on disk. Raises SpoolError."""
         if self._writer is None:
             raise SpoolError("spool is not started")
+        if self.inline and not self._writing and self._queue.empty() \
+                and self._lone.admits(row.peer):
+            return self._commit_alone(row)
         fut: asyncio.Future[StoreOutcome] = asyncio.get_running_loop().create_future()
         await self._queue.put((row, fut))
         return await fut
+
+    def _commit_alone(self, row: Accepted | Rejected) -> StoreOutcome:
+        """A lone sender's row committed at once, on the loop, without the writer task's
+        hand-offs (gateway/spool/lone.py): its ACK leaves right after."""
+        self._last_batch = 1
+        try:
+            outcome = self._guarded("commit", self._store_batch, ([row],))[0]
+        except SpoolError:
+            raise
+        except Exception as exc:
+            raise SpoolError(f"spool commit failed: {exc}") from exc
+        if self._journaled is not None and self._journaled.index_due():
+            self._index_later()  # a task: it runs once the ACK has been written
+        elif self._unindexed:
+            self._index_soon()
+        else:
+            self._indexed()
+        return outcome
 
     async def mark_published(self, marks: Iterable[PublishedMark]) -> None:
         """Mark rows published, with where they went and what mapping said."""
@@ -230,12 +259,7 @@ class Spool(OutboundQueue):
         """Rows a rewrap reads (for its progress bar)."""
         return await self._read("count rows", rewrap.rows_to_visit)
 
-    # -- reads ----------------------------------------------------------------------------
-
-    async def pending(self, limit: int = 500, after_id: int = 0) -> list[PendingRow]:
-        """Unpublished rows in arrival order."""
-        return await self._run("read pending rows", queries.pending, self._db(), limit,
-                               after_id, self.sealer)
+    # -- the tally of pending rows ------------------------------------------------------
 
     async def depth(self) -> int:
         """Number of rows waiting to be published (counted again: resets the tally)."""
@@ -249,39 +273,17 @@ class Spool(OutboundQueue):
         """Rows waiting to be published, as counted by the writer (no query)."""
         return self._pending_rows
 
-    async def find(self, where: MessageFilter, *, limit: int = 100,
-                   before_id: int | None = None) -> list[MessageInfo]:
-        """Accepted messages matching ``where``, newest first (page with ``before_id``)."""
-        return await self._read("search messages", queries.find, where, limit, before_id)
-
-    async def find_rejected(self, where: MessageFilter, *, limit: int = 100,
-                            before_id: int | None = None) -> list[RejectedInfo]:
-        """Refused messages matching ``where`` (sender, control id, times), newest first."""
-        return await self._read("search refused messages", queries.find_rejected, where,
-                                limit, before_id)
-
-    async def body(self, row_id: int) -> StoredBody | None:
-        """Raw bytes as received and the ACK sent, of an accepted message, or None."""
-        return await self._read("read a message", queries.body, "messages", row_id,
-                                self.sealer)
-
-    async def rejected_body(self, row_id: int) -> StoredBody | None:
-        """Raw bytes as received and the NAK sent, of a refused message, or None."""
-        return await self._read("read a refused message", queries.body, "rejected", row_id,
-                                self.sealer)
-
-    async def counts(self) -> dict[str, int]:
-        """Row counts by status plus rejected, for the console (off the event loop)."""
-        return await self._read("count messages", queries.counts)
-
     # -- the boundary: every SQLite call runs through _run or _read -----------------------
 
-    async def _run(self, doing: str, fn: Callable[..., T], *args: object) -> T:
+    async def _run(self, doing: str, fn: Callable[..., T], *args: object,
+                   index_first: bool = True) -> T:
         """``fn(*args)`` on the writer connection's thread (or inline), errors mapped.
 
-        Journaled rows not yet in SQLite are indexed first: whoever stored a row reads it.
+        Journaled rows not yet in SQLite are indexed first (unless ``index_first`` is
+        false: intake's commit, which decides for itself): whoever stored a row reads it.
         """
-        call: Callable[[], T] = functools.partial(self._after_index, fn, args)
+        call: Callable[[], T] = functools.partial(self._after_index, fn, args) \
+            if index_first else functools.partial(fn, *args)
         if self.inline:
             return self._guarded(doing, call, ())
         loop = asyncio.get_running_loop()
@@ -327,7 +329,9 @@ class Spool(OutboundQueue):
 
     async def _write_loop(self) -> None:
         while True:
+            self._writing = False
             first = await self._queue.get()
+            self._writing = True
             # Let frames that arrived with this one reach the queue: one commit for all.
             # After a batch of one (a lone sender, waiting for each ACK) one turn is enough:
             # the others would only delay its ACK.
@@ -340,7 +344,7 @@ class Spool(OutboundQueue):
             self._last_batch = len(batch)
             try:
                 outcomes = await self._run("commit", self._store_batch,
-                                           [row for row, _ in batch])
+                                           [row for row, _ in batch], index_first=False)
             except Exception as exc:  # noqa: BLE001 - every waiter must hear about it
                 err = exc if isinstance(exc, SpoolError) else SpoolError(
                     f"spool commit failed: {exc}")
@@ -352,16 +356,34 @@ class Spool(OutboundQueue):
             for (_, fut), outcome in zip(batch, outcomes, strict=True):
                 if not fut.done():
                     fut.set_result(outcome)
-            if self._unindexed:
+            if self._journaled is not None and self._journaled.index_due():
                 await asyncio.sleep(0)  # the ACKs go out first; then SQLite gets the rows
                 try:
                     await self._run("index journaled rows", self._index)
                 except SpoolError:
                     pass  # logged by _guarded; retried before the next batch is journaled
+            elif self._unindexed:
+                self._index_soon()
             else:
                 self._indexed()
             for _ in batch:
                 self._queue.task_done()
+
+    def _index_soon(self) -> None:
+        """Index the journaled rows ``INDEX_DELAY_S`` from now, unless something does first."""
+        if self._index_timer is None and self._loop is not None:
+            self._index_timer = self._loop.call_later(INDEX_DELAY_S, self._index_later)
+
+    def _index_later(self) -> None:
+        self._index_timer = None
+        if self._unindexed and (self._index_task is None or self._index_task.done()):
+            self._index_task = asyncio.ensure_future(self._flush_quietly())
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except SpoolError:
+            pass  # logged by _guarded; the next batch retries it first, and is refused
 
     def _indexed(self) -> None:
         for callback in self._on_indexed:
@@ -386,6 +408,8 @@ class Spool(OutboundQueue):
         if self._journaled is None:
             outcomes = writes.store_batch(self._db(), rows, self.sealer)
         else:
+            if self._journaled.index_due():
+                self._index()  # raises while SQLite fails: the batch is refused (AE)
             outcomes = self._journaled.store_batch(self._db(), rows)
         self.commits += 1
         self.rows_committed += len(rows)

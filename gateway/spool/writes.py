@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Mapping
 
 from gateway.spool.journal_records import Entry
 from gateway.spool.records import Accepted, MessageFilter, PublishedMark, Rejected, StoreOutcome
@@ -51,14 +52,22 @@ def store_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected],
     return [outcome for outcome, _ in planned]
 
 
+# (sender, control id) -> (sha256, row id, ACK in clear) of rows journaled but not yet in
+# SQLite: what the duplicate check must see besides SQLite (gateway/spool/journaled.py).
+Unindexed = Mapping[tuple[str, str], list[tuple[str, int, bytes]]]
+
+
 def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: NextIds,
-               sealer: Sealer = CLEAR) -> list[tuple[StoreOutcome, Entry | None]]:
+               sealer: Sealer = CLEAR, unindexed: Unindexed | None = None,
+               ) -> list[tuple[StoreOutcome, Entry | None]]:
     """What storing ``rows`` does: each one's outcome, and the entry to insert (None for a
-    duplicate). Duplicates are decided against the spool and the batch itself, on the
-    writer's connection, so two copies of one frame arriving together cannot both be kept.
+    duplicate). Duplicates are decided against the spool, the rows journaled but not yet
+    in it (``unindexed``) and the batch itself, on the writer's connection, so two copies
+    of one frame arriving together cannot both be kept.
     """
     now = time.time()
-    seen: dict[tuple[str, str], list[tuple[str, int, bytes]]] = {}
+    # (sha256, row id, ACK, whether the ACK is as SQLite holds it: sealed when encrypted)
+    seen: dict[tuple[str, str], list[tuple[str, int, bytes, bool]]] = {}
     planned: list[tuple[StoreOutcome, Entry | None]] = []
     for row in rows:
         if isinstance(row, Rejected):
@@ -67,17 +76,21 @@ def plan_batch(conn: sqlite3.Connection, rows: list[Accepted | Rejected], ids: N
             continue
         key = (row.sender, row.control_id)
         if key not in seen:
-            seen[key] = [(str(r["sha256"]), int(r["id"]), r["ack"]) for r in conn.execute(
+            seen[key] = [(str(r["sha256"]), int(r["id"]), r["ack"], True)
+                         for r in conn.execute(
                 "SELECT id, sha256, ack FROM messages WHERE sender = ? AND control_id = ?"
                 " ORDER BY id", key)]
+            if unindexed is not None and key in unindexed:
+                seen[key] += [(sha, i, ack, False) for sha, i, ack in unindexed[key]]
         earlier = seen[key]
         same = next((e for e in earlier if e[0] == row.sha256), None)
         if same is not None:
-            ack = sealer.open(bytes(same[2]), f"messages:{same[1]}:ack")
+            ack = sealer.open(bytes(same[2]), f"messages:{same[1]}:ack") if same[3] \
+                else same[2]
             planned.append((StoreOutcome("duplicate", same[1], ack), None))
             continue
         entry = Entry(row, ids.take("messages"), now, conflict=bool(earlier))
-        earlier.append((row.sha256, entry.id, row.ack))
+        earlier.append((row.sha256, entry.id, row.ack, False))
         planned.append((StoreOutcome("conflict" if earlier[:-1] else "stored", entry.id,
                                      row.ack), entry))
     return planned

@@ -4,6 +4,7 @@ SQLite's insert leaves, and what a failing SQLite does to intake (real files).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -100,8 +101,9 @@ async def test_a_failing_sqlite_refuses_the_next_batch_and_recovers_without_rest
         monkeypatch.setattr(writes, "index_entries", _refuse)
         # Journaled (durable) before SQLite failed: this one is ACKed.
         assert (await spool.store(accepted("F1"))).status == "stored"
-        # The next cannot be checked for duplicates against a spool that lacks F1: refused,
-        # and not journaled.
+        with pytest.raises(SpoolError, match="full"):
+            await spool.flush()  # SQLite refuses the rows
+        # Until SQLite takes them, nothing more is journaled: refused, and not journaled.
         with pytest.raises(SpoolError, match="full"):
             await spool.store(accepted("F2"))
         monkeypatch.undo()
@@ -136,3 +138,62 @@ async def test_segments_rotate_and_are_recycled_while_rows_keep_their_order(
     await again.start()
     assert again.replayed == 0 and again.journal is not None and again.journal.cuts == []
     await again.stop()
+
+
+async def test_a_resend_is_a_duplicate_while_its_first_copy_waits_to_be_indexed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = journaled(tmp_path)
+    await spool.start()
+    calls: list[int] = []
+    index_entries = writes.index_entries
+
+    def counted(conn: sqlite3.Connection, entries: list[object], *args: object,
+                **kwargs: object) -> None:
+        calls.append(len(entries))
+        index_entries(conn, entries, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writes, "index_entries", counted)
+    indexed = asyncio.Event()
+    spool.on_indexed(indexed.set)
+    try:
+        first = await spool.store(accepted("D1"))
+        other = await spool.store(accepted("D2"))
+        # Not in SQLite yet (inserted in one go, shortly after), yet recognised at once.
+        assert calls == [] and [r[1] for r in rows(tmp_path / "spool.db")] == []
+        again = await spool.store(accepted("D1"))
+        assert (again.status, again.row_id, again.ack) == ("duplicate", first.row_id,
+                                                             b"ACK D1")
+        changed = await spool.store(accepted("D2", b"MSH|other\r"))
+        assert (changed.status, changed.row_id) == ("conflict", other.row_id + 1)
+        # Without any reader, the rows reach SQLite within the index delay, in one insert.
+        await asyncio.wait_for(indexed.wait(), timeout=10)
+        assert calls == [3]
+        assert [r[1] for r in rows(tmp_path / "spool.db")] == ["D1", "D2", "D2"]
+    finally:
+        await spool.stop()
+
+
+async def test_a_lone_sender_commits_alone_and_many_senders_still_share_commits(
+        tmp_path: Path) -> None:
+    spool = journaled(tmp_path)
+    await spool.start()
+    try:
+        assert spool.journal is not None
+        for i in range(30):  # one connection, each row waiting for the last: a sync each
+            assert (await spool.store(accepted(f"L{i}"))).status == "stored"
+        assert spool.journal.fsyncs == 30 and spool.commits == 30
+
+        def from_peer(cid: str, peer: str) -> Accepted:
+            return dataclasses.replace(accepted(cid), peer=peer)
+
+        before = spool.journal.fsyncs
+        outcomes = await asyncio.gather(*[
+            spool.store(from_peer(f"P{i}", f"10.0.0.{i % 8}:1")) for i in range(64)])
+        assert {o.status for o in outcomes} == {"stored"}
+        # Eight connections arriving together share commits, as before the lone path.
+        assert spool.journal.fsyncs - before < 16
+        pending = await spool.pending(limit=200)
+        assert [p.control_id for p in pending] == [
+            *[f"L{i}" for i in range(30)], *[f"P{i}" for i in range(64)]]
+    finally:
+        await spool.stop()

@@ -58,6 +58,7 @@ async def test_filters_by_sender_type_status_and_control_id(spool: Spool) -> Non
 
 async def test_time_window_uses_the_receive_time(tmp_path: Path, spool: Spool) -> None:
     a, b = await stored(spool, row("1"), row("2"))
+    await spool.flush()  # journaled rows into SQLite, for the other connection below
     conn = sqlite3.connect(tmp_path / "spool.db")
     conn.execute("UPDATE messages SET received_at = 1000 WHERE id = ?", (a,))
     conn.execute("UPDATE messages SET received_at = 2000 WHERE id = ?", (b,))
