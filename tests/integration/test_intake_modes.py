@@ -57,6 +57,7 @@ async def test_lf_separated_message_is_accepted_and_kept_as_received(
         async with MllpClient("127.0.0.1", gateway.listeners[0].port, timeout=10) as client:
             ack = await client.send(lf)
         assert ack_code_of(ack.decode()) == "CA"
+        await gateway.spool.flush()  # the journaled row into SQLite, for this connection
         conn = sqlite3.connect(gateway_settings.spool.path)
         raw = conn.execute("SELECT raw FROM messages WHERE control_id = 'LF1'").fetchone()[0]
         conn.close()
