@@ -48,6 +48,7 @@ from connectors.kafka.errors import (
     KafkaPublishError,
     kafka_errors,
 )
+from connectors.kafka.partitioner import CachedPartitioner
 from connectors.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -276,6 +277,7 @@ class EventProducer:
             linger_ms=s.linger_ms,
             max_request_size=s.max_request_size,
             max_batch_size=self._batch_size,  # see "Batches" in the module docstring
+            partitioner=CachedPartitioner(),  # Kafka's default, hashes remembered
         )
         try:
             with kafka_errors("to start the producer"):
