@@ -22,6 +22,7 @@ land in the next commit. Measured here with 8 senders waiting for each ACK, that
 3,325 msg/s (71 % of a bare MLLP echo in the same run) against 1,247 msg/s (23 %) with a
 writer thread, whose hand-offs cost more than the fsync they overlap. ``inline=False``
 keeps the thread, for a slow disk where a blocked loop would hurt health checks.
+A lone sender's rows skip the writer task's queue (gateway/spool/lone.py).
 
 Every call into SQLite goes through :meth:`Spool._run` (writer connection) or
 :meth:`Spool._read` (side connection), and both run it inside
