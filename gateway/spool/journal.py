@@ -26,6 +26,7 @@ zeroed over and renamed to become the next spare, keeping their blocks.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -245,8 +246,16 @@ class Journal:
         try:
             if tail.end + size > self.segment_bytes:
                 tail = self._rotate()
-            os.pwrite(self._fd, b"".join(records), tail.end)
-            os.fdatasync(self._fd)
+            written = os.pwrite(self._fd, b"".join(records), tail.end)
+            try:
+                os.fdatasync(self._fd)
+            except OSError:
+                # Never acknowledged: the next append goes over these records and takes
+                # their numbers. A shorter one would leave some of them after it, numbered
+                # to follow it, for a restart to replay: zeroed (synced with the next).
+                with contextlib.suppress(OSError):
+                    os.pwrite(self._fd, bytes(written), tail.end)
+                raise
         except OSError as exc:
             raise SpoolError(f"journal {self.folder}: write failed ({exc}); check the disk "
                              "(full? read-only?): intake answers AE until it works") from exc

@@ -181,3 +181,23 @@ def test_a_batch_bigger_than_a_segment_is_split_and_one_record_too_big_refused(
     j, found = journal(tmp_path / "j")
     assert [seq for seq, _ in found] == [1, 2, 3, 4, 5, 6]
     j.close()
+
+
+def test_records_whose_sync_failed_are_gone_after_the_next_append(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j, _ = journal(tmp_path / "j")
+    assert j.append([payload(1)]) == 1
+    with monkeypatch.context() as patched:
+        def eio(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        patched.setattr(os, "fdatasync", eio)
+        with pytest.raises(SpoolError, match="write failed"):
+            j.append([payload(2), payload(3)])  # refused: never acknowledged
+    # The next append takes their place and their numbers; being shorter, it must not
+    # leave the refused record 3 behind it for a restart to replay.
+    assert j.append([payload(9)]) == 2
+    j.close()
+    j, found = journal(tmp_path / "j")
+    assert found == [(1, payload(1)), (2, payload(9))] and j.cuts == []
+    j.close()
