@@ -376,7 +376,9 @@ class Spool(SpoolReads, OutboundQueue):
             self._index_timer = self._loop.call_later(INDEX_DELAY_S, self._index_later)
 
     def _index_later(self) -> None:
-        self._index_timer = None
+        if self._index_timer is not None:  # called before its time: one insert, not two
+            self._index_timer.cancel()
+            self._index_timer = None
         if self._unindexed and (self._index_task is None or self._index_task.done()):
             self._index_task = asyncio.ensure_future(self._flush_quietly())
 
