@@ -25,7 +25,9 @@ Kafka is not involved: intake does not wait for it (the publisher drains the spo
 The files (the ceilings' file, the spools) go in the folder given (``--dir``): the disk
 measured is the one that folder is on. All of them run back to back in each of several rounds;
 each figure is the median over the rounds, and each ratio the median of the ratios to the
-ceilings of the same round.
+ceilings of the same round. Each configuration's CPU time per message (this process's: the
+server's loop and threads, not the senders') is given too: on a shared machine whose speed
+drifts, a change's cost shows there more steadily than in msg/s.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import multiprocessing
 import os
 import statistics
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +96,9 @@ class BenchResult:
     # to each ceiling of CEILINGS (of the same round; the median over rounds)
     ratios: dict[str, float] = field(default_factory=dict)
     rounds: int = 1
+    # CPU time of this process (the server's event loop and its threads) per message:
+    # steadier than msg/s on a shared machine, whose speed drifts from second to second.
+    cpu_us_per_msg: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -109,8 +115,10 @@ async def _measure(port: int, messages: list[bytes], connections: int,
     senders.start()
     child.close()  # only the senders hold the sending end: their death ends recv()
     loop = asyncio.get_running_loop()
+    cpu_before = time.process_time()  # after the spawn: the server's work from here on
     try:
         elapsed, latencies = await loop.run_in_executor(None, parent.recv)
+        cpu = time.process_time() - cpu_before
     except EOFError:
         await loop.run_in_executor(None, senders.join)
         raise BenchError(f"the senders to {name!r} stopped without figures (exit code "
@@ -119,7 +127,8 @@ async def _measure(port: int, messages: list[bytes], connections: int,
         parent.close()
     await loop.run_in_executor(None, senders.join)
     q = statistics.quantiles(latencies, n=100)
-    return BenchResult(name, len(messages), elapsed, q[49] * 1000, q[98] * 1000)
+    return BenchResult(name, len(messages), elapsed, q[49] * 1000, q[98] * 1000,
+                       cpu_us_per_msg=cpu / len(messages) * 1e6)
 
 
 async def _measure_listener(handler: Handler, messages: list[bytes], connections: int,
@@ -174,7 +183,8 @@ def _median_of(results: list[BenchResult]) -> BenchResult:
                        median_rate=statistics.median(r.rate for r in results),
                        ratios={key: statistics.median(r.ratios[key] for r in results)
                                for key in first.ratios},
-                       rounds=len(results))
+                       rounds=len(results),
+                       cpu_us_per_msg=statistics.median(r.cpu_us_per_msg for r in results))
 
 
 async def _one_round(messages: list[bytes], connections: int,
@@ -255,7 +265,8 @@ def intake_figures(runs: dict[int, list[BenchResult]], *, count: int, rounds: in
                    folder: Path, fs: FileSystem) -> dict[str, Any]:
     """What ``--json`` prints: where it measured, then per sender count each configuration.
 
-    Each configuration has ``msg_per_s``, ``p50_ms``, ``p99_ms``, ``ratios`` (to every
+    Each configuration has ``msg_per_s``, ``p50_ms``, ``p99_ms``, ``cpu_us_per_msg`` (this
+    process's CPU time per message: the server's), ``ratios`` (to every
     ceiling: ``echo``, ``fsync_floor``, ``group_commit``) and ``ratio_to_ceiling`` (to the
     one that bounds that many senders, named by the sender count's ``ceiling``).
     """
@@ -271,6 +282,7 @@ def intake_figures(runs: dict[int, list[BenchResult]], *, count: int, rounds: in
             "configurations": {r.name: {
                 "msg_per_s": round(r.rate), "p50_ms": round(r.p50_ms, 3),
                 "p99_ms": round(r.p99_ms, 3), "rounds": r.rounds,
+                "cpu_us_per_msg": round(r.cpu_us_per_msg, 1),
                 "ratio_to_ceiling": round(r.ratios[key], 3),
                 "ratios": {k: round(v, 3) for k, v in r.ratios.items()}}
                 for r in results}}
@@ -290,5 +302,6 @@ def intake_lines(runs: dict[int, list[BenchResult]], *, count: int, rounds: int,
         for r in results:
             lines.append(f"  {r.name:28s} {r.rate:9,.0f} msg/s  p50 {r.p50_ms:6.2f} ms"
                          f"  p99 {r.p99_ms:6.2f} ms  {r.ratios[key]:7.1%} of {CEILINGS[key]}"
-                         f"  {r.ratios['echo']:7.1%} of echo")
+                         f"  {r.ratios['echo']:7.1%} of echo"
+                         f"  cpu {r.cpu_us_per_msg:5.0f} µs/msg")
     return lines

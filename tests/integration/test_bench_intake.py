@@ -17,14 +17,15 @@ SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "adt_a01.hl7"
 
 
 def test_rounds_combine_into_medians_with_ratios_to_their_own_ceilings() -> None:
-    rounds = [BenchResult("x", 100, 1.0, 1.0, 2.0, ratios={"echo": 0.2}),
-              BenchResult("x", 100, 0.5, 3.0, 9.0, ratios={"echo": 0.6}),
-              BenchResult("x", 100, 0.25, 2.0, 4.0, ratios={"echo": 0.3})]
+    rounds = [BenchResult("x", 100, 1.0, 1.0, 2.0, ratios={"echo": 0.2}, cpu_us_per_msg=90),
+              BenchResult("x", 100, 0.5, 3.0, 9.0, ratios={"echo": 0.6}, cpu_us_per_msg=70),
+              BenchResult("x", 100, 0.25, 2.0, 4.0, ratios={"echo": 0.3}, cpu_us_per_msg=80)]
     combined = _median_of(rounds)
     assert combined.rate == 200.0  # rates 100, 200, 400
     assert combined.ratios == {"echo": 0.3}  # not 200 / median ceiling: each round's own
     assert (combined.p50_ms, combined.p99_ms, combined.messages, combined.rounds) == \
         (2.0, 4.0, 300, 3)
+    assert combined.cpu_us_per_msg == 80
 
 
 async def test_every_configuration_is_measured_in_each_round(tmp_path: Path) -> None:
@@ -38,6 +39,10 @@ async def test_every_configuration_is_measured_in_each_round(tmp_path: Path) -> 
     for r in results:
         assert r.rounds == 2 and r.messages == 60 and r.rate > 0 and 0 < r.p50_ms <= r.p99_ms
         assert set(r.ratios) == set(CEILINGS)
+        assert r.cpu_us_per_msg > 0
+    cpu = {r.name: r.cpu_us_per_msg for r in results}
+    # Checking, storing and answering costs the server more than echoing does.
+    assert cpu["intake: check + spool + ACK"] > cpu["bare asyncio echo"]
     assert os.listdir(tmp_path) == []  # each round's files were removed
 
 
@@ -53,3 +58,5 @@ def test_the_cli_prints_the_same_figures_as_json() -> None:
     intake = run["configurations"]["intake: check + spool + ACK"]
     assert 0 < intake["ratio_to_ceiling"] and intake["msg_per_s"] > 0
     assert 0 < intake["ratios"]["echo"] and 0 < intake["ratios"]["fsync_floor"]
+    echo = run["configurations"]["bare asyncio echo"]
+    assert intake["cpu_us_per_msg"] > echo["cpu_us_per_msg"] > 0
