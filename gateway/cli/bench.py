@@ -99,8 +99,9 @@ def bench_intake(count: int, connections: tuple[int, ...], sample: Path, rounds:
     listener without spool, spool + ACK, and the full intake (check + spool + ACK).
     Each round measures every configuration back to back; ratios are to the ceilings of
     the same round, and each figure is the median over the rounds (a shared machine
-    drifts). The files go in --dir: the disk measured is the one it is on, named in the
-    output.
+    drifts). Each configuration also shows the server's CPU time per message, steadier
+    than msg/s there. The files go in --dir: the disk measured is the one it is on, named
+    in the output.
     """
     import tempfile
 
