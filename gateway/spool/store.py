@@ -212,12 +212,7 @@ class Spool(SpoolReads, OutboundQueue):
             raise
         except Exception as exc:
             raise SpoolError(f"spool commit failed: {exc}") from exc
-        if self._journaled is not None and self._journaled.index_due():
-            self._index_later()  # a task: it runs once the ACK has been written
-        elif self._unindexed:
-            self._index_soon()
-        else:
-            self._indexed()
+        self._after_commit()
         return outcome
 
     async def mark_published(self, marks: Iterable[PublishedMark]) -> None:
@@ -357,18 +352,20 @@ class Spool(SpoolReads, OutboundQueue):
             for (_, fut), outcome in zip(batch, outcomes, strict=True):
                 if not fut.done():
                     fut.set_result(outcome)
-            if self._journaled is not None and self._journaled.index_due():
-                await asyncio.sleep(0)  # the ACKs go out first; then SQLite gets the rows
-                try:
-                    await self._run("index journaled rows", self._index)
-                except SpoolError:
-                    pass  # logged by _guarded; retried before the next batch is journaled
-            elif self._unindexed:
-                self._index_soon()
-            else:
-                self._indexed()
+            self._after_commit()
             for _ in batch:
                 self._queue.task_done()
+
+    def _after_commit(self) -> None:
+        """After the ACKs are on their way: index now if due (in a task, so the ACKs go
+        first; the next commit indexes first anyway), else soon; without a journal the
+        rows are readable already."""
+        if self._journaled is not None and self._journaled.index_due():
+            self._index_later()
+        elif self._unindexed:
+            self._index_soon()
+        else:
+            self._indexed()
 
     def _index_soon(self) -> None:
         """Index the journaled rows ``INDEX_DELAY_S`` from now, unless something does first."""
