@@ -56,6 +56,7 @@ from gateway.bench_ceilings import (
     senders_main,
 )
 from gateway.config import ListenerSettings, SpoolSettings
+from gateway.cpu_time import cpu_bound, usable_cores
 from gateway.fsinfo import FileSystem
 from gateway.intake import Intake
 from gateway.metrics import GatewayMetrics
@@ -99,11 +100,20 @@ class BenchResult:
     # CPU time of this process (the server's event loop and its threads) per message:
     # steadier than msg/s on a shared machine, whose speed drifts from second to second.
     cpu_us_per_msg: float = 0.0
+    # CPU time of the senders' process per message: the load generator's share of the cores.
+    senders_cpu_us_per_msg: float = 0.0
 
     @property
     def rate(self) -> float:
         """Messages per second (the median over rounds when there were several)."""
         return self.median_rate if self.median_rate is not None else self.messages / self.seconds
+
+    def cpu_bound(self, cores: int) -> float:
+        """The most msg/s this configuration could reach here if CPU were all that bound
+        it (:func:`gateway.cpu_time.cpu_bound`), its senders being the other process.
+        ``cores``: the cores that can work at once, no more than the senders (one sender
+        and the server take turns: each waits for the other)."""
+        return cpu_bound(cores, self.cpu_us_per_msg, self.senders_cpu_us_per_msg)
 
 
 async def _measure(port: int, messages: list[bytes], connections: int,
@@ -117,7 +127,7 @@ async def _measure(port: int, messages: list[bytes], connections: int,
     loop = asyncio.get_running_loop()
     cpu_before = time.process_time()  # after the spawn: the server's work from here on
     try:
-        elapsed, latencies = await loop.run_in_executor(None, parent.recv)
+        elapsed, latencies, senders_cpu = await loop.run_in_executor(None, parent.recv)
         cpu = time.process_time() - cpu_before
     except EOFError:
         await loop.run_in_executor(None, senders.join)
@@ -128,7 +138,8 @@ async def _measure(port: int, messages: list[bytes], connections: int,
     await loop.run_in_executor(None, senders.join)
     q = statistics.quantiles(latencies, n=100)
     return BenchResult(name, len(messages), elapsed, q[49] * 1000, q[98] * 1000,
-                       cpu_us_per_msg=cpu / len(messages) * 1e6)
+                       cpu_us_per_msg=cpu / len(messages) * 1e6,
+                       senders_cpu_us_per_msg=senders_cpu / len(messages) * 1e6)
 
 
 async def _measure_listener(handler: Handler, messages: list[bytes], connections: int,
@@ -184,7 +195,9 @@ def _median_of(results: list[BenchResult]) -> BenchResult:
                        ratios={key: statistics.median(r.ratios[key] for r in results)
                                for key in first.ratios},
                        rounds=len(results),
-                       cpu_us_per_msg=statistics.median(r.cpu_us_per_msg for r in results))
+                       cpu_us_per_msg=statistics.median(r.cpu_us_per_msg for r in results),
+                       senders_cpu_us_per_msg=statistics.median(
+                           r.senders_cpu_us_per_msg for r in results))
 
 
 async def _one_round(messages: list[bytes], connections: int,
@@ -262,27 +275,36 @@ async def _measure_intake(spool: Spool, messages: list[bytes], connections: int,
 
 
 def intake_figures(runs: dict[int, list[BenchResult]], *, count: int, rounds: int,
-                   folder: Path, fs: FileSystem) -> dict[str, Any]:
+                   folder: Path, fs: FileSystem, cores: int | None = None) -> dict[str, Any]:
     """What ``--json`` prints: where it measured, then per sender count each configuration.
 
     Each configuration has ``msg_per_s``, ``p50_ms``, ``p99_ms``, ``cpu_us_per_msg`` (this
-    process's CPU time per message: the server's), ``ratios`` (to every
-    ceiling: ``echo``, ``fsync_floor``, ``group_commit``) and ``ratio_to_ceiling`` (to the
-    one that bounds that many senders, named by the sender count's ``ceiling``).
+    process's CPU time per message: the server's), ``senders_cpu_us_per_msg`` (the
+    senders' process's), ``cpu_bound_msg_per_s`` (:meth:`BenchResult.cpu_bound` on
+    ``cores``: the most it could reach here at that CPU cost) and the same as a
+    ``cpu_bound_ratio_to_ceiling``, ``ratios`` (to every ceiling: ``echo``,
+    ``fsync_floor``, ``group_commit``) and ``ratio_to_ceiling`` (to the one that bounds
+    that many senders, named by the sender count's ``ceiling``).
     """
+    cores = cores or usable_cores()
     out: dict[str, Any] = {
-        "messages": count, "rounds": rounds, "dir": str(folder),
+        "messages": count, "rounds": rounds, "dir": str(folder), "cores": cores,
         "file_system": {"mount_point": fs.mount_point, "fs_type": fs.fs_type,
                         "device": fs.device, "dev": fs.dev},
         "connections": {}}
     for conns, results in runs.items():
         key = ceiling_for(conns)
+        ceiling = next(r.rate for r in results if r.name == CEILINGS[key])
         out["connections"][str(conns)] = {
             "ceiling": key,
             "configurations": {r.name: {
                 "msg_per_s": round(r.rate), "p50_ms": round(r.p50_ms, 3),
                 "p99_ms": round(r.p99_ms, 3), "rounds": r.rounds,
                 "cpu_us_per_msg": round(r.cpu_us_per_msg, 1),
+                "senders_cpu_us_per_msg": round(r.senders_cpu_us_per_msg, 1),
+                "cpu_bound_msg_per_s": round(r.cpu_bound(min(cores, conns))),
+                "cpu_bound_ratio_to_ceiling": round(r.cpu_bound(min(cores, conns)) / ceiling,
+                                                    3),
                 "ratio_to_ceiling": round(r.ratios[key], 3),
                 "ratios": {k: round(v, 3) for k, v in r.ratios.items()}}
                 for r in results}}
@@ -290,11 +312,16 @@ def intake_figures(runs: dict[int, list[BenchResult]], *, count: int, rounds: in
 
 
 def intake_lines(runs: dict[int, list[BenchResult]], *, count: int, rounds: int,
-                 folder: Path, fs: FileSystem) -> list[str]:
+                 folder: Path, fs: FileSystem, cores: int | None = None) -> list[str]:
     """The text report: a header naming the disk, then per sender count one line each,
-    with the ratio to the ceiling that bounds that many senders and to the echo."""
+    with the ratio to the ceiling that bounds that many senders and to the echo, the CPU
+    time per message of the server and of the senders, and the rate that CPU cost allows
+    on this machine's cores (:meth:`BenchResult.cpu_bound`)."""
+    cores = cores or usable_cores()
     lines = [f"MLLP intake, {count} messages, median of {rounds} interleaved round(s); "
-             f"files in {folder}, on {fs.describe()}:"]
+             f"files in {folder}, on {fs.describe()}; {cores} core(s), shared by the "
+             "senders and the server (cpu-bound: the most msg/s their CPU time per "
+             "message allows):"]
     for conns, results in runs.items():
         key = ceiling_for(conns)
         lines.append(f"{conns} sender(s) waiting for each ACK; the disk's ceiling for them: "
@@ -303,5 +330,7 @@ def intake_lines(runs: dict[int, list[BenchResult]], *, count: int, rounds: int,
             lines.append(f"  {r.name:28s} {r.rate:9,.0f} msg/s  p50 {r.p50_ms:6.2f} ms"
                          f"  p99 {r.p99_ms:6.2f} ms  {r.ratios[key]:7.1%} of {CEILINGS[key]}"
                          f"  {r.ratios['echo']:7.1%} of echo"
-                         f"  cpu {r.cpu_us_per_msg:5.0f} µs/msg")
+                         f"  cpu {r.cpu_us_per_msg:5.0f} µs/msg"
+                         f" (senders {r.senders_cpu_us_per_msg:4.0f})"
+                         f"  cpu-bound {r.cpu_bound(min(cores, conns)):8,.0f} msg/s")
     return lines

@@ -272,8 +272,10 @@ class GroupCommitServer(_Server):
 def senders_main(port: int, messages: list[bytes], connections: int, out: Any) -> None:
     """Child process: ``connections`` senders, each waiting for its ACK before the next.
 
-    Sends ``(seconds, ACK latencies)`` down the pipe ``out``; a sender that fails ends the
-    process without sending, which the parent sees as the pipe closing.
+    Sends ``(seconds, ACK latencies, CPU seconds)`` down the pipe ``out`` (the CPU time
+    this process spent sending: on a small machine the senders share the cores with the
+    server they measure); a sender that fails ends the process without sending, which the
+    parent sees as the pipe closing.
     """
     latencies: list[float] = []
 
@@ -290,5 +292,7 @@ def senders_main(port: int, messages: list[bytes], connections: int, out: Any) -
         await asyncio.gather(*(sender(p) for p in parts))
         return time.perf_counter() - began
 
-    out.send((asyncio.run(run()), latencies))
+    cpu_before = time.process_time()
+    elapsed = asyncio.run(run())
+    out.send((elapsed, latencies, time.process_time() - cpu_before))
     out.close()

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import os
 import tempfile
 import time
 import uuid
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.ack import ack_code_of
+from gateway.cpu_time import cpu_bound, cpu_seconds, listening_pid, usable_cores
 from gateway.errors import GatewayError
 from gateway.mllp.client import MllpClient
 from gateway.pipeline_figures import (
@@ -64,6 +64,8 @@ EVENT_ID_HEADER = "ce_id"
 LOG_APPEND_TIME = 1  # aiokafka's timestamp_type for a broker-stamped record
 
 Progress = Callable[[int], None]  # told the run's published rows so far
+# CPU seconds so far: this process, the mapping workers, the local broker (None: unknown)
+_Cpu = tuple[float, float | None, float | None]
 
 
 class PipelineBenchError(GatewayError):
@@ -112,45 +114,55 @@ async def run_pipeline_bench(bootstrap: str, sample: bytes, count: int, connecti
                 await _send(port, sample, f"W{run[:4].upper()}", warmup,
                             min(connections, warmup))
                 await _wait_settled(gateway, topic, warmup, settle_timeout)
-            workers = gateway.mapping.worker_pids()
-            cpu_before = time.process_time(), _cpu_of(workers)
-            acks = await _send(port, sample, tag, count, connections)
+            workers, broker = gateway.mapping.worker_pids(), local_broker_pid(bootstrap)
+            cpu_before = _cpu_now(workers, broker)
+            acks, senders_cpu = await _send(port, sample, tag, count, connections)
             accepted = sum(a.code in ("AA", "CA") for a in acks)
             await _wait_settled(gateway, topic, warmup + accepted, settle_timeout,
                                 progress, warmup)
-            cpu = _per_message(cpu_before, (time.process_time(), _cpu_of(workers)), count)
+            cpu = _per_message(cpu_before, _cpu_now(workers, broker), senders_cpu, count)
             rows = await _settled(gateway.spool, count + warmup)
         records = await read_topic(bootstrap, topic)
     figures = account(acks, rows, records)
     return {"sample_messages": count, "connections": connections, "topic": topic,
             "partitions": PARTITIONS, "patients": PATIENTS, "warmup": warmup,
-            "mapping_workers": settings.mapping_workers, "cores": os.cpu_count(),
+            "mapping_workers": settings.mapping_workers, "cores": usable_cores(),
             "broker_timestamps": _stamps(records),
             **figures.as_dict(), **cpu}
 
 
-def _cpu_of(pids: Sequence[int]) -> float | None:
-    """CPU seconds used so far by the processes ``pids`` (Linux's /proc), or None."""
-    total = 0.0
-    try:
-        for pid in pids:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+def _per_message(before: _Cpu, after: _Cpu, senders: float, count: int
+                 ) -> dict[str, float | None]:
+    """CPU per message during the run: the gateway's process (event loop, its threads),
+    the mapping workers, the senders and the local broker (None when not measured), their
+    sum, and the most msg/s that sum allows on this machine's cores (``cpu_bound``).
+    Steadier than msg/s on a shared machine: other load slows a run down but does not add
+    to its CPU time."""
+    def per(i: int) -> float | None:
+        a, b = after[i], before[i]
+        return None if a is None or b is None else round((a - b) / count * 1e6, 1)
+
+    gateway, mapping, broker = per(0), per(1), per(2)
+    sender = round(senders / count * 1e6, 1)
+    total = sum(x for x in (gateway, mapping, sender, broker) if x is not None)
+    return {"gateway_cpu_us_per_msg": gateway, "mapping_cpu_us_per_msg": mapping,
+            "senders_cpu_us_per_msg": sender, "broker_cpu_us_per_msg": broker,
+            "total_cpu_us_per_msg": round(total, 1),
+            "cpu_bound_msg_per_s": round(cpu_bound(usable_cores(), gateway or 0.0,
+                                                   total - (gateway or 0.0)))}
+
+
+def _cpu_now(workers: Sequence[int], broker: int | None) -> _Cpu:
+    return (time.process_time(), cpu_seconds(workers),
+            cpu_seconds([broker]) if broker is not None else None)
+
+
+def local_broker_pid(bootstrap: str) -> int | None:
+    """The broker's process when the first bootstrap server is on this machine."""
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if host.strip("[]") not in ("127.0.0.1", "localhost", "::1") or not port.isdigit():
         return None
-    return total
-
-
-def _per_message(before: tuple[float, float | None], after: tuple[float, float | None],
-                 count: int) -> dict[str, float | None]:
-    """CPU per message during the run: the gateway's process (event loop, its threads) and
-    the mapping workers. Steadier than msg/s on a shared machine: other load slows a run
-    down but does not add to its CPU time."""
-    gateway = (after[0] - before[0]) / count * 1e6
-    mapping = None if before[1] is None or after[1] is None else \
-        (after[1] - before[1]) / count * 1e6
-    return {"gateway_cpu_us_per_msg": round(gateway, 1),
-            "mapping_cpu_us_per_msg": None if mapping is None else round(mapping, 1)}
+    return listening_pid(int(port))
 
 
 def _stamps(records: Sequence[Record]) -> str:
@@ -205,8 +217,9 @@ async def _wait_connected(gateway: GatewayService, within: float = 60.0) -> None
 
 
 async def _send(port: int, sample: bytes, tag: str, count: int, connections: int,
-                ) -> list[Acked]:
-    """Run the senders in a process of their own; each message's times and ACK code."""
+                ) -> tuple[list[Acked], float]:
+    """Run the senders in a process of their own; each message's times and ACK code, and
+    the CPU seconds the senders spent."""
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     senders = ctx.Process(target=senders_main,
@@ -215,19 +228,21 @@ async def _send(port: int, sample: bytes, tag: str, count: int, connections: int
     child.close()
     loop = asyncio.get_running_loop()
     try:
-        answer: list[tuple[int, float, float, str]] | str = await loop.run_in_executor(
-            None, parent.recv)
+        answer: tuple[list[tuple[int, float, float, str]], float] | str = \
+            await loop.run_in_executor(None, parent.recv)
     except EOFError:
         answer = "the sender process exited without a result"
     await loop.run_in_executor(None, senders.join)
     if isinstance(answer, str):
         raise PipelineBenchError(f"the MLLP senders failed: {answer}")
-    return [Acked(control_id(tag, n), sent, acked, code) for n, sent, acked, code in answer]
+    times, cpu = answer
+    return [Acked(control_id(tag, n), sent, acked, code) for n, sent, acked, code in times], cpu
 
 
 def senders_main(port: int, sample: bytes, tag: str, count: int, connections: int,
                  out: Any) -> None:
-    """Child process: ``connections`` senders, each waiting for its ACK before the next."""
+    """Child process: ``connections`` senders, each waiting for its ACK before the next.
+    Sends ``(times, CPU seconds spent)`` down ``out``, or the error's text."""
     times: list[tuple[int, float, float, str]] = []
 
     async def sender(lane: int) -> None:
@@ -241,12 +256,13 @@ def senders_main(port: int, sample: bytes, tag: str, count: int, connections: in
     async def run() -> None:
         await asyncio.gather(*(sender(lane) for lane in range(connections)))
 
+    cpu_before = time.process_time()
     try:
         asyncio.run(run())
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
         out.send(f"{type(exc).__name__}: {exc}")
     else:
-        out.send(times)
+        out.send((times, time.process_time() - cpu_before))
     out.close()
 
 

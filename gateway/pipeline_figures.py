@@ -145,10 +145,22 @@ def text_lines(figures: dict[str, Any], sample_name: str) -> list[str]:
         f"{f['lag_p50_ms']:8.1f} ms  p99 {f['lag_p99_ms']:8.1f} ms  max {f['lag_max_ms']:.1f} ms"
         "   (ACK -> row marked published after the broker's ack)",
         broker,
-        f"  CPU per message: gateway process {f['gateway_cpu_us_per_msg']:.0f} µs"
-        + (f", mapping workers {f['mapping_cpu_us_per_msg']:.0f} µs"
-           if f["mapping_cpu_us_per_msg"] is not None else ""),
+        cpu_line(f),
         f"  accepted {f['acked']:,}, published {f['published']:,}, failed {f['failed']:,};"
         f" records on the topic {f['records']:,}, duplicates {f['duplicates']:,},"
         f" missing {f['missing']:,}",
     ]
+
+
+def cpu_line(f: dict[str, Any]) -> str:
+    """CPU per message by process, their sum and the rate it allows on this machine."""
+    parts = [(name, f.get(key)) for name, key in (
+        ("gateway process", "gateway_cpu_us_per_msg"),
+        ("mapping workers", "mapping_cpu_us_per_msg"),
+        ("senders", "senders_cpu_us_per_msg"), ("Kafka broker", "broker_cpu_us_per_msg"))]
+    known = ", ".join(f"{name} {value:.0f}" for name, value in parts if value is not None)
+    line = f"  CPU per message (µs): {known}"
+    if f.get("total_cpu_us_per_msg") is not None and f.get("cpu_bound_msg_per_s"):
+        line += (f"; {f['total_cpu_us_per_msg']:.0f} in all: at most "
+                 f"{f['cpu_bound_msg_per_s']:,} msg/s on {f['cores']} cores")
+    return line

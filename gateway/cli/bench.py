@@ -99,9 +99,10 @@ def bench_intake(count: int, connections: tuple[int, ...], sample: Path, rounds:
     listener without spool, spool + ACK, and the full intake (check + spool + ACK).
     Each round measures every configuration back to back; ratios are to the ceilings of
     the same round, and each figure is the median over the rounds (a shared machine
-    drifts). Each configuration also shows the server's CPU time per message, steadier
-    than msg/s there. The files go in --dir: the disk measured is the one it is on, named
-    in the output.
+    drifts). Each configuration also shows the CPU time per message of the server (steadier
+    than msg/s there) and of the senders, and the most msg/s those costs allow on this
+    machine's cores (cpu-bound): a target above it needs cheaper work, not a faster disk.
+    The files go in --dir: the disk measured is the one it is on, named in the output.
     """
     import tempfile
 

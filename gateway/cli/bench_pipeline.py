@@ -30,7 +30,9 @@ def bench_pipeline(count: int, connections: int, sample: Path, as_json: bool) ->
     ACKed msg/s (first send to last ACK) and ACK latency; published msg/s (first send
     to the last row the spool marked published after the broker's ack) and the publish
     lag (each message's ACK to that mark; also to the record's broker append time);
-    records read back from the topic, duplicates and missing ones.
+    records read back from the topic, duplicates and missing ones; CPU time per message
+    of the gateway, its mapping workers, the senders and a broker on this machine, and
+    the most msg/s their sum allows on its cores.
     Uses KAFKA_BOOTSTRAP_SERVERS or starts a local broker; a fresh topic each run.
     """
     from gateway.cli.bench import _emit, kafka_for_bench

@@ -31,4 +31,10 @@ def test_300_messages_are_acked_published_and_read_back_once(
     # the broker appends a record before it acks it, and a row is marked after the ack
     # (one clock; the broker's is in whole milliseconds)
     assert figures["broker_lag_p99_ms"] <= figures["lag_p99_ms"] + 1
-    assert figures["gateway_cpu_us_per_msg"] > 0
+    assert figures["gateway_cpu_us_per_msg"] > 0 and figures["senders_cpu_us_per_msg"] > 0
+    # The test broker runs on this machine: its CPU is found through its listening port.
+    assert figures["broker_cpu_us_per_msg"] is not None
+    parts = ("gateway", "mapping", "senders", "broker")
+    assert figures["total_cpu_us_per_msg"] == pytest.approx(
+        sum(figures[f"{p}_cpu_us_per_msg"] for p in parts), abs=0.5)
+    assert 0 < figures["cpu_bound_msg_per_s"] <= 1e6 / figures["gateway_cpu_us_per_msg"] + 1

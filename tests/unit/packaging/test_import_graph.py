@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 PACKAGES = ("hl7gw", "gateway", "mappers", "connectors")
 # Developer tooling and benchmarks: importable, but never loaded by serve, bridge or function.
-DEV_TOOLING = ("gateway.bench", "gateway.bench_ceilings", "gateway.fsinfo",
+DEV_TOOLING = ("gateway.bench", "gateway.bench_ceilings", "gateway.cpu_time", "gateway.fsinfo",
                "gateway.pipeline_bench", "gateway.pipeline_figures", "connectors.bench",
                "mappers.bench", "gateway.dev")
 
