@@ -123,14 +123,8 @@ class MllpClient:
 
     async def send(self, message: bytes) -> bytes:
         """Send one message and return the payload of the ACK frame that answers it."""
-        if self._writer is None or self._reader is None:
-            raise MllpClientError("not connected")
-        try:
-            self._writer.write(encode_frame(message))
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
-            return await self.read_ack()
-        except (OSError, TimeoutError) as exc:
-            raise MllpConnectionLost(f"connection lost: {exc or 'timed out'}") from exc
+        await self.write(message)
+        return await self.read_ack()
 
     async def write(self, message: bytes) -> None:
         """Send one message without waiting for its answer (read it with :meth:`read_ack`)."""
@@ -138,7 +132,11 @@ class MllpClient:
             raise MllpClientError("not connected")
         try:
             self._writer.write(encode_frame(message))
-            await asyncio.wait_for(self._writer.drain(), self.timeout)
+            # drain() only when the socket did not take the whole frame: it is a wait (and
+            # a timeout set up) per message for nothing otherwise.
+            if self._writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self.timeout):
+                    await self._writer.drain()
         except (OSError, TimeoutError) as exc:
             raise MllpConnectionLost(f"connection lost: {exc or 'timed out'}") from exc
 
@@ -147,20 +145,18 @@ class MllpClient:
         client's timeout)."""
         if self._reader is None:
             raise MllpClientError("not connected")
-        loop = asyncio.get_running_loop()
         within = self.timeout if within is None else within
-        deadline = loop.time() + within
-        while not self._ready:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise MllpConnectionLost(f"no ACK within {within:g} s")
-            try:
-                data = await asyncio.wait_for(self._reader.read(65536), remaining)
-            except TimeoutError:
-                raise MllpConnectionLost(f"no ACK within {within:g} s") from None
-            except OSError as exc:
-                raise MllpConnectionLost(f"connection lost: {exc}") from exc
-            if not data:
-                raise MllpConnectionLost("connection closed by the peer before the ACK")
-            self._ready.extend(self._decoder.feed(data))
+        try:
+            # One deadline for the whole ACK (asyncio.timeout), not a wait_for per read.
+            async with asyncio.timeout(within):
+                while not self._ready:
+                    data = await self._reader.read(65536)
+                    if not data:
+                        raise MllpConnectionLost(
+                            "connection closed by the peer before the ACK")
+                    self._ready.extend(self._decoder.feed(data))
+        except TimeoutError:
+            raise MllpConnectionLost(f"no ACK within {within:g} s") from None
+        except OSError as exc:
+            raise MllpConnectionLost(f"connection lost: {exc}") from exc
         return self._ready.pop(0)
