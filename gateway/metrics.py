@@ -111,6 +111,15 @@ class GatewayMetrics:
                                        "last good set stays live)", ["result"], registry=r)
         for result in ("ok", "rejected"):  # both series exist from the start, at 0
             self.profile_reloads.labels(result)
+        # The spool's keyring (docs/encryption.md): reloads on SIGHUP after a rotation.
+        self.keyring_reloads = Counter("hl7gw_keyring_reloads",
+                                       "Keyring reloads, by result (ok, or rejected: the keys "
+                                       "in use stay)", ["result"], registry=r)
+        for result in ("ok", "rejected"):
+            self.keyring_reloads.labels(result)
+        self.keyring = Info("hl7gw_keyring", "The keyring sealing new records: current key "
+                            "id and number of keys (nothing while encryption is off)",
+                            registry=r)
         # The return path (gateway/outbound/): results consumed, queued and sent to the EHR.
         self.outbound_consumed = Counter(
             "hl7gw_outbound_consumed", "Outbound records taken from Kafka, by outcome (queued, "

@@ -16,7 +16,10 @@ a broker that is down or a 12,000-line report in the worker cannot stretch the s
 Profiles (``profiles.dir``) load before anything is bound: a bad file stops the start.
 While running they reload on SIGHUP (when the service runs in the main thread's loop, the
 only place a signal handler can go) and when the folder changes (``watch_interval_s``);
-a reload swaps one object, so MLLP connections stay open across it.
+a reload swaps one object, so MLLP connections stay open across it. SIGHUP also reloads
+the keyring when the spool is encrypted (after ``hl7gw keys rotate``: new records are
+sealed under the new current key without a restart); a keyring that lacks a key in use,
+or cannot be loaded, is refused and the keys in use stay (:meth:`reload_keys`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from connectors.kafka import EventProducer
 from gateway.alerts.engine import build_engine
 from gateway.app import create_app
 from gateway.config import GatewaySettings
-from gateway.errors import ListenError, SpoolError
+from gateway.errors import EncryptionError, ListenError, SpoolError
 from gateway.intake import Intake, IntakeResult
 from gateway.kafka_watch import KafkaWatch
 from gateway.mapping import MappingPool
@@ -112,7 +115,7 @@ class GatewayService:
         self.http_port: int | None = None
         self.mapper_build = ""  # "compiled (mypyc)" or "pure Python (why)", set by start()
         self._sighup = False  # a SIGHUP handler is installed (removed by stop())
-        self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP reloads in flight
+        self._reloads: set[asyncio.Task[Any]] = set()  # SIGHUP reloads in flight
 
     async def __aenter__(self) -> GatewayService:
         await self.start()
@@ -126,6 +129,7 @@ class GatewayService:
         self._note_mapper_build()
         self.profiles.load()  # ProfileError (file:line: field): nothing starts
         await self.spool.start()
+        self._note_keyring()
         self.spool.on_indexed(self.publisher.wake)
         self.spool.search.start()  # the search index follows the spool in the background
         self.mapping.start()
@@ -180,9 +184,41 @@ class GatewayService:
     def _on_sighup(self) -> None:
         log.info("SIGHUP: reloading profiles")
         # In a thread: compiling the profiles must not hold up MLLP connections.
-        task = asyncio.create_task(asyncio.to_thread(self.profiles.reload), name="sighup")
-        self._reloads.add(task)
-        task.add_done_callback(self._reloads.discard)
+        reloads = [asyncio.create_task(asyncio.to_thread(self.profiles.reload),
+                                       name="sighup")]
+        if self.settings.encryption is not None:
+            reloads.append(asyncio.create_task(self.reload_keys(), name="sighup-keys"))
+        for task in reloads:
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+    async def reload_keys(self) -> bool:
+        """Load the keyring again from the configured provider and seal with it from now on
+        (``Sealer.replace``). False, with the keys in use kept and the reason logged, when
+        it cannot be loaded or lacks a key in use. The provider's file (or KMS call) is
+        read in a thread: MLLP connections are not held up."""
+        from gateway.keys.providers import load_keyring
+
+        assert self.settings.encryption is not None
+        try:
+            keyring = await asyncio.to_thread(load_keyring, self.settings.encryption)
+            self.spool.sealer.replace(keyring)
+        except EncryptionError as exc:
+            self.metrics.keyring_reloads.labels("rejected").inc()
+            log.error("keyring reload refused; the keys in use stay",
+                      extra={"error": str(exc)})
+            return False
+        self.metrics.keyring_reloads.labels("ok").inc()
+        self._note_keyring()
+        log.info("keyring reloaded", extra={"current_key": keyring.current_key_id,
+                                            "keys": len(keyring.key_ids)})
+        return True
+
+    def _note_keyring(self) -> None:
+        keyring = self.spool.sealer.keyring
+        if keyring is not None:
+            self.metrics.keyring.info({"current_key": keyring.current_key_id,
+                                       "keys": str(len(keyring.key_ids))})
 
     def _handler(self, answer: Callable[[bytes, str], Awaitable[IntakeResult]], name: str
                  ) -> Callable[[bytes, str], Awaitable[bytes | None]]:

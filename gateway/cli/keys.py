@@ -48,7 +48,8 @@ def _next_steps(settings: EncryptionSettings, config: Path, key_id: str) -> str:
                    "are kept and restart the gateway (a running process cannot see a new "
                    "environment)")
     else:
-        restart = "restart the gateway (the keyring is loaded at start)"
+        restart = ("reload the gateway's keys: send it SIGHUP (kill -HUP <pid>) or "
+                   "restart it")
     return (f"Next: {restart}; it then seals new records under {key_id} and still reads "
             f"the older ones. `hl7gw keys rewrap --config {config}` re-encrypts older "
             "records under the current key.")

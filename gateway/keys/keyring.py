@@ -122,10 +122,15 @@ def _header(key_id: str) -> bytes:
     return PREFIX + bytes([len(raw)]) + raw
 
 
+_PROBE_AAD = b"hl7gw keyring reload probe"
+
+
 class Keyring:
     """The keys a spool may read with, and the one it writes with.
 
-    Immutable: a restart builds a new keyring (keys are loaded when the gateway starts).
+    Immutable: keys are loaded when the gateway starts, and a reload (SIGHUP, after
+    ``hl7gw keys rotate``) builds a new keyring that replaces this one whole
+    (:meth:`missing_from` says whether it may).
     ``source`` says where the keys came from (``key file var/keys.json``), for messages.
     Thread-safe: each call uses its own nonce and no shared state changes.
     """
@@ -192,6 +197,27 @@ class Keyring:
                 f"record under key {head.key_id!r} failed authentication: the key material "
                 f"differs from the one that sealed it, the bytes were altered, or the record "
                 "was read under another record id") from None
+
+    def missing_from(self, newer: Keyring) -> list[str]:
+        """What ``newer`` lacks of this ring's keys, one line each (empty: it may replace
+        this one): a key id it does not hold, or holds with other material (found by
+        sealing a probe under this ring's key and opening it with ``newer``'s, so no key
+        material is compared or shown). Records sealed under either could not be read."""
+        problems = []
+        for key_id in self._order:
+            theirs = newer._ciphers.get(key_id)
+            if theirs is None:
+                problems.append(f"key {key_id!r} is missing")
+                continue
+            nonce, probe = os.urandom(NONCE_BYTES), os.urandom(16)
+            sealed = self._ciphers[key_id].encrypt(nonce, probe, _PROBE_AAD)
+            try:
+                same = theirs.decrypt(nonce, sealed, _PROBE_AAD) == probe
+            except InvalidTag:
+                same = False
+            if not same:
+                problems.append(f"key {key_id!r} has other material")
+        return problems
 
     def key_id_of(self, blob: bytes) -> str:
         """The id of the key ``blob`` was sealed under (``EncryptionError`` if not sealed)."""

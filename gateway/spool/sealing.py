@@ -57,6 +57,26 @@ class Sealer:
         except EncryptionError as exc:
             raise SpoolError(f"spool: cannot decrypt {place.rsplit(':', 1)[0]}: {exc}") from exc
 
+    def replace(self, keyring: Keyring) -> None:
+        """Seal with ``keyring`` from now on (a reload after ``hl7gw keys rotate``).
+
+        Refused (``EncryptionError``, the sealer unchanged) when sealing was off at start
+        (turning it on takes a restart: the spool and journal are checked then) or when
+        ``keyring`` lacks a key of the current ring or holds one with other material:
+        records sealed under it would become unreadable. One assignment: a thread sealing
+        at that moment uses the old ring or the new one, and both open everything.
+        """
+        if self.keyring is None:
+            raise EncryptionError("encryption was off when the gateway started: restart it "
+                                  "to turn encryption on (docs/encryption.md)")
+        problems = self.keyring.missing_from(keyring)
+        if problems:
+            raise EncryptionError(
+                f"{keyring.source} cannot replace the keys in use: {'; '.join(problems)}. "
+                "Records sealed under them would become unreadable; restore the key file "
+                "(or variable) that holds them, then reload again")
+        self.keyring = keyring
+
     def needs_rewrap(self, value: bytes) -> bool:
         """Whether ``value`` is clear or under an older key than the current one."""
         if self.keyring is None:

@@ -96,7 +96,7 @@ def test_rotate_adds_a_current_key_and_says_what_next(file_config: tuple[Path, P
     assert doc["keys"][0]["id"] == first and doc["current"] != first
     assert f"added key {doc['current']} to {key_file}: current now (was {first})" \
         in result.stdout
-    assert "restart the gateway" in result.stdout
+    assert "send it SIGHUP (kill -HUP <pid>)" in result.stdout
     assert f"hl7gw keys rewrap --config {cfg}" in result.stdout
     assert shows_no_material(result, key_file_materials(key_file))
 

@@ -164,3 +164,15 @@ def test_key_material_is_never_in_a_repr() -> None:
     for text in (repr(k), repr(r)):
         assert "k1" in text
         assert repr(k.material) not in text and k.material.hex() not in text
+
+
+def test_a_ring_with_every_key_and_more_may_replace_this_one() -> None:
+    k1, k2 = key("k1"), key("k2")
+    assert ring(k1).missing_from(ring(k2, k1)) == []  # rotated: a new current key added
+
+
+def test_a_ring_without_a_key_in_use_or_with_other_material_may_not() -> None:
+    k1, k2 = key("k1"), key("k2")
+    assert ring(k1, k2).missing_from(ring(k2)) == ["key 'k1' is missing"]
+    other = ring(key("k1"), k2)  # same id, other material: its records would not open
+    assert ring(k1, k2).missing_from(other) == ["key 'k1' has other material"]

@@ -15,6 +15,7 @@ from gateway.errors import EncryptionError, SpoolError
 from gateway.keys.keyring import DataKey, Keyring, is_encrypted
 from gateway.spool import Accepted, Rejected, Spool
 from gateway.spool.outbound import OutboundItem
+from gateway.spool.sealing import Sealer
 
 NAME, MRN = b"Everyman^Adam", b"MRN-4820017"
 K1, K2 = DataKey("k1", os.urandom(32)), DataKey("k2", os.urandom(32))
@@ -203,3 +204,36 @@ async def test_a_clear_spool_is_migrated_in_place(tmp_path: Path) -> None:
         await spool.stop()
     assert files_contain(tmp_path, NAME) == []
     assert files_contain(tmp_path, MRN) == []
+
+
+async def test_a_reloaded_keyring_seals_new_rows_and_old_ones_still_open(
+        tmp_path: Path) -> None:
+    spool = spool_at(tmp_path, Keyring([K1], "k1"))
+    await spool.start()
+    try:
+        await fill(spool, 0, 2)
+        with pytest.raises(EncryptionError, match="'k1' is missing"):
+            spool.sealer.replace(Keyring([K2], "k2"))
+        with pytest.raises(EncryptionError, match="'k1' has other material"):
+            spool.sealer.replace(Keyring([DataKey("k1", os.urandom(32))], "k1"))
+        assert key_ids(tmp_path) == {"k1"}  # refused reloads changed nothing
+        spool.sealer.replace(Keyring([K2, K1], "k2"))  # what `keys rotate` + SIGHUP give
+        await fill(spool, 10, 2)
+        rows = await spool.pending()  # every row opens, whichever key sealed it
+        assert [p.raw for p in rows] == [message(f"M{i}").raw for i in (0, 1, 10, 11)]
+    finally:
+        await spool.stop()
+    assert key_ids(tmp_path) == {"k1", "k2"}
+    conn = sqlite3.connect(tmp_path / "spool.db")
+    try:
+        newest = bytes(conn.execute("SELECT raw FROM messages ORDER BY id DESC").fetchone()[0])
+    finally:
+        conn.close()
+    assert Keyring([K1, K2], "k2").key_id_of(newest) == "k2"
+
+
+def test_a_spool_started_without_encryption_is_not_turned_on_by_a_reload() -> None:
+    sealer = Sealer(None)
+    with pytest.raises(EncryptionError, match="restart it to turn encryption on"):
+        sealer.replace(Keyring([K1], "k1"))
+    assert sealer.keyring is None
