@@ -12,6 +12,8 @@ import pytest
 
 from gateway.errors import SpoolError
 from gateway.spool import Accepted, Rejected, Spool, writes
+from gateway.spool import store as store_module
+from gateway.spool.journaled import INDEX_ROWS
 
 
 def accepted(cid: str, body: bytes = b"MSH|^~\\&|A|B\r") -> Accepted:
@@ -169,6 +171,26 @@ async def test_a_resend_is_a_duplicate_while_its_first_copy_waits_to_be_indexed(
         await asyncio.wait_for(indexed.wait(), timeout=10)
         assert calls == [3]
         assert [r[1] for r in rows(tmp_path / "spool.db")] == ["D1", "D2", "D2"]
+    finally:
+        await spool.stop()
+
+
+async def test_index_rows_waiting_are_inserted_at_once_not_after_the_delay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The timer is out of reach: only the row count can trigger the insert.
+    monkeypatch.setattr(store_module, "INDEX_DELAY_S", 60.0)
+    spool = journaled(tmp_path)
+    await spool.start()
+    indexed = asyncio.Event()
+    spool.on_indexed(indexed.set)
+    try:
+        for i in range(INDEX_ROWS - 1):
+            await spool.store(accepted(f"R{i}"))
+        await asyncio.sleep(0.1)
+        assert not indexed.is_set() and rows(tmp_path / "spool.db") == []
+        await spool.store(accepted("LAST"))  # INDEX_ROWS wait: inserted in a task, now
+        await asyncio.wait_for(indexed.wait(), timeout=10)
+        assert len(rows(tmp_path / "spool.db")) == INDEX_ROWS
     finally:
         await spool.stop()
 
