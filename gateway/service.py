@@ -203,10 +203,11 @@ class GatewayService:
         try:
             keyring = await asyncio.to_thread(load_keyring, self.settings.encryption)
             self.spool.sealer.replace(keyring)
-        except EncryptionError as exc:
+        except Exception as exc:  # noqa: BLE001 - an SDK error (KMS) too: logged, counted
             self.metrics.keyring_reloads.labels("rejected").inc()
+            detail = str(exc) if isinstance(exc, EncryptionError) else type(exc).__name__
             log.error("keyring reload refused; the keys in use stay",
-                      extra={"error": str(exc)})
+                      extra={"error": detail})
             return False
         self.metrics.keyring_reloads.labels("ok").inc()
         self._note_keyring()
