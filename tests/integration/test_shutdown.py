@@ -269,6 +269,9 @@ async def test_serve_stops_under_load_keeps_every_ack_and_publishes_it_after_res
     again = Command(tmp_path, "serve", "--config", str(config), "--log-level", "warning",
                     name="again")
     commands.append(again)
+    # Up before the SIGTERM below: when the first stop published everything, nothing is
+    # pending and a signal sent while it still imports would meet the default action.
+    await wait_port(mllp)
     deadline = time.monotonic() + START_S
     while any(status == "pending" for status in spooled(tmp_path / "spool.db").values()):
         assert again.process.poll() is None, again.stderr()[-3000:]
