@@ -25,9 +25,11 @@ Kafka is not involved: intake does not wait for it (the publisher drains the spo
 The files (the ceilings' file, the spools) go in the folder given (``--dir``): the disk
 measured is the one that folder is on. All of them run back to back in each of several rounds;
 each figure is the median over the rounds, and each ratio the median of the ratios to the
-ceilings of the same round. Each configuration's CPU time per message (this process's: the
-server's loop and threads, not the senders') is given too: on a shared machine whose speed
-drifts, a change's cost shows there more steadily than in msg/s.
+ceilings of the same round. Each configuration's CPU time per message is given too, the
+server's (this process: its loop and threads) and the senders' (their process): on a shared
+machine whose speed drifts, a change's cost shows there more steadily than in msg/s, and
+with the cores they share the two give the most msg/s that CPU allows
+(:meth:`BenchResult.cpu_bound`).
 """
 
 from __future__ import annotations
